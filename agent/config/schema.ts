@@ -1,0 +1,116 @@
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { DEFAULT_STATUS_TOPIC, DEFAULT_TOPIC_PREFIX, DeployLayer, ModelName, NodeName } from '../../shared/index.js';
+import { Size } from './size.js';
+
+// The node's configuration: every key with its default. README's configuration table follows
+// this file; keep them together.
+
+const MiB = 1024 ** 2;
+const GiB = 1024 ** 3;
+
+const defaultNodeName = () => hostname().toLowerCase().replace(/[^a-z0-9.-]/g, '-').replace(/^[-.]+|[-.]+$/g, '') || 'node';
+
+/** An external runtime: argv with placeholders, never through a shell. */
+export const RuntimeEntry = z.strictObject({
+  command: z.array(z.string().min(1)).min(1),
+  env: z.record(z.string(), z.string()).default({}),
+  readyPath: z.string().startsWith('/').default('/v2/health/ready'),
+  startTimeoutMs: z.number().int().positive().optional(),
+});
+export type RuntimeEntry = z.infer<typeof RuntimeEntry>;
+
+export const ConfigSchema = z.strictObject({
+  node: z
+    .strictObject({
+      name: NodeName.default(defaultNodeName),
+      labels: z.record(z.string(), z.string()).default({}),
+      layer: DeployLayer.default('edge'),
+      /** Address put in status.url; detected from the network interfaces when empty. */
+      address: z.string().default(''),
+    })
+    .prefault({}),
+  broker: z
+    .strictObject({
+      url: z.string().regex(/^(mqtts?|wss?|tcp|ssl):\/\//, 'must be an mqtt://, mqtts://, tcp://, ssl://, ws:// or wss:// URL').default('mqtt://127.0.0.1:1883'),
+      username: z.string().optional(),
+      password: z.string().optional(),
+      clientId: z.string().optional(),
+      keepaliveSec: z.number().int().min(5).max(3600).default(30),
+      reconnectMs: z.number().int().min(100).default(2000),
+      tls: z
+        .strictObject({
+          ca: z.string().optional(),
+          cert: z.string().optional(),
+          key: z.string().optional(),
+          rejectUnauthorized: z.boolean().default(true),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  topics: z
+    .strictObject({
+      prefix: z.string().min(1).regex(/^[^#+]*[^/#+]$/, 'must not contain "#" or "+" nor end with "/"').default(DEFAULT_TOPIC_PREFIX),
+      status: z.string().min(1).regex(/^[^#+]*$/, 'must not contain "#" or "+"').default(DEFAULT_STATUS_TOPIC),
+    })
+    .prefault({}),
+  stateDir: z.string().min(1).default('/var/lib/modeld'),
+  limits: z
+    .strictObject({
+      messageBytes: Size.default(MiB),
+      archiveBytes: Size.default(8 * GiB),
+      unpackedBytes: Size.default(16 * GiB),
+      entries: z.number().int().positive().default(100_000),
+    })
+    .prefault({}),
+  fetch: z
+    .strictObject({
+      attempts: z.number().int().min(1).max(100).default(6),
+      backoffBaseMs: z.number().int().min(1).default(1000),
+      backoffMaxMs: z.number().int().min(1).default(60_000),
+      connectTimeoutMs: z.number().int().min(1).default(15_000),
+      stallTimeoutMs: z.number().int().min(1).default(30_000),
+      /** Bytes per second; 0 means no cap. */
+      bandwidth: Size.default(0),
+      /** Free space to keep on the state directory's disk beyond the archive itself. */
+      reserveBytes: Size.default(64 * MiB),
+      allowedSchemes: z.array(z.enum(['https', 'http', 'file'])).default(['https', 'http']),
+      /** Hostnames (exact, or "*.example.com"); empty allows any host. */
+      allowedHosts: z.array(z.string()).default([]),
+      progressIntervalMs: z.number().int().min(0).default(1000),
+    })
+    .prefault({}),
+  store: z.strictObject({ capBytes: Size.default(20 * GiB) }).prefault({}),
+  allowUnverified: z.boolean().default(false),
+  gateway: z
+    .strictObject({
+      bind: z.string().default('0.0.0.0'),
+      port: z.number().int().min(0).max(65535).default(8000),
+      maxBodyBytes: Size.default(64 * MiB),
+    })
+    .prefault({}),
+  serving: z
+    .strictObject({
+      startTimeoutMs: z.number().int().min(100).default(60_000),
+      drainTimeoutMs: z.number().int().min(0).default(30_000),
+      stopGraceMs: z.number().int().min(0).default(10_000),
+      crashLoopRestarts: z.number().int().min(1).default(3),
+      restartBackoffMs: z.number().int().min(10).default(1000),
+      /** Instances listen on loopback ports from here up. 0 lets the OS choose. */
+      basePort: z.number().int().min(0).max(65535).default(0),
+    })
+    .prefault({}),
+  /** frameworkType -> runtime. `onnx` is built in; others are commands. */
+  runtimes: z.record(ModelName, RuntimeEntry).default({}),
+  admin: z
+    .strictObject({
+      socket: z.string().default('/run/modeld/modeld.sock'),
+      metricsBind: z.string().default('127.0.0.1'),
+      metricsPort: z.number().int().min(0).max(65535).default(9464),
+    })
+    .prefault({}),
+  log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') }).prefault({}),
+});
+
+export type Config = z.output<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;

@@ -1,0 +1,70 @@
+// Coded errors: every failure the agent reports carries one of these codes as its status reason.
+
+export type ErrorCode =
+  // intake
+  | 'BadMessage'
+  | 'UnknownOperation'
+  | 'MessageTooLarge'
+  | 'InvalidSpec'
+  | 'TargetVersionNotInManifest'
+  | 'DuplicateVersion'
+  | 'EmptyManifest'
+  | 'MissingDigest'
+  | 'ImageNotForAgent'
+  | 'URLNotAllowed'
+  // fetch
+  | 'HTTPError'
+  | 'ConnectTimeout'
+  | 'Stalled'
+  | 'SizeMismatch'
+  | 'TooLarge'
+  | 'NoSpace'
+  | 'DigestMismatch'
+  | 'DownloadFailed'
+  // install
+  | 'UnsupportedArchive'
+  | 'UnsafeArchive'
+  | 'ArchiveTooLarge'
+  | 'TooManyEntries'
+  | 'CorruptArchive'
+  | 'InstallFailed'
+  // serving
+  | 'RuntimeNotFound'
+  | 'NotReady'
+  | 'CrashLoop'
+  | 'StartFailed'
+  | 'NoRollbackVersion'
+  // general
+  | 'Cancelled'
+  | 'ConfigInvalid'
+  | 'Internal';
+
+export class ModeldError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  /** Extra facts for the status message and logs (expected/actual digests, attempts, url...). */
+  readonly details: Record<string, unknown>;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { retryable?: boolean; cause?: unknown; details?: Record<string, unknown> } = {},
+  ) {
+    super(message, { cause: opts.cause });
+    this.name = 'ModeldError';
+    this.code = code;
+    this.retryable = opts.retryable ?? false;
+    this.details = opts.details ?? {};
+  }
+}
+
+export const isModeldError = (err: unknown): err is ModeldError => err instanceof ModeldError;
+
+/** Any thrown value as a ModeldError, so reporting has one shape. */
+export function toModeldError(err: unknown): ModeldError {
+  if (err instanceof ModeldError) return err;
+  if (err instanceof Error && err.name === 'AbortError') return new ModeldError('Cancelled', 'cancelled by a newer spec', { cause: err });
+  const e = err as NodeJS.ErrnoException;
+  if (e?.code === 'ENOSPC') return new ModeldError('NoSpace', `disk full: ${e.message}`, { cause: err, retryable: true });
+  return new ModeldError('Internal', err instanceof Error ? err.message : String(err), { cause: err });
+}

@@ -1,0 +1,79 @@
+import type { Phase } from '../../shared/index.js';
+import type { DB } from './db.js';
+
+/** What the node actually has for one model: the pointer state that survives restarts. */
+export interface ModelState {
+  namespace: string;
+  name: string;
+  phase: Phase;
+  servingVersion?: string;
+  previousVersion?: string;
+  /** A version that failed to install or start; not retried until the spec changes. */
+  failedVersion?: string;
+  failedSpecHash?: string;
+  reason?: string;
+  message?: string;
+  observedGeneration: number;
+  updatedAt: number;
+}
+
+interface Row {
+  namespace: string; name: string; phase: Phase;
+  serving_version: string | null; previous_version: string | null;
+  failed_version: string | null; failed_generation: number | null; failed_spec_hash: string | null;
+  reason: string | null; message: string | null; observed_generation: number; updated_at: number;
+}
+
+const fromRow = (r: Row): ModelState => ({
+  namespace: r.namespace, name: r.name, phase: r.phase,
+  servingVersion: r.serving_version ?? undefined, previousVersion: r.previous_version ?? undefined,
+  failedVersion: r.failed_version ?? undefined, failedSpecHash: r.failed_spec_hash ?? undefined,
+  reason: r.reason ?? undefined, message: r.message ?? undefined,
+  observedGeneration: r.observed_generation, updatedAt: r.updated_at,
+});
+
+export class ModelTable {
+  constructor(private readonly db: DB) {}
+
+  get(namespace: string, name: string): ModelState | undefined {
+    const row = this.db.prepare('SELECT * FROM models WHERE namespace = ? AND name = ?').get(namespace, name) as Row | undefined;
+    return row && fromRow(row);
+  }
+
+  list(): ModelState[] {
+    return (this.db.prepare('SELECT * FROM models ORDER BY namespace, name').all() as Row[]).map(fromRow);
+  }
+
+  /** Creates the row if needed and sets the given fields; `undefined` clears a nullable field only when present as a key. */
+  update(namespace: string, name: string, patch: Partial<Omit<ModelState, 'namespace' | 'name' | 'updatedAt'>>): ModelState {
+    const now = Date.now();
+    const tx = this.db.transaction(() => {
+      const prev = this.get(namespace, name) ?? { namespace, name, phase: 'Pending' as Phase, observedGeneration: 0, updatedAt: now };
+      const next: ModelState = { ...prev, ...patch, namespace, name, updatedAt: now };
+      this.db
+        .prepare(
+          `INSERT INTO models (namespace, name, phase, serving_version, previous_version, failed_version, failed_spec_hash,
+             reason, message, observed_generation, updated_at)
+           VALUES (@namespace, @name, @phase, @servingVersion, @previousVersion, @failedVersion, @failedSpecHash,
+             @reason, @message, @observedGeneration, @updatedAt)
+           ON CONFLICT (namespace, name) DO UPDATE SET phase = excluded.phase, serving_version = excluded.serving_version,
+             previous_version = excluded.previous_version, failed_version = excluded.failed_version,
+             failed_spec_hash = excluded.failed_spec_hash, reason = excluded.reason, message = excluded.message,
+             observed_generation = excluded.observed_generation, updated_at = excluded.updated_at`,
+        )
+        .run({
+          namespace, name, phase: next.phase,
+          servingVersion: next.servingVersion ?? null, previousVersion: next.previousVersion ?? null,
+          failedVersion: next.failedVersion ?? null, failedSpecHash: next.failedSpecHash ?? null,
+          reason: next.reason ?? null, message: next.message ?? null,
+          observedGeneration: next.observedGeneration, updatedAt: now,
+        });
+      return next;
+    });
+    return tx.immediate();
+  }
+
+  delete(namespace: string, name: string): void {
+    this.db.prepare('DELETE FROM models WHERE namespace = ? AND name = ?').run(namespace, name);
+  }
+}

@@ -1,0 +1,132 @@
+import { z } from 'zod';
+import { ModelName, NodeName, ResourceName, Sha256, Version } from './names.js';
+
+// The InferenceModel resource, exactly as the seed names its fields. This file is the single
+// source of truth: TypeScript types, runtime validation and the CRD's openAPIV3Schema come from it.
+
+export const API_GROUP = 'ai.kubeedge.io';
+export const API_VERSION = 'v1alpha1';
+export const KIND = 'InferenceModel';
+export const PLURAL = 'inferencemodels';
+export const SHORT_NAME = 'im';
+
+export const DeployLayer = z.enum(['edge', 'cloud']);
+export type DeployLayer = z.infer<typeof DeployLayer>;
+
+export const ManifestEntrySchema = z.strictObject({
+  version: Version,
+  downloadURL: z.string().min(1).max(2048),
+  sha256sum: Sha256.optional(),
+});
+export type ManifestEntry = z.infer<typeof ManifestEntrySchema>;
+
+const LabelMap = z
+  .record(z.string().min(1).max(317), z.string().max(63))
+  .refine((m) => Object.keys(m).length <= 64, 'at most 64 labels');
+
+/**
+ * The structural shape, with both spellings of frameworkType. The CRD is generated from this
+ * object so that kubectl keeps the seed's misspelled `fraemworkType` instead of pruning it.
+ */
+export const InferenceModelSpecShape = z.object({
+  modelName: ModelName,
+  deployToLayer: DeployLayer,
+  frameworkType: z.string().max(63).optional(),
+  fraemworkType: z.string().max(63).optional(),
+  nodeSelector: LabelMap.optional(),
+  image: z.string().max(1024).optional(),
+  manifest: z.array(ManifestEntrySchema).max(256).optional(),
+  targetVersion: z.string().max(63).optional(),
+  replicas: z.number().int().min(0).max(64).optional(),
+});
+
+/** Accepts the seed's `fraemworkType`, always writes `frameworkType`. */
+export const InferenceModelSpecSchema = InferenceModelSpecShape.transform(({ fraemworkType, ...spec }) => {
+  const frameworkType = spec.frameworkType ?? fraemworkType;
+  return frameworkType === undefined ? spec : { ...spec, frameworkType };
+});
+export type InferenceModelSpec = z.output<typeof InferenceModelSpecSchema>;
+
+export const ObjectMetaSchema = z.object({
+  name: ResourceName,
+  namespace: ResourceName,
+  uid: z.string().max(128).optional(),
+  generation: z.number().int().min(0).optional(),
+  resourceVersion: z.string().max(128).optional(),
+});
+export type ObjectMeta = z.infer<typeof ObjectMetaSchema>;
+
+/** `update` / `insert` content: one resource. */
+export const ModelContentSchema = z.object({
+  metadata: ObjectMetaSchema,
+  spec: InferenceModelSpecSchema,
+});
+export type ModelContent = z.output<typeof ModelContentSchema>;
+
+/** `delete` content: which resource. */
+export const DeleteContentSchema = z.object({ metadata: ObjectMetaSchema });
+export type DeleteContent = z.infer<typeof DeleteContentSchema>;
+
+/** `sync` content: the node's complete desired set. */
+export const SyncContentSchema = z.object({
+  node: NodeName.optional(),
+  items: z.array(ModelContentSchema).max(1000),
+});
+export type SyncContent = z.output<typeof SyncContentSchema>;
+
+export const Phase = z.enum([
+  'Pending',
+  'Downloading',
+  'Verifying',
+  'Installing',
+  'Installed',
+  'Starting',
+  'Serving',
+  'Failed',
+  'Deleting',
+  'Deleted',
+]);
+export type Phase = z.infer<typeof Phase>;
+
+export const VersionState = z.enum(['available', 'downloading', 'installed', 'serving', 'previous', 'failed']);
+
+export const StatusContentSchema = z.object({
+  node: NodeName,
+  namespace: ResourceName,
+  name: ResourceName,
+  uid: z.string().max(128).optional(),
+  observedGeneration: z.number().int().min(0),
+  phase: Phase,
+  targetVersion: z.string().max(63).optional(),
+  servingVersion: z.string().max(63).optional(),
+  url: z.string().max(2048).optional(),
+  replicas: z.number().int().min(0).optional(),
+  readyReplicas: z.number().int().min(0).optional(),
+  progress: z.object({ bytes: z.number().min(0), totalBytes: z.number().min(0).optional() }).optional(),
+  reason: z.string().max(128).optional(),
+  message: z.string().max(4096).optional(),
+  versions: z
+    .array(z.object({ version: z.string().max(63), sha256sum: z.string().max(64).optional(), state: VersionState }))
+    .max(256)
+    .optional(),
+  time: z.string().max(64),
+});
+export type StatusContent = z.infer<typeof StatusContentSchema>;
+
+/** `hello` content: the agent asks for a full sync after each connect. */
+export const HelloContentSchema = z.object({
+  node: NodeName,
+  layer: DeployLayer.optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  agentVersion: z.string().max(64).optional(),
+});
+export type HelloContent = z.infer<typeof HelloContentSchema>;
+
+/** Retained presence on `<prefix>/<node>/_agent`; `offline` is the last will. */
+export const PresenceSchema = z.object({
+  state: z.enum(['online', 'offline']),
+  node: NodeName.optional(),
+  time: z.string().max(64).optional(),
+  agentVersion: z.string().max(64).optional(),
+});
+export type Presence = z.infer<typeof PresenceSchema>;
