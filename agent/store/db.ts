@@ -22,8 +22,9 @@ const MIGRATIONS: string[] = [
     serving_version TEXT,            -- what current points at
     previous_version TEXT,           -- kept for rollback
     failed_version TEXT,             -- not retried until the spec changes
-    failed_generation INTEGER,
-    failed_spec_hash TEXT,
+    failed_spec_hash TEXT,           -- the spec it failed under
+    held_version TEXT,               -- rollback: serve this one instead of the target...
+    held_spec_hash TEXT,             -- ...while the spec stays this one
     reason TEXT, message TEXT,
     observed_generation INTEGER NOT NULL DEFAULT 0,
     updated_at INTEGER NOT NULL,

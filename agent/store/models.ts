@@ -11,6 +11,9 @@ export interface ModelState {
   /** A version that failed to install or start; not retried until the spec changes. */
   failedVersion?: string;
   failedSpecHash?: string;
+  /** Set by a rollback: serve this version instead of the target while the spec is unchanged. */
+  heldVersion?: string;
+  heldSpecHash?: string;
   reason?: string;
   message?: string;
   observedGeneration: number;
@@ -20,7 +23,8 @@ export interface ModelState {
 interface Row {
   namespace: string; name: string; phase: Phase;
   serving_version: string | null; previous_version: string | null;
-  failed_version: string | null; failed_generation: number | null; failed_spec_hash: string | null;
+  failed_version: string | null; failed_spec_hash: string | null;
+  held_version: string | null; held_spec_hash: string | null;
   reason: string | null; message: string | null; observed_generation: number; updated_at: number;
 }
 
@@ -28,6 +32,7 @@ const fromRow = (r: Row): ModelState => ({
   namespace: r.namespace, name: r.name, phase: r.phase,
   servingVersion: r.serving_version ?? undefined, previousVersion: r.previous_version ?? undefined,
   failedVersion: r.failed_version ?? undefined, failedSpecHash: r.failed_spec_hash ?? undefined,
+  heldVersion: r.held_version ?? undefined, heldSpecHash: r.held_spec_hash ?? undefined,
   reason: r.reason ?? undefined, message: r.message ?? undefined,
   observedGeneration: r.observed_generation, updatedAt: r.updated_at,
 });
@@ -53,18 +58,20 @@ export class ModelTable {
       this.db
         .prepare(
           `INSERT INTO models (namespace, name, phase, serving_version, previous_version, failed_version, failed_spec_hash,
-             reason, message, observed_generation, updated_at)
+             held_version, held_spec_hash, reason, message, observed_generation, updated_at)
            VALUES (@namespace, @name, @phase, @servingVersion, @previousVersion, @failedVersion, @failedSpecHash,
-             @reason, @message, @observedGeneration, @updatedAt)
+             @heldVersion, @heldSpecHash, @reason, @message, @observedGeneration, @updatedAt)
            ON CONFLICT (namespace, name) DO UPDATE SET phase = excluded.phase, serving_version = excluded.serving_version,
              previous_version = excluded.previous_version, failed_version = excluded.failed_version,
-             failed_spec_hash = excluded.failed_spec_hash, reason = excluded.reason, message = excluded.message,
+             failed_spec_hash = excluded.failed_spec_hash,
+             held_version = excluded.held_version, held_spec_hash = excluded.held_spec_hash, reason = excluded.reason, message = excluded.message,
              observed_generation = excluded.observed_generation, updated_at = excluded.updated_at`,
         )
         .run({
           namespace, name, phase: next.phase,
           servingVersion: next.servingVersion ?? null, previousVersion: next.previousVersion ?? null,
           failedVersion: next.failedVersion ?? null, failedSpecHash: next.failedSpecHash ?? null,
+          heldVersion: next.heldVersion ?? null, heldSpecHash: next.heldSpecHash ?? null,
           reason: next.reason ?? null, message: next.message ?? null,
           observedGeneration: next.observedGeneration, updatedAt: now,
         });
