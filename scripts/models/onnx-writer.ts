@@ -1,0 +1,161 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+// Real ONNX models, written without any download or Python: the ONNX protobuf (onnx.proto3)
+// is small enough to encode by hand. Field numbers below are onnx.proto's.
+
+/** ONNX TensorProto.DataType values for the element types we write. */
+export const OnnxDataType = { FLOAT: 1, INT32: 6, INT64: 7, BOOL: 9, DOUBLE: 11 } as const;
+export type OnnxElemType = keyof typeof OnnxDataType;
+
+// ---- protobuf wire encoding -------------------------------------------------------------
+
+type Bytes = Uint8Array;
+
+function varint(n: number | bigint): Bytes {
+  let v = BigInt.asUintN(64, BigInt(n));
+  const out: number[] = [];
+  while (v >= 0x80n) {
+    out.push(Number(v & 0x7fn) | 0x80);
+    v >>= 7n;
+  }
+  out.push(Number(v));
+  return Uint8Array.from(out);
+}
+
+const concat = (parts: Bytes[]): Bytes => Buffer.concat(parts);
+const key = (field: number, wire: 0 | 2) => varint((field << 3) | wire);
+const fInt = (field: number, n: number | bigint): Bytes => concat([key(field, 0), varint(n)]);
+const fBytes = (field: number, b: Bytes): Bytes => concat([key(field, 2), varint(b.length), b]);
+const fStr = (field: number, s: string): Bytes => fBytes(field, Buffer.from(s, 'utf8'));
+const fMsg = (field: number, parts: Bytes[]): Bytes => fBytes(field, concat(parts));
+
+// ---- ONNX messages ----------------------------------------------------------------------
+
+/** TensorProto with raw_data (little-endian), used for initializers. */
+function tensorProto(name: string, elem: OnnxElemType, dims: number[], values: number[]): Bytes {
+  let raw: Buffer;
+  switch (elem) {
+    case 'FLOAT':
+      raw = Buffer.from(Float32Array.from(values).buffer);
+      break;
+    case 'DOUBLE':
+      raw = Buffer.from(Float64Array.from(values).buffer);
+      break;
+    case 'INT32':
+      raw = Buffer.from(Int32Array.from(values).buffer);
+      break;
+    case 'INT64':
+      raw = Buffer.from(BigInt64Array.from(values.map((v) => BigInt(Math.trunc(v)))).buffer);
+      break;
+    case 'BOOL':
+      raw = Buffer.from(Uint8Array.from(values.map((v) => (v ? 1 : 0))));
+      break;
+  }
+  return concat([...dims.map((d) => fInt(1, d)), fInt(2, OnnxDataType[elem]), fStr(8, name), fBytes(9, raw)]);
+}
+
+/** ValueInfoProto for a tensor; a string dim is symbolic (dim_param), a number is fixed. */
+function valueInfo(name: string, elem: OnnxElemType, shape: Array<number | string>): Bytes {
+  const dims = shape.map((d) => fMsg(1, [typeof d === 'number' ? fInt(1, d) : fStr(2, d)]));
+  const tensorType = [fInt(1, OnnxDataType[elem]), fMsg(2, dims)];
+  return concat([fStr(1, name), fMsg(2, [fMsg(1, tensorType)])]);
+}
+
+function nodeProto(op: string, inputs: string[], outputs: string[], name: string): Bytes {
+  return concat([...inputs.map((i) => fStr(1, i)), ...outputs.map((o) => fStr(2, o)), fStr(3, name), fStr(4, op)]);
+}
+
+interface GraphSpec {
+  name: string;
+  nodes: Bytes[];
+  initializers: Bytes[];
+  inputs: Bytes[];
+  outputs: Bytes[];
+}
+
+/** ModelProto: ir_version 8, default-domain opset 13. */
+function modelProto(g: GraphSpec, docString: string): Bytes {
+  const graph = concat([
+    ...g.nodes.map((n) => fBytes(1, n)),
+    fStr(2, g.name),
+    ...g.initializers.map((t) => fBytes(5, t)),
+    ...g.inputs.map((v) => fBytes(11, v)),
+    ...g.outputs.map((v) => fBytes(12, v)),
+  ]);
+  return concat([
+    fInt(1, 8),
+    fStr(2, 'modeld-make-models'),
+    fStr(3, '1'),
+    fInt(5, 1),
+    fStr(6, docString),
+    fBytes(7, graph),
+    fMsg(8, [fStr(1, ''), fInt(2, 13)]),
+  ]);
+}
+
+function writeFile(path: string, bytes: Bytes) {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, bytes);
+}
+
+// ---- public -----------------------------------------------------------------------------
+
+export interface LinearModelOptions {
+  w: number;
+  b: number;
+  /** Input tensor name (default "x"); the output is always "y". */
+  inputName?: string;
+  /** Features per row (default 1): x is [N, dims] with a symbolic batch dimension N. */
+  dims?: number;
+  /** Element type of x, w, b and y (default FLOAT). BOOL is not valid for Mul/Add. */
+  dataType?: Exclude<OnnxElemType, 'BOOL'>;
+}
+
+/** The bytes of a model computing y = x * w + b (Mul then Add; w and b are initializers). */
+export function linearModelBytes(opts: LinearModelOptions): Bytes {
+  const input = opts.inputName ?? 'x';
+  const dims = opts.dims ?? 1;
+  const elem = opts.dataType ?? 'FLOAT';
+  if (!Number.isInteger(dims) || dims < 1) throw new RangeError('dims must be a positive integer');
+  return modelProto(
+    {
+      name: 'linear',
+      nodes: [nodeProto('Mul', [input, 'w'], ['xw'], 'mul'), nodeProto('Add', ['xw', 'b'], ['y'], 'add')],
+      initializers: [tensorProto('w', elem, [dims], Array(dims).fill(opts.w)), tensorProto('b', elem, [dims], Array(dims).fill(opts.b))],
+      inputs: [valueInfo(input, elem, ['N', dims])],
+      outputs: [valueInfo('y', elem, ['N', dims])],
+    },
+    `y = x * ${opts.w} + ${opts.b}`,
+  );
+}
+
+/** Writes a real ONNX model computing y = x * w + b to `path` (parent directories created). */
+export function writeLinearModel(path: string, opts: LinearModelOptions): void {
+  writeFile(path, linearModelBytes(opts));
+}
+
+/** Writes a model computing y = Identity(x) of any element type (for datatype tests, BOOL included). */
+export function writeIdentityModel(path: string, opts: { dataType: OnnxElemType; inputName?: string; dims?: number }): void {
+  const input = opts.inputName ?? 'x';
+  const dims = opts.dims ?? 1;
+  writeFile(
+    path,
+    modelProto(
+      {
+        name: 'identity',
+        nodes: [nodeProto('Identity', [input], ['y'], 'id')],
+        initializers: [],
+        inputs: [valueInfo(input, opts.dataType, ['N', dims])],
+        outputs: [valueInfo('y', opts.dataType, ['N', dims])],
+      },
+      'y = x',
+    ),
+  );
+}
+
+/** Writes a file named like a model that is not one: onnxruntime refuses to load it. */
+export function writeBrokenModel(path: string): void {
+  // A truncated protobuf: a graph field announcing more bytes than follow.
+  writeFile(path, concat([fInt(1, 8), key(7, 2), varint(1000), Buffer.from('not an onnx model')]));
+}
