@@ -23,6 +23,7 @@ const MIGRATIONS: string[] = [
     previous_version TEXT,           -- kept for rollback
     failed_version TEXT,             -- not retried until the spec changes
     failed_spec_hash TEXT,           -- the spec it failed under
+    failed_reason TEXT, failed_message TEXT,
     held_version TEXT,               -- rollback: serve this one instead of the target...
     held_spec_hash TEXT,             -- ...while the spec stays this one
     reason TEXT, message TEXT,

@@ -11,6 +11,8 @@ export interface ModelState {
   /** A version that failed to install or start; not retried until the spec changes. */
   failedVersion?: string;
   failedSpecHash?: string;
+  failedReason?: string;
+  failedMessage?: string;
   /** Set by a rollback: serve this version instead of the target while the spec is unchanged. */
   heldVersion?: string;
   heldSpecHash?: string;
@@ -24,6 +26,7 @@ interface Row {
   namespace: string; name: string; phase: Phase;
   serving_version: string | null; previous_version: string | null;
   failed_version: string | null; failed_spec_hash: string | null;
+  failed_reason: string | null; failed_message: string | null;
   held_version: string | null; held_spec_hash: string | null;
   reason: string | null; message: string | null; observed_generation: number; updated_at: number;
 }
@@ -32,6 +35,7 @@ const fromRow = (r: Row): ModelState => ({
   namespace: r.namespace, name: r.name, phase: r.phase,
   servingVersion: r.serving_version ?? undefined, previousVersion: r.previous_version ?? undefined,
   failedVersion: r.failed_version ?? undefined, failedSpecHash: r.failed_spec_hash ?? undefined,
+  failedReason: r.failed_reason ?? undefined, failedMessage: r.failed_message ?? undefined,
   heldVersion: r.held_version ?? undefined, heldSpecHash: r.held_spec_hash ?? undefined,
   reason: r.reason ?? undefined, message: r.message ?? undefined,
   observedGeneration: r.observed_generation, updatedAt: r.updated_at,
@@ -57,13 +61,14 @@ export class ModelTable {
       const next: ModelState = { ...prev, ...patch, namespace, name, updatedAt: now };
       this.db
         .prepare(
-          `INSERT INTO models (namespace, name, phase, serving_version, previous_version, failed_version, failed_spec_hash,
+          `INSERT INTO models (namespace, name, phase, serving_version, previous_version, failed_version, failed_spec_hash, failed_reason, failed_message,
              held_version, held_spec_hash, reason, message, observed_generation, updated_at)
-           VALUES (@namespace, @name, @phase, @servingVersion, @previousVersion, @failedVersion, @failedSpecHash,
+           VALUES (@namespace, @name, @phase, @servingVersion, @previousVersion, @failedVersion, @failedSpecHash, @failedReason, @failedMessage,
              @heldVersion, @heldSpecHash, @reason, @message, @observedGeneration, @updatedAt)
            ON CONFLICT (namespace, name) DO UPDATE SET phase = excluded.phase, serving_version = excluded.serving_version,
              previous_version = excluded.previous_version, failed_version = excluded.failed_version,
              failed_spec_hash = excluded.failed_spec_hash,
+             failed_reason = excluded.failed_reason, failed_message = excluded.failed_message,
              held_version = excluded.held_version, held_spec_hash = excluded.held_spec_hash, reason = excluded.reason, message = excluded.message,
              observed_generation = excluded.observed_generation, updated_at = excluded.updated_at`,
         )
@@ -71,6 +76,7 @@ export class ModelTable {
           namespace, name, phase: next.phase,
           servingVersion: next.servingVersion ?? null, previousVersion: next.previousVersion ?? null,
           failedVersion: next.failedVersion ?? null, failedSpecHash: next.failedSpecHash ?? null,
+          failedReason: next.failedReason ?? null, failedMessage: next.failedMessage ?? null,
           heldVersion: next.heldVersion ?? null, heldSpecHash: next.heldSpecHash ?? null,
           reason: next.reason ?? null, message: next.message ?? null,
           observedGeneration: next.observedGeneration, updatedAt: now,

@@ -1,0 +1,162 @@
+import { readFileSync } from 'node:fs';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { makeEnvelope, nodeFilter, presenceTopic, statusTopic, type HelloContent } from '../../shared/index.js';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import type { OutboxTable } from '../store/outbox.js';
+import { presencePayload } from './presence.js';
+
+export interface LinkDeps {
+  config: Config;
+  log: Logger;
+  outbox: OutboxTable;
+  agentVersion: string;
+  /** Every message that arrives on the node's topics. Must not throw. */
+  onMessage: (topic: string, payload: Buffer) => void;
+  onConnectionChange?: (connected: boolean) => void;
+}
+
+// How many outbox entries are in flight at once. mqtt.js sends them in order on one connection,
+// so a window keeps order while not paying one round trip per status.
+const WINDOW = 32;
+
+/**
+ * The node's MQTT link: QoS 1, persistent session, re-subscribe on every connect, retained
+ * presence with an `offline` last will, a `hello` after each connect, and a durable outbox:
+ * a message is in SQLite before it is published and leaves it only once the broker has acked it.
+ */
+export class MqttLink {
+  private client?: MqttClient;
+  private flushing = false;
+  private stopped = false;
+  private readonly node: string;
+  private readonly prefix: string;
+
+  constructor(private readonly deps: LinkDeps) {
+    this.node = deps.config.node.name;
+    this.prefix = deps.config.topics.prefix;
+  }
+
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  /** Connects in the background: the agent runs (and serves) without a broker. */
+  start(): void {
+    const { config, log } = this.deps;
+    const b = config.broker;
+    const opts: IClientOptions = {
+      clientId: b.clientId ?? `modeld-${this.node}`,
+      clean: false,
+      keepalive: b.keepaliveSec,
+      reconnectPeriod: b.reconnectMs,
+      connectTimeout: 10_000,
+      username: b.username,
+      password: b.password,
+      resubscribe: false, // we subscribe on every connect ourselves
+      queueQoSZero: false,
+      will: {
+        topic: presenceTopic(this.prefix, this.node),
+        payload: Buffer.from(presencePayload('offline', this.node, this.deps.agentVersion)),
+        qos: 1,
+        retain: true,
+      },
+    };
+    if (b.tls.ca) opts.ca = readFileSync(b.tls.ca);
+    if (b.tls.cert) opts.cert = readFileSync(b.tls.cert);
+    if (b.tls.key) opts.key = readFileSync(b.tls.key);
+    opts.rejectUnauthorized = b.tls.rejectUnauthorized;
+    const url = b.url.replace(/^tcp:/, 'mqtt:').replace(/^ssl:/, 'mqtts:');
+
+    const client = mqtt.connect(url, opts);
+    this.client = client;
+    client.on('connect', () => {
+      log.info({ broker: url }, 'connected to broker');
+      this.deps.onConnectionChange?.(true);
+      void this.onConnect(client);
+    });
+    client.on('close', () => this.deps.onConnectionChange?.(false));
+    client.on('offline', () => log.warn({ broker: url }, 'broker unreachable; serving from local state, statuses kept in the outbox'));
+    client.on('error', (err) => log.warn({ err: err.message, broker: url }, 'broker connection error'));
+    client.on('message', (topic, payload) => {
+      if (topic === presenceTopic(this.prefix, this.node)) return; // our own presence echo
+      this.deps.onMessage(topic, payload);
+    });
+  }
+
+  private async onConnect(client: MqttClient): Promise<void> {
+    try {
+      await client.subscribeAsync(nodeFilter(this.prefix, this.node), { qos: 1 });
+      await client.publishAsync(presenceTopic(this.prefix, this.node), presencePayload('online', this.node, this.deps.agentVersion), {
+        qos: 1,
+        retain: true,
+      });
+      const hello: HelloContent = {
+        node: this.node,
+        layer: this.deps.config.node.layer,
+        labels: this.deps.config.node.labels,
+        agentVersion: this.deps.agentVersion,
+      };
+      const env = makeEnvelope('hello', hello, { source: `modeld/${this.node}`, resource: `node/${this.node}` });
+      await client.publishAsync(statusTopic(this.deps.config.topics.status, this.node), JSON.stringify(env), { qos: 1 });
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message }, 'subscribe/announce failed; will retry on reconnect');
+      return;
+    }
+    this.kick();
+  }
+
+  /** Writes a message to the outbox (durable), then publishes it when the broker is there. */
+  enqueue(topic: string, payload: string, retain = false): void {
+    this.deps.outbox.add(topic, payload, retain);
+    this.kick();
+  }
+
+  /** Publishes the outbox in order until it is empty or the link drops. */
+  kick(): void {
+    if (this.flushing || this.stopped) return;
+    this.flushing = true;
+    void this.flush().finally(() => {
+      this.flushing = false;
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const { outbox, log } = this.deps;
+    for (;;) {
+      const client = this.client;
+      if (!client?.connected || this.stopped) return;
+      const batch = outbox.peek(WINDOW);
+      if (batch.length === 0) return;
+      try {
+        // Published in order; each resolves on its PUBACK.
+        const acks = batch.map((e) => client.publishAsync(e.topic, e.payload, { qos: 1, retain: e.retain }));
+        for (let i = 0; i < batch.length; i++) {
+          await acks[i];
+          outbox.remove(batch[i].seq);
+        }
+      } catch (err) {
+        // Left in the outbox; the next connect flushes again (at least once, receivers dedupe by msg_id).
+        log.debug({ err: (err as Error).message }, 'outbox publish interrupted');
+        return;
+      }
+    }
+  }
+
+  /** Graceful stop: retained `offline`, then disconnect. The outbox keeps what was not sent. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    const client = this.client;
+    if (!client) return;
+    if (client.connected) {
+      await Promise.race([
+        client.publishAsync(presenceTopic(this.prefix, this.node), presencePayload('offline', this.node, this.deps.agentVersion), {
+          qos: 1,
+          retain: true,
+        }),
+        new Promise((r) => setTimeout(r, 2000)),
+      ]).catch(() => {});
+    }
+    await client.endAsync(true).catch(() => {});
+  }
+}

@@ -1,0 +1,192 @@
+import {
+  parseMessage,
+  parseTopic,
+  resolveTarget,
+  specProblems,
+  type Message,
+  type ModelContent,
+} from '../../shared/index.js';
+import type { Config } from '../config/schema.js';
+import { isModeldError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Store } from '../store/index.js';
+import type { DesiredSpec } from '../store/specs.js';
+import type { Reporter } from './report.js';
+import { selectsNode } from './selector.js';
+import { specHash } from './spec-hash.js';
+
+// Intake: every MQTT message becomes either a change of desired state (and a kick of the runner)
+// or a logged, reported refusal that changes nothing.
+
+export interface IntakeDeps {
+  config: Config;
+  store: Store;
+  log: Logger;
+  reporter: Reporter;
+  /** Throws ModeldError('URLNotAllowed') for a URL the node may not fetch. */
+  checkUrl: (url: string) => void;
+  kick: (namespace: string, name: string, opts: { cancel: boolean }) => void;
+}
+
+export type IntakeOutcome = { accepted: true; changed: string[] } | { accepted: false; reason: string; message: string };
+
+export class Intake {
+  constructor(private readonly deps: IntakeDeps) {}
+
+  /** Never throws: bad input is logged and answered. */
+  handle(topic: string, payload: Buffer | string): IntakeOutcome {
+    try {
+      return this.handleUnsafe(topic, payload);
+    } catch (err) {
+      this.deps.log.error({ topic, err: (err as Error).message }, 'message handling failed');
+      return { accepted: false, reason: 'Internal', message: (err as Error).message };
+    }
+  }
+
+  private handleUnsafe(topic: string, payload: Buffer | string): IntakeOutcome {
+    const { config, log } = this.deps;
+    const where = parseTopic(config.topics.prefix, topic);
+    if (!where || where.node !== config.node.name || where.kind === 'presence') {
+      return this.refuse(topic, undefined, 'BadMessage', `topic ${topic} is not one of this node's spec topics`);
+    }
+    const parsed = parseMessage(payload, config.limits.messageBytes);
+    const named = where.kind === 'spec' ? { namespace: where.namespace, name: where.name } : undefined;
+    if (!parsed.ok) {
+      const meta = (parsed.envelope?.content as { metadata?: { generation?: unknown } } | undefined)?.metadata;
+      return this.refuse(topic, named, parsed.reason, parsed.message, parsed.envelope?.header.msg_id, typeof meta?.generation === 'number' ? meta.generation : undefined);
+    }
+    const msg = parsed.message;
+    const op = msg.route.operation;
+    log.debug({ topic, op, msgId: msg.header.msg_id }, 'message');
+    if (where.kind === 'sync') {
+      if (op !== 'sync') return this.refuse(topic, undefined, 'BadMessage', `operation ${op} on the sync topic`);
+      return this.sync(topic, msg as Extract<Message, { route: { operation: 'sync' } }>);
+    }
+    if (op === 'update' || op === 'insert') {
+      const content = msg.content as ModelContent;
+      if (content.metadata.namespace !== where.namespace || content.metadata.name !== where.name) {
+        return this.refuse(topic, named, 'BadMessage', `metadata ${content.metadata.namespace}/${content.metadata.name} does not match the topic`, msg.header.msg_id);
+      }
+      return this.upsert(topic, content, msg.header.msg_id);
+    }
+    if (op === 'delete') {
+      const changed = this.remove(where.namespace, where.name, 'cloud') ? [`${where.namespace}/${where.name}`] : [];
+      return { accepted: true, changed };
+    }
+    return this.refuse(topic, named, 'UnknownOperation', `operation ${op} is not accepted on a spec topic`, msg.header.msg_id);
+  }
+
+  /** Checks a spec beyond its schema; undefined when it may be accepted. */
+  private problem(content: ModelContent): { reason: string; message: string } | undefined {
+    const problems = specProblems(content.spec, { requireDigest: !this.deps.config.allowUnverified });
+    if (problems.length) return { reason: problems[0].reason, message: problems.map((p) => p.message).join('; ') };
+    const target = content.spec.image ? undefined : resolveTarget(content.spec);
+    if (target) {
+      try {
+        this.deps.checkUrl(target.downloadURL);
+      } catch (err) {
+        if (isModeldError(err)) return { reason: err.code, message: err.message };
+        throw err;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Accepts a spec from the cloud or a local file. Newer generation wins; the same spec again is
+   * a no-op (answered with the current status); the cloud's spec replaces a local one.
+   */
+  upsert(topic: string, content: ModelContent, msgId: string, source: 'cloud' | 'local' = 'cloud'): IntakeOutcome {
+    const { store, config, log } = this.deps;
+    const { namespace, name, generation = 0, uid } = content.metadata;
+    const named = { namespace, name };
+    const bad = this.problem(content);
+    if (bad) return this.refuse(topic, named, bad.reason, bad.message, msgId, generation);
+
+    const selected = selectsNode(content.spec, config.node);
+    if (!selected.ok) {
+      log.info({ model: `${namespace}/${name}`, why: selected.why }, 'spec not meant for this node');
+      return { accepted: true, changed: this.remove(namespace, name, source) ? [`${namespace}/${name}`] : [] };
+    }
+
+    const existing = store.specs.get(namespace, name);
+    if (existing && existing.source === 'cloud' && source === 'local') {
+      return this.refuse(topic, named, 'ManagedByCloud', `${namespace}/${name} is managed by the cloud; delete it there first`, msgId, generation);
+    }
+    const sameResource = existing && (!uid || !existing.uid || existing.uid === uid);
+    if (existing && sameResource && existing.source === source && generation < existing.generation) {
+      log.info({ model: `${namespace}/${name}`, generation, have: existing.generation }, 'older generation ignored');
+      return { accepted: true, changed: [] };
+    }
+    const unchanged = existing && existing.source === source && specHash(existing.spec) === specHash(content.spec) && existing.generation === generation;
+    if (unchanged) {
+      this.reportCurrent(namespace, name);
+      return { accepted: true, changed: [] };
+    }
+    const next: DesiredSpec = { namespace, name, uid, generation, spec: content.spec, msgId, source, updatedAt: Date.now() };
+    store.specs.put(next);
+    if (existing?.source === 'local' && source === 'cloud') {
+      store.events.add({ namespace, name, kind: 'CloudOverride', message: 'a spec from the cloud replaced the local one' });
+    }
+    this.deps.reporter.report(namespace, name, {
+      phase: 'Pending',
+      reason: existing?.source === 'local' && source === 'cloud' ? 'CloudOverridesLocal' : undefined,
+      message: content.spec.image ? 'image-based spec: deployed by the controller' : undefined,
+    });
+    this.deps.kick(namespace, name, { cancel: true });
+    return { accepted: true, changed: [`${namespace}/${name}`] };
+  }
+
+  /** Removes the desired spec (the runner then stops and removes the model). */
+  remove(namespace: string, name: string, source: 'cloud' | 'local'): boolean {
+    const existing = this.deps.store.specs.get(namespace, name);
+    if (!existing || (source === 'cloud' && existing.source === 'local')) return false;
+    this.deps.store.specs.delete(namespace, name);
+    this.deps.kick(namespace, name, { cancel: true });
+    return true;
+  }
+
+  /** The node's complete desired set from the cloud: anything from the cloud not in it goes. */
+  private sync(topic: string, msg: Extract<Message, { route: { operation: 'sync' } }>): IntakeOutcome {
+    const { store } = this.deps;
+    const changed: string[] = [];
+    const keep = new Set<string>();
+    for (const item of msg.content.items) {
+      const key = `${item.metadata.namespace}/${item.metadata.name}`;
+      keep.add(key);
+      const out = this.upsert(topic, item, msg.header.msg_id);
+      if (out.accepted) changed.push(...out.changed);
+    }
+    for (const s of store.specs.list()) {
+      const key = `${s.namespace}/${s.name}`;
+      if (s.source === 'cloud' && !keep.has(key) && this.remove(s.namespace, s.name, 'cloud')) changed.push(key);
+    }
+    return { accepted: true, changed };
+  }
+
+  private reportCurrent(namespace: string, name: string): void {
+    const m = this.deps.store.models.get(namespace, name);
+    if (m) this.deps.reporter.report(namespace, name, { phase: m.phase, reason: m.reason, message: m.message });
+  }
+
+  private refuse(
+    topic: string,
+    model: { namespace: string; name: string } | undefined,
+    reason: string,
+    message: string,
+    msgId?: string,
+    generation?: number,
+  ): IntakeOutcome {
+    this.deps.log.warn({ topic, reason, model: model && `${model.namespace}/${model.name}` }, `message refused: ${message}`);
+    if (model) {
+      this.deps.reporter.report(model.namespace, model.name, {
+        phase: 'Failed',
+        reason,
+        message,
+        parentMsgId: msgId ?? '',
+        observedGeneration: generation,
+      });
+    }
+    return { accepted: false, reason, message };
+  }
+}
