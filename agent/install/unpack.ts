@@ -1,0 +1,159 @@
+// Streaming, refusing unpack of a .tar / .tar.gz into a fresh directory under staging/.
+// We gunzip ourselves (counting inflated bytes, so a bomb stops early) and feed plain tar to
+// tar's Parser, which only splits headers and bodies; every decision about what gets written is
+// ours (entry-writer.ts). Any refusal removes the whole destination.
+import { createReadStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { once } from 'node:events';
+import { dirname, resolve, sep } from 'node:path';
+import { pipeline, type Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { Parser, type ReadEntry } from 'tar';
+import { ModeldError } from '../errors.js';
+import { detectArchive, isGzipMagic, looksLikeTarHeader } from './detect.js';
+import { checkHeader, EntryWriter, isFileEntry, unsafe } from './entry-writer.js';
+import { rmTree } from './rm-tree.js';
+
+export interface UnpackLimits {
+  /** Total bytes of file contents. */
+  maxBytes: number;
+  /** Entries of any kind (files, directories, links). */
+  maxEntries: number;
+}
+
+/** Headers, pax records and padding allowed per entry on top of maxBytes in the inflated stream. */
+const OVERHEAD_PER_ENTRY = 16 * 1024;
+
+function assertInStaging(destDir: string): void {
+  if (!resolve(destDir).split(sep).slice(0, -1).includes('staging')) {
+    throw new ModeldError('Internal', `unpack destination must be inside a staging/ directory: ${destDir}`);
+  }
+}
+
+function classify(err: unknown): ModeldError {
+  if (err instanceof ModeldError) return err;
+  const e = err as NodeJS.ErrnoException;
+  if (e?.code === 'ENOSPC' || e?.code === 'EDQUOT') return new ModeldError('NoSpace', `disk full while unpacking: ${e.message}`, { cause: err, retryable: true });
+  if (typeof e?.code === 'string' && e.code.startsWith('Z_')) return new ModeldError('CorruptArchive', `corrupt gzip data: ${e.message}`, { cause: err });
+  if (e?.name === 'AbortError') return new ModeldError('Cancelled', 'unpack cancelled', { cause: err });
+  return new ModeldError('InstallFailed', `unpack failed: ${e?.message ?? String(err)}`, { cause: err });
+}
+
+function openSource(archive: string, kind: 'tar' | 'tar.gz'): Readable {
+  const file = createReadStream(archive, { highWaterMark: 1024 * 1024 });
+  if (kind === 'tar') return file;
+  // pipeline destroys both ends on error or when the consumer stops early.
+  return pipeline(file, createGunzip({ chunkSize: 256 * 1024 }), () => {});
+}
+
+export async function unpackArchive(
+  archive: string,
+  destDir: string,
+  limits: UnpackLimits,
+  opts: { signal?: AbortSignal } = {},
+): Promise<{ files: number; bytes: number }> {
+  assertInStaging(destDir);
+  const kind = await detectArchive(archive);
+  await mkdir(dirname(destDir), { recursive: true });
+  await rmTree(destDir); // debris of an earlier attempt
+  await mkdir(destDir, 0o755);
+
+  const writer = new EntryWriter(destDir);
+  const parser = new Parser({ strict: false, brotli: false, zstd: false });
+  const live = new Set<ReadEntry>();
+  let failure: ModeldError | undefined;
+  let rejectFailed!: (e: ModeldError) => void;
+  const failed = new Promise<never>((_, rej) => (rejectFailed = rej));
+  failed.catch(() => {});
+  const fail = (err: unknown): void => {
+    if (failure) return;
+    failure = classify(err);
+    rejectFailed(failure);
+    for (const e of live) e.destroy(); // wake a writer waiting for a body that will never come
+  };
+
+  let entries = 0;
+  let declaredBytes = 0;
+  let sawEnd = false;
+  let chain: Promise<void> = Promise.resolve();
+  parser.on('warn', (_code: string, message: string) => fail(new ModeldError('CorruptArchive', `corrupt tar data: ${message}`)));
+  parser.on('error', (err: Error) => fail(new ModeldError('CorruptArchive', `corrupt tar data: ${err.message}`)));
+  parser.on('ignoredEntry', (e: ReadEntry) => fail(unsafe(e.path, e.meta ? 'oversized metadata header' : `entry type ${e.type} is not allowed`)));
+  parser.on('nullBlock', () => (sawEnd = true));
+  parser.on('eof', () => (sawEnd = true));
+  parser.on('entry', (entry: ReadEntry) => {
+    if (failure) return void entry.resume();
+    try {
+      // Limits and header checks run as the header arrives, before any body byte is inflated.
+      if (++entries > limits.maxEntries) {
+        throw new ModeldError('TooManyEntries', `archive has more than ${limits.maxEntries} entries (at '${entry.path}')`, { details: { entry: entry.path, limit: limits.maxEntries } });
+      }
+      if (isFileEntry(entry.type)) {
+        declaredBytes += entry.size;
+        if (declaredBytes > limits.maxBytes) {
+          throw new ModeldError('ArchiveTooLarge', `unpacked size exceeds ${limits.maxBytes} bytes at '${entry.path}' (${entry.size} bytes)`, { details: { entry: entry.path, limit: limits.maxBytes } });
+        }
+      }
+      const parts = checkHeader(entry);
+      live.add(entry);
+      entry.on('end', () => live.delete(entry));
+      chain = chain.then(() => (failure ? undefined : writer.write(entry, parts))).catch(fail);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+  const streamCap = limits.maxBytes + (limits.maxEntries + 2) * OVERHEAD_PER_ENTRY + 1024 * 1024;
+  let inflated = 0;
+  let head: Buffer | undefined = Buffer.alloc(0);
+  const source = openSource(archive, kind);
+  const onAbort = () => fail(new ModeldError('Cancelled', 'unpack cancelled'));
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    if (opts.signal?.aborted) onAbort();
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      if (failure) break;
+      inflated += chunk.length;
+      if (inflated > streamCap) {
+        fail(new ModeldError('ArchiveTooLarge', `archive inflates past ${streamCap} bytes`, { details: { inflatedBytes: inflated } }));
+        break;
+      }
+      if (head) {
+        // The inflated stream must itself be a tar, or the parser would sniff and inflate it again.
+        head = Buffer.concat([head, chunk]);
+        if (head.length < 512) continue;
+        if (isGzipMagic(head) || !looksLikeTarHeader(head)) {
+          fail(new ModeldError('UnsupportedArchive', 'gzip content is not a tar archive'));
+          break;
+        }
+        const first = head;
+        head = undefined;
+        if (!parser.write(first)) await Promise.race([once(parser, 'drain'), failed]);
+        continue;
+      }
+      if (sawEnd) break; // data past the end-of-archive marker is ignored, not inflated
+      if (!parser.write(chunk)) await Promise.race([once(parser, 'drain'), failed]);
+    }
+    if (!failure && head) fail(new ModeldError('UnsupportedArchive', 'gzip content is too short to be a tar archive'));
+    if (!failure) {
+      const done = once(parser, 'end');
+      parser.end();
+      await Promise.race([done, failed]);
+      await chain;
+      if (!failure && !sawEnd) fail(new ModeldError('CorruptArchive', 'truncated archive: no end-of-archive marker'));
+      if (!failure) writer.checkAllLinks();
+    }
+    if (failure) throw failure;
+    return { files: writer.files, bytes: writer.bytes };
+  } catch (err) {
+    fail(err);
+    source.destroy();
+    await chain.catch(() => {});
+    await rmTree(destDir);
+    const refused = failure ?? classify(err);
+    refused.details.inflatedBytes ??= inflated; // lets callers (and tests) see how early a refusal stopped
+    throw refused;
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+}
