@@ -18,6 +18,12 @@ export interface Broker {
   start(): Promise<void>;
 }
 
+// Each broker's config and saved sessions go when the test process ends.
+const brokerDirs = new Set<string>();
+process.once('exit', () => {
+  for (const d of brokerDirs) rmSync(d, { recursive: true, force: true });
+});
+
 async function waitForPort(port: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -51,8 +57,7 @@ export async function startMosquitto(opts: { port?: number; persistence?: boolea
     ].join('\n'),
   );
   let child: ChildProcess | undefined;
-  // The config and saved sessions go when the test process ends.
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  brokerDirs.add(dir);
   const broker: Broker = {
     port,
     url: `mqtt://127.0.0.1:${port}`,
