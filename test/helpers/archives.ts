@@ -35,7 +35,7 @@ export function tarHeader(e: RawEntry): Buffer {
   }
   const body = e.body === undefined ? Buffer.alloc(0) : Buffer.from(e.body);
   const type = e.type ?? '0';
-  const size = e.size ?? (type === '0' || type === '\0' ? body.length : 0);
+  const size = e.size ?? body.length;
   h.write(name, 0, 100, 'utf8');
   h.write(octal(e.mode ?? (type === '5' ? 0o755 : 0o644), 8), 100, 'latin1');
   h.write(octal(0, 8), 108, 'latin1');
