@@ -1,0 +1,40 @@
+import type { Config } from '../config/schema.js';
+
+/** Everything a download needs to know from the node's configuration, in one plain object. */
+export interface FetchPolicy {
+  attempts: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  connectTimeoutMs: number;
+  /** No bytes (or no response headers) for this long aborts the attempt as Stalled. */
+  stallTimeoutMs: number;
+  /** Bytes per second; 0 means no cap. */
+  bandwidth: number;
+  /** Free space to keep on the state directory's disk beyond the archive. */
+  reserveBytes: number;
+  /** Archive size limit (config limits.archiveBytes). */
+  maxBytes: number;
+  allowedSchemes: Array<'https' | 'http' | 'file'>;
+  /** Hostnames, exact or "*.example.com"; empty allows any host. */
+  allowedHosts: string[];
+  allowUnverified: boolean;
+  progressIntervalMs: number;
+}
+
+export function fetchPolicyFromConfig(config: Config): FetchPolicy {
+  const f = config.fetch;
+  return {
+    attempts: f.attempts,
+    backoffBaseMs: f.backoffBaseMs,
+    backoffMaxMs: f.backoffMaxMs,
+    connectTimeoutMs: f.connectTimeoutMs,
+    stallTimeoutMs: f.stallTimeoutMs,
+    bandwidth: f.bandwidth,
+    reserveBytes: f.reserveBytes,
+    maxBytes: config.limits.archiveBytes,
+    allowedSchemes: [...f.allowedSchemes],
+    allowedHosts: [...f.allowedHosts],
+    allowUnverified: config.allowUnverified,
+    progressIntervalMs: f.progressIntervalMs,
+  };
+}

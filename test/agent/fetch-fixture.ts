@@ -1,0 +1,98 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { BlobStore } from '../../agent/fetch/blob-store.js';
+import { fetchBlob, type FetchOptions, type FetchRequest } from '../../agent/fetch/download.js';
+import type { FetchPolicy } from '../../agent/fetch/policy.js';
+import { silentLogger } from '../../agent/log.js';
+import { statePaths, type StatePaths } from '../../agent/paths.js';
+import { openStore, type Store } from '../../agent/store/index.js';
+
+// Shared set-up for the fetch tests: a temp state dir with a real SQLite file, and a policy
+// with short waits so retries do not slow the suite.
+
+export function testPolicy(over: Partial<FetchPolicy> = {}): FetchPolicy {
+  return {
+    attempts: 5,
+    backoffBaseMs: 10,
+    backoffMaxMs: 100,
+    connectTimeoutMs: 5_000,
+    stallTimeoutMs: 20_000,
+    bandwidth: 0,
+    reserveBytes: 0,
+    maxBytes: 1024 ** 3,
+    allowedSchemes: ['http', 'https'],
+    allowedHosts: [],
+    allowUnverified: false,
+    progressIntervalMs: 0,
+    ...over,
+  };
+}
+
+export interface Agentish {
+  root: string;
+  paths: StatePaths;
+  store: Store;
+  blobStore: BlobStore;
+  policy: FetchPolicy;
+  fetch(req: FetchRequest, opts?: FetchOptions): ReturnType<typeof fetchBlob>;
+  /** Every backoff wait fetchBlob asked for, in ms. */
+  waits: number[];
+  /** Close the database and open a new one on the same directory, like a restarted process. */
+  reopen(): void;
+  close(): void;
+}
+
+export async function makeTempRoot(): Promise<{ root: string; cleanup: () => Promise<void> }> {
+  const root = await mkdtemp(join(tmpdir(), 'modeld-fetch-'));
+  return { root, cleanup: () => rm(root, { recursive: true, force: true }) };
+}
+
+export function openAgent(root: string, policy: FetchPolicy, dbPath?: string): Agentish {
+  const paths = statePaths(root);
+  const log = silentLogger();
+  const a = {} as Agentish;
+  const sleep = (ms: number, signal?: AbortSignal) => {
+    a.waits.push(ms);
+    return delay(ms, undefined, { signal });
+  };
+  const open = () => {
+    a.store = openStore(dbPath ?? paths.db);
+    a.blobStore = new BlobStore({ paths, blobs: a.store.blobs, log });
+  };
+  open();
+  Object.assign(a, {
+    root,
+    paths,
+    policy,
+    waits: [],
+    fetch: (req: FetchRequest, opts?: FetchOptions) =>
+      fetchBlob(req, { paths, blobStore: a.blobStore, downloads: a.store.downloads, policy: a.policy, log, sleep }, opts),
+    reopen: () => {
+      a.store.close();
+      open();
+    },
+    close: () => a.store.close(),
+  });
+  return a;
+}
+
+/** Poll until cond() is true (no fixed sleeps in tests). */
+export async function until(cond: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** The rejection of a promise, failing the test when it resolves. */
+export async function rejection(p: Promise<unknown>): Promise<any> {
+  try {
+    await p;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a rejection, got success');
+}
