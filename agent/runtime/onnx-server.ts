@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { MODEL_NAME_PATTERN, VERSION_PATTERN } from '../../shared/names.js';
+import { EXIT_UNSERVABLE } from './exit-codes.js';
 import { decodeInput, encodeData, OipError, oipDatatype, oipShape, type TensorSpec } from './oip-tensors.js';
 
 // The built-in `onnx` runtime: one process per instance, started by the supervisor. It loads the
@@ -10,7 +11,7 @@ import { decodeInput, encodeData, OipError, oipDatatype, oipShape, type TensorSp
 // Protocol v2 over HTTP on loopback. Exit code 78 (EX_CONFIG) means "this model cannot be
 // served" (no model file, invalid model): the supervisor does not restart it.
 
-export const EXIT_UNSERVABLE = 78;
+export { EXIT_UNSERVABLE };
 
 interface Args {
   port: number;

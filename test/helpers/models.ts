@@ -36,3 +36,50 @@ export function makeModelDir(dir: string, opts: (Partial<LinearModelOptions> & {
   else writeLinearModel(join(dir, 'model.onnx'), opts);
   return dir;
 }
+
+// ---- serving test set-up -------------------------------------------------------------------
+
+import { fileURLToPath } from 'node:url';
+import { ConfigSchema, type Config, type ConfigInput } from '../../agent/config/schema.js';
+import { statePaths, type StatePaths } from '../../agent/paths.js';
+
+/** The small OIP script runtime in test/fixtures, as a command for config.runtimes. */
+export const FIXTURE_RUNTIME = fileURLToPath(new URL('../fixtures/oip-runtime.mjs', import.meta.url));
+
+export function fixtureRuntime(mode: string, extra: { env?: Record<string, string>; startTimeoutMs?: number } = {}) {
+  return {
+    command: [process.execPath, FIXTURE_RUNTIME, '--port', '{port}', '--model-name', '{modelName}', '--version', '{version}', '--model-dir', '{modelDir}', '--mode', mode],
+    env: extra.env ?? {},
+    ...(extra.startTimeoutMs ? { startTimeoutMs: extra.startTimeoutMs } : {}),
+  };
+}
+
+/** A temp state directory and a config for serving tests (gateway on 127.0.0.1, OS-chosen port). */
+export function servingEnv(over: Omit<ConfigInput, 'stateDir'> = {}): { root: string; config: Config; paths: StatePaths; cleanup(): void } {
+  const root = mkdtempSync(join(tmpdir(), 'modeld-serving-'));
+  const config = ConfigSchema.parse({
+    ...over,
+    stateDir: root,
+    gateway: { bind: '127.0.0.1', port: 0, ...(over.gateway ?? {}) },
+    node: { address: '127.0.0.1', ...(over.node ?? {}) },
+    serving: { startTimeoutMs: 30_000, drainTimeoutMs: 10_000, stopGraceMs: 3000, restartBackoffMs: 50, crashLoopRestarts: 2, ...(over.serving ?? {}) },
+  });
+  return { root, config, paths: statePaths(root), cleanup: () => rmSync(root, { recursive: true, force: true }) };
+}
+
+/** POST an OIP infer with one FP32 input "x" of shape [n, 1]; returns status and parsed body. */
+export async function inferX(baseUrl: string, modelName: string, xs: number[]): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${baseUrl}/v2/models/${modelName}/infer`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ inputs: [{ name: 'x', shape: [xs.length, 1], datatype: 'FP32', data: xs }] }),
+  });
+  const text = await res.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    /* keep text */
+  }
+  return { status: res.status, body };
+}

@@ -1,0 +1,206 @@
+import { mkdirSync } from 'node:fs';
+import type { Config } from '../config/schema.js';
+import { ModeldError, toModeldError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { StatePaths } from '../paths.js';
+import { Gateway } from './gateway.js';
+import { reapOrphans } from './pidfiles.js';
+import { PortAllocator } from './ports.js';
+import { planRuntime, type ServeTarget } from './runtime-plan.js';
+import { InstanceGroup } from './supervisor.js';
+
+export type { ServeTarget } from './runtime-plan.js';
+
+// What the reconcile engine calls: serve a model version (blue/green), stop serving, report.
+// One activation per model at a time; the old version keeps serving until the new one is ready.
+
+export interface ServingDeps {
+  config: Config;
+  paths: StatePaths;
+  log: Logger;
+  /** A version that was serving failed for good (CrashLoop): the owner may roll back. */
+  onFailure?: (namespace: string, name: string, version: string, err: ModeldError) => void;
+}
+
+export interface ServingState {
+  version: string;
+  replicas: number;
+  readyReplicas: number;
+  url: string;
+}
+
+interface Served {
+  target: ServeTarget;
+  group: InstanceGroup;
+}
+
+const keyOf = (namespace: string, name: string) => `${namespace}/${name}`;
+
+export class Serving {
+  readonly gateway: Gateway;
+  private readonly ports: PortAllocator;
+  private readonly models = new Map<string, Served>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private closed = false;
+
+  constructor(private readonly d: ServingDeps) {
+    this.gateway = new Gateway({ config: d.config, log: d.log.child({ part: 'gateway' }) });
+    this.ports = new PortAllocator(d.config.serving.basePort);
+  }
+
+  /** Kills runtimes a killed agent left behind, then opens the gateway. */
+  async start(): Promise<void> {
+    mkdirSync(this.d.paths.runDir, { recursive: true });
+    const reaped = await reapOrphans(this.d.paths.runDir, { log: this.d.log, graceMs: this.d.config.serving.stopGraceMs });
+    if (reaped.length) this.d.log.warn({ pids: reaped }, 'stopped runtimes left by a previous agent');
+    await this.gateway.listen();
+  }
+
+  /**
+   * Serves `target.version` of the model. Blue/green: the new instances start and must all be
+   * ready before the route moves to them; requests in flight on the old version finish (bounded
+   * by serving.drainTimeoutMs) before it stops. On failure the new instances are stopped, the old
+   * version keeps serving, and the error (RuntimeNotFound, NotReady, CrashLoop, StartFailed,
+   * Cancelled) is thrown. Same version and replicas already serving: nothing to do.
+   */
+  activate(target: ServeTarget, opts: { signal?: AbortSignal } = {}): Promise<{ url: string }> {
+    return this.exclusive(keyOf(target.namespace, target.name), () => this.doActivate(target, opts.signal));
+  }
+
+  /** Unroutes the model, lets requests in flight finish (bounded), stops its instances. */
+  deactivate(namespace: string, name: string): Promise<void> {
+    return this.exclusive(keyOf(namespace, name), async () => {
+      const cur = this.models.get(keyOf(namespace, name));
+      if (!cur) return;
+      this.models.delete(keyOf(namespace, name));
+      this.gateway.removeRoute(cur.target.modelName, cur.group);
+      await this.retire(cur.group);
+    });
+  }
+
+  state(namespace: string, name: string): ServingState | undefined {
+    const cur = this.models.get(keyOf(namespace, name));
+    if (!cur) return undefined;
+    return {
+      version: cur.target.version,
+      replicas: cur.target.replicas,
+      readyReplicas: cur.group.readyCount(),
+      url: this.gateway.urlFor(cur.target.modelName),
+    };
+  }
+
+  served(): Array<{ namespace: string; name: string; modelName: string; version: string }> {
+    return [...this.models.values()].map(({ target: t }) => ({ namespace: t.namespace, name: t.name, modelName: t.modelName, version: t.version }));
+  }
+
+  gatewayUrl(): string {
+    return this.gateway.baseUrl();
+  }
+
+  /** Stops every instance and the gateway (agent shutdown). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.locks.values()]);
+    const all = [...this.models.values()];
+    this.models.clear();
+    for (const s of all) this.gateway.removeRoute(s.target.modelName, s.group);
+    await Promise.all(all.map((s) => s.group.stop()));
+    await this.gateway.close();
+  }
+
+  private async doActivate(target: ServeTarget, signal?: AbortSignal): Promise<{ url: string }> {
+    if (this.closed) throw new ModeldError('Cancelled', 'serving is shutting down');
+    const key = keyOf(target.namespace, target.name);
+    // Validates every name and path before anything is spawned.
+    const plan = planRuntime(target, this.d.config);
+    const cur = this.models.get(key);
+    for (const [k, s] of this.models) {
+      if (k !== key && s.target.modelName === target.modelName) {
+        throw new ModeldError('StartFailed', `model name "${target.modelName}" is already served for ${k}`, { details: { modelName: target.modelName, servedBy: k } });
+      }
+    }
+    const url = this.gateway.urlFor(target.modelName);
+    const log = this.d.log.child({ model: key, version: target.version });
+
+    if (cur && !cur.group.failure && cur.target.version === target.version && cur.target.versionDir === target.versionDir && cur.target.modelName === target.modelName && sameRuntime(cur, plan.runtime)) {
+      if (cur.target.replicas === target.replicas) return { url };
+      // Same version, other replica count: scale in place.
+      if (target.replicas > cur.target.replicas) {
+        cur.group.start(target.replicas);
+        await cur.group.waitReady(plan.startTimeoutMs, signal).catch(async (err: unknown) => {
+          await cur.group.scaleDown(cur.target.replicas);
+          throw toModeldError(err);
+        });
+      } else {
+        await cur.group.scaleDown(target.replicas);
+      }
+      cur.target = { ...target };
+      log.info({ replicas: target.replicas }, 'scaled');
+      return { url };
+    }
+
+    const started = Date.now();
+    const group = new InstanceGroup({
+      namespace: target.namespace,
+      name: target.name,
+      modelName: target.modelName,
+      version: target.version,
+      plan,
+      ports: this.ports,
+      runDir: this.d.paths.runDir,
+      serving: this.d.config.serving,
+      log: this.d.log,
+      onFailure: (g, err) => this.groupFailed(g, err),
+    });
+    log.info({ runtime: plan.runtime, replicas: target.replicas }, 'starting version');
+    group.start(target.replicas);
+    try {
+      await group.waitReady(plan.startTimeoutMs, signal);
+    } catch (err) {
+      await group.stop();
+      const e = toModeldError(err);
+      log.warn({ code: e.code, err: e.message }, 'version did not become ready; the previous one keeps serving');
+      throw e;
+    }
+    // The switch: one assignment; new requests go to the new instances from here on.
+    this.gateway.setRoute(target.modelName, group);
+    if (cur && cur.target.modelName !== target.modelName) this.gateway.removeRoute(cur.target.modelName, cur.group);
+    this.models.set(key, { target: { ...target }, group });
+    log.info({ readyMs: Date.now() - started, previous: cur?.target.version }, 'version serving');
+    if (cur) await this.retire(cur.group);
+    return { url };
+  }
+
+  /** Drain then stop a group that no longer receives new requests. */
+  private async retire(group: InstanceGroup): Promise<void> {
+    const left = await group.drain(this.d.config.serving.drainTimeoutMs);
+    if (left > 0) this.d.log.warn({ model: `${group.namespace}/${group.name}`, version: group.version, inFlight: left }, 'drain timed out; stopping with requests in flight');
+    await group.stop();
+  }
+
+  private groupFailed(group: InstanceGroup, err: ModeldError) {
+    const cur = this.models.get(keyOf(group.namespace, group.name));
+    // Failures while starting are thrown by activate(); only a serving version is reported here.
+    if (cur?.group !== group) return;
+    this.d.log.error({ model: `${group.namespace}/${group.name}`, version: group.version, code: err.code, err: err.message }, 'serving version failed');
+    try {
+      this.d.onFailure?.(group.namespace, group.name, group.version, err);
+    } catch (e) {
+      this.d.log.error({ err: (e as Error).message }, 'onFailure callback threw');
+    }
+  }
+
+  /** Runs `fn` after every earlier call for the same model has settled. */
+  private exclusive<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(key) ?? Promise.resolve();
+    const next = prev.catch(() => {}).then(fn);
+    const settled = next.catch(() => {});
+    this.locks.set(key, settled);
+    void settled.then(() => {
+      if (this.locks.get(key) === settled) this.locks.delete(key);
+    });
+    return next;
+  }
+}
+
+const sameRuntime = (s: Served, runtime: string) => s.group.runtime === runtime;

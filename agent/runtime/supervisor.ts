@@ -1,0 +1,145 @@
+import type { Config } from '../config/schema.js';
+import { ModeldError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { Instance } from './instance.js';
+import type { PortAllocator } from './ports.js';
+import type { RuntimePlan } from './runtime-plan.js';
+
+// The instances of one model version (`replicas` of them). The group is what the gateway routes
+// to and what a switch starts, waits for, drains and stops.
+
+export interface GroupDeps {
+  namespace: string;
+  name: string;
+  modelName: string;
+  version: string;
+  plan: RuntimePlan;
+  ports: PortAllocator;
+  runDir: string;
+  serving: Config['serving'];
+  log: Logger;
+  /** An instance failed for good (CrashLoop, StartFailed): called once per group. */
+  onFailure: (group: InstanceGroup, err: ModeldError) => void;
+}
+
+export class InstanceGroup {
+  readonly instances: Instance[] = [];
+  failure: ModeldError | undefined;
+  private readonly waiters = new Set<() => void>();
+  private nextIndex = 0;
+  private stopped = false;
+
+  constructor(private readonly d: GroupDeps) {}
+
+  get namespace() {
+    return this.d.namespace;
+  }
+  get name() {
+    return this.d.name;
+  }
+  get modelName() {
+    return this.d.modelName;
+  }
+  get version() {
+    return this.d.version;
+  }
+  get runtime() {
+    return this.d.plan.runtime;
+  }
+
+  /** Starts instances until there are `replicas`. */
+  start(replicas: number): void {
+    while (this.instances.length < replicas) {
+      const inst = new Instance({
+        plan: this.d.plan,
+        ports: this.d.ports,
+        runDir: this.d.runDir,
+        namespace: this.d.namespace,
+        name: this.d.name,
+        version: this.d.version,
+        index: this.nextIndex++,
+        serving: this.d.serving,
+        log: this.d.log,
+        onChange: (i) => this.changed(i),
+      });
+      this.instances.push(inst);
+      inst.start();
+    }
+  }
+
+  /** Instances the gateway may send requests to. */
+  ready(): Instance[] {
+    return this.instances.filter((i) => i.state === 'ready' && i.pool);
+  }
+
+  readyCount(): number {
+    return this.ready().length;
+  }
+
+  inFlight(): number {
+    return this.instances.reduce((n, i) => n + i.inFlight, 0);
+  }
+
+  /**
+   * Resolves when every instance is ready; rejects with the group's failure (CrashLoop,
+   * StartFailed), NotReady after `timeoutMs`, or Cancelled when `signal` aborts.
+   */
+  waitReady(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const finish = (err?: ModeldError) => {
+        this.waiters.delete(check);
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve();
+      };
+      const check = () => {
+        if (this.failure) return finish(this.failure);
+        if (this.stopped) return finish(new ModeldError('Cancelled', `version ${this.d.version} was stopped while starting`));
+        if (this.instances.every((i) => i.state === 'ready')) finish();
+      };
+      const onAbort = () => finish(new ModeldError('Cancelled', `start of version ${this.d.version} cancelled`));
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      timer = setTimeout(() => {
+        const notReady = this.instances.filter((i) => i.state !== 'ready');
+        const tail = notReady.map((i) => i.outputTail()).find((t) => t);
+        finish(
+          new ModeldError('NotReady', `version ${this.d.version}: ${notReady.length} of ${this.instances.length} instances not ready within ${timeoutMs} ms${tail ? `: ${tail.split('\n').slice(-3).join(' | ')}` : ''}`, {
+            details: { runtime: this.d.plan.runtime, timeoutMs },
+          }),
+        );
+      }, timeoutMs);
+      this.waiters.add(check);
+      check();
+    });
+  }
+
+  /** Waits until no request is in flight here, at most `timeoutMs`; returns what was left. */
+  async drain(timeoutMs: number, signal?: AbortSignal): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.inFlight() > 0 && Date.now() < deadline && !signal?.aborted) await new Promise((r) => setTimeout(r, 10));
+    return this.inFlight();
+  }
+
+  /** Stops instances past `replicas` (highest index first). */
+  async scaleDown(replicas: number): Promise<void> {
+    const extra = this.instances.splice(replicas);
+    await Promise.all(extra.map((i) => i.stop()));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all(this.instances.map((i) => i.stop()));
+    for (const w of [...this.waiters]) w();
+  }
+
+  private changed(inst: Instance) {
+    if (inst.state === 'failed' && !this.failure && !this.stopped) {
+      this.failure = inst.failure ?? new ModeldError('StartFailed', `instance ${inst.index} failed`);
+      this.d.onFailure(this, this.failure);
+    }
+    for (const w of [...this.waiters]) w();
+  }
+}
