@@ -1,0 +1,139 @@
+import { z } from 'zod';
+import { API_GROUP, API_VERSION, InferenceModelSpecShape, KIND, PLURAL, SHORT_NAME } from '../shared/index.js';
+
+// The CRD, generated from the shared schema (the single source of truth) plus the status schema
+// below. scripts/gen-crd.ts writes it to deploy/crd.yaml; a test fails when that file is stale.
+
+type JsonSchema = Record<string, unknown>;
+
+/**
+ * Turns a JSON Schema from zod into a Kubernetes structural schema: every node has a type, no
+ * `$schema`, no `propertyNames` (not supported), `additionalProperties` only as a schema for maps
+ * (never `false`: the API server prunes unknown fields instead).
+ */
+export function toStructural(schema: JsonSchema): JsonSchema {
+  const out: JsonSchema = {};
+  for (const [key, value] of Object.entries(schema)) {
+    if (key === '$schema' || key === 'propertyNames' || key === 'default') continue;
+    if (key === 'additionalProperties') {
+      if (value && typeof value === 'object') out.additionalProperties = toStructural(value as JsonSchema);
+      continue;
+    }
+    if (key === 'properties') {
+      out.properties = Object.fromEntries(Object.entries(value as Record<string, JsonSchema>).map(([k, v]) => [k, toStructural(v)]));
+      continue;
+    }
+    if (key === 'items') {
+      out.items = toStructural(value as JsonSchema);
+      continue;
+    }
+    out[key] = value;
+  }
+  if (!out.type) throw new Error(`schema node without a type: ${JSON.stringify(schema).slice(0, 200)}`);
+  return out;
+}
+
+export function specSchema(): JsonSchema {
+  const spec = toStructural(z.toJSONSchema(InferenceModelSpecShape, { io: 'input', unrepresentable: 'throw' }) as JsonSchema);
+  const props = spec.properties as Record<string, JsonSchema>;
+  // The refine "at most 64 labels" is not representable by zod's export; say it here.
+  props.nodeSelector = { ...props.nodeSelector, maxProperties: 64 };
+  props.manifest = { ...props.manifest, 'x-kubernetes-list-type': 'atomic' };
+  return spec;
+}
+
+const str = (description?: string): JsonSchema => (description ? { type: 'string', description } : { type: 'string' });
+const int = (description?: string): JsonSchema => (description ? { type: 'integer', format: 'int64', description } : { type: 'integer', format: 'int64' });
+
+export function statusSchema(): JsonSchema {
+  return {
+    type: 'object',
+    properties: {
+      observedGeneration: int('the generation the controller last acted on'),
+      url: str('where the model is served (the Service URL for image deployments, else the one node URL when all agree)'),
+      servingVersion: str('the version every target node serves, when they all agree'),
+      readyNodes: int('target nodes reporting Serving the target version'),
+      targetNodes: int('nodes selected by nodeSelector and deployToLayer'),
+      ready: str('"readyNodes/targetNodes", for the printer column'),
+      nodes: {
+        type: 'array',
+        'x-kubernetes-list-type': 'map',
+        'x-kubernetes-list-map-keys': ['node'],
+        items: {
+          type: 'object',
+          required: ['node'],
+          properties: {
+            node: str(),
+            phase: str(),
+            observedGeneration: int(),
+            servingVersion: str(),
+            targetVersion: str(),
+            url: str(),
+            reason: str(),
+            message: str(),
+            lastUpdateTime: { type: 'string', format: 'date-time' },
+          },
+        },
+      },
+      conditions: {
+        type: 'array',
+        'x-kubernetes-list-type': 'map',
+        'x-kubernetes-list-map-keys': ['type'],
+        items: {
+          type: 'object',
+          required: ['type', 'status', 'lastTransitionTime', 'reason', 'message'],
+          properties: {
+            type: str(),
+            status: { type: 'string', enum: ['True', 'False', 'Unknown'] },
+            observedGeneration: { type: 'integer', format: 'int64', minimum: 0 },
+            lastTransitionTime: { type: 'string', format: 'date-time' },
+            reason: { type: 'string', maxLength: 1024 },
+            message: { type: 'string', maxLength: 32768 },
+          },
+        },
+      },
+    },
+  };
+}
+
+export function buildCrd(): Record<string, unknown> {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `${PLURAL}.${API_GROUP}` },
+    spec: {
+      group: API_GROUP,
+      scope: 'Namespaced',
+      names: { kind: KIND, listKind: `${KIND}List`, plural: PLURAL, singular: KIND.toLowerCase(), shortNames: [SHORT_NAME] },
+      versions: [
+        {
+          name: API_VERSION,
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          additionalPrinterColumns: [
+            { name: 'Model', type: 'string', jsonPath: '.spec.modelName' },
+            { name: 'Target', type: 'string', jsonPath: '.spec.targetVersion' },
+            { name: 'Serving', type: 'string', jsonPath: '.status.servingVersion', priority: 1 },
+            { name: 'Ready', type: 'string', jsonPath: '.status.ready', description: 'ready nodes / target nodes' },
+            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+          ],
+          schema: {
+            openAPIV3Schema: {
+              type: 'object',
+              description: 'A machine-learning model delivered to the nodes selected by nodeSelector and deployToLayer.',
+              required: ['spec'],
+              properties: {
+                apiVersion: { type: 'string' },
+                kind: { type: 'string' },
+                metadata: { type: 'object' },
+                spec: specSchema(),
+                status: statusSchema(),
+              },
+            },
+          },
+        },
+      ],
+    },
+  };
+}

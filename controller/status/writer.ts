@@ -1,0 +1,104 @@
+import type { Logger } from 'pino';
+import { isStatus, type KubeRest } from '../kube/rest.js';
+
+// Status writes through the status subresource, coalesced: at most one write per resource per
+// interval, whatever number of node reports arrive in between; identical statuses are not
+// written again. Conflicts (409) and throttling (429, 5xx) are retried with a bounded budget.
+
+export interface StatusWriterOptions {
+  rest: KubeRest;
+  /** /apis/<group>/<version>/namespaces/<ns>/<plural>/<name> for a key "ns/name". */
+  pathFor(key: string): string;
+  /** The status to write now, or undefined when the resource is gone. */
+  compute(key: string): Record<string, unknown> | undefined;
+  intervalMs: number;
+  attempts?: number;
+  log: Logger;
+  onWrite?(result: 'ok' | 'conflict' | 'error' | 'skipped'): void;
+}
+
+export class StatusWriter {
+  private readonly last = new Map<string, { at: number; json: string }>();
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly running = new Map<string, Promise<void>>();
+  private readonly again = new Set<string>();
+  private stopped = false;
+
+  constructor(private readonly opts: StatusWriterOptions) {}
+
+  /** Asks for a write of this resource's status, soon but not more often than the interval. */
+  mark(key: string): void {
+    if (this.stopped || this.timers.has(key)) return;
+    if (this.running.has(key)) {
+      this.again.add(key);
+      return;
+    }
+    const prev = this.last.get(key);
+    const wait = prev ? Math.max(0, prev.at + this.opts.intervalMs - Date.now()) : 0;
+    this.timers.set(
+      key,
+      setTimeout(() => {
+        this.timers.delete(key);
+        const p = this.flush(key).finally(() => {
+          this.running.delete(key);
+          if (this.again.delete(key)) this.mark(key);
+        });
+        this.running.set(key, p);
+      }, wait),
+    );
+  }
+
+  forget(key: string): void {
+    this.last.delete(key);
+  }
+
+  /** Waits for pending writes; used at shutdown and by tests. */
+  async idle(): Promise<void> {
+    while (this.timers.size || this.running.size) await Promise.all([...this.running.values(), new Promise((r) => setTimeout(r, 20))]);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+  }
+
+  private async flush(key: string): Promise<void> {
+    const attempts = this.opts.attempts ?? 5;
+    for (let attempt = 1; attempt <= attempts && !this.stopped; attempt++) {
+      const status = this.opts.compute(key);
+      if (!status) return;
+      const json = JSON.stringify(status);
+      if (this.last.get(key)?.json === json) {
+        this.opts.onWrite?.('skipped');
+        return;
+      }
+      try {
+        // A merge patch of the whole status: arrays (nodes, conditions) are replaced as a whole.
+        await this.opts.rest.request('PATCH', this.opts.pathFor(key) + '/status', {
+          body: { status: nullMissing(status) },
+          contentType: 'application/merge-patch+json',
+        });
+        this.last.set(key, { at: Date.now(), json });
+        this.opts.onWrite?.('ok');
+        return;
+      } catch (err) {
+        if (isStatus(err, 404)) return;
+        const conflict = isStatus(err, 409);
+        this.opts.onWrite?.(conflict ? 'conflict' : 'error');
+        const retryable = conflict || isStatus(err, 429) || (err as { status?: number }).status === undefined || (err as { status: number }).status >= 500;
+        this.opts.log.warn({ model: key, attempt, err: (err as Error).message }, 'status write failed');
+        if (!retryable) return;
+        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)));
+      }
+    }
+    // Out of budget: leave it for the next report or the periodic resync to try again.
+    this.last.delete(key);
+  }
+}
+
+/** Fields the controller no longer sets must be cleared explicitly in a merge patch. */
+function nullMissing(status: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { url: null, servingVersion: null, ...status };
+  return out;
+}

@@ -1,0 +1,18 @@
+// What the controller needs from a transport: publish one message for one node, and hand over
+// whatever the nodes send back. The same envelopes travel over either transport.
+
+export interface Inbound {
+  payload: Buffer;
+  /** The MQTT topic it arrived on; absent when the KubeEdge Router forwarded it over HTTP. */
+  topic?: string;
+}
+
+export interface Transport {
+  readonly name: 'mqtt' | 'kubeedge';
+  start(onMessage: (m: Inbound) => void): Promise<void>;
+  /** Resolves once the message is handed to something that will deliver it; rejects if not. */
+  publish(node: string, topic: string, payload: string): Promise<void>;
+  /** Whether a publish can go out now (for /healthz). */
+  connected(): boolean;
+  stop(): Promise<void>;
+}
