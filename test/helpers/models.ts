@@ -50,6 +50,7 @@ export function fixtureRuntime(mode: string, extra: { env?: Record<string, strin
   return {
     command: [process.execPath, FIXTURE_RUNTIME, '--port', '{port}', '--model-name', '{modelName}', '--version', '{version}', '--model-dir', '{modelDir}', '--mode', mode],
     env: extra.env ?? {},
+    readyPath: '/v2/health/ready',
     ...(extra.startTimeoutMs ? { startTimeoutMs: extra.startTimeoutMs } : {}),
   };
 }
