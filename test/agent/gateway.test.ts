@@ -1,0 +1,162 @@
+import { connect } from 'node:net';
+import { request } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../agent/log.js';
+import { detectAddress } from '../../agent/runtime/gateway.js';
+import { isRunning } from '../../agent/runtime/pidfiles.js';
+import { Serving } from '../../agent/runtime/serving.js';
+import { inferX, makeModelDir, servingEnv } from '../helpers/models.js';
+
+// Hostile and malformed requests through the real gateway to a real onnx instance: each gets a
+// clear 4xx, and neither the instance nor the gateway stops answering.
+
+const LIMIT = 64 * 1024;
+let env: ReturnType<typeof servingEnv>;
+let serving: Serving;
+let url: string;
+let instancePid: number;
+
+beforeAll(async () => {
+  env = servingEnv({ gateway: { maxBodyBytes: LIMIT } });
+  serving = new Serving({ config: env.config, paths: env.paths, log: silentLogger() });
+  await serving.start();
+  const dir = makeModelDir(env.paths.versionDir('default', 'lin', '1'), { w: 2, b: 1 });
+  await serving.activate({ namespace: 'default', name: 'lin', modelName: 'lin', version: '1', versionDir: dir, replicas: 1 });
+  url = serving.gatewayUrl();
+  instancePid = (serving as any).models.get('default/lin').group.instances[0].pid;
+});
+afterAll(async () => {
+  await serving?.close();
+  env?.cleanup();
+});
+
+async function post(path: string, body: string | Buffer, headers: Record<string, string> = {}) {
+  const res = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+  const text = await res.text();
+  return { status: res.status, text, json: (() => { try { return JSON.parse(text); } catch { return undefined; } })() };
+}
+
+/** Sends a chunked body of `total` bytes (no content-length) with node:http. */
+function postChunked(path: string, total: number): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(path, url);
+    const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode!, body }));
+      res.on('error', reject);
+    });
+    req.on('error', (err) => reject(err));
+    const chunk = Buffer.alloc(8192, 0x20);
+    let sent = 0;
+    const pump = () => {
+      while (sent < total) {
+        sent += chunk.length;
+        if (!req.write(chunk)) return req.once('drain', pump);
+      }
+      req.end();
+    };
+    pump();
+  });
+}
+
+async function stillAnswers() {
+  const r = await inferX(url, 'lin', [1, 2]);
+  expect(r.status).toBe(200);
+  expect(r.body.outputs[0].data).toEqual([3, 5]);
+  expect(isRunning(instancePid)).toBe(true);
+}
+
+describe('gateway with bad requests', () => {
+  it.each([
+    ['malformed JSON', '{"inputs": [{"name": "x"', 400, /not valid JSON/],
+    ['a JSON array', '[1,2,3]', 400, /must be a JSON object/],
+    ['a wrong shape', JSON.stringify({ inputs: [{ name: 'x', shape: [1, 3], datatype: 'FP32', data: [1, 2, 3] }] }), 400, /does not match the model's \[-1, 1\]/],
+    ['a wrong datatype', JSON.stringify({ inputs: [{ name: 'x', shape: [1, 1], datatype: 'INT64', data: [1] }] }), 400, /datatype INT64 does not match the model's FP32/],
+    ['data not matching the shape', JSON.stringify({ inputs: [{ name: 'x', shape: [3, 1], datatype: 'FP32', data: [1] }] }), 400, /needs 3 values/],
+    ['binary garbage', Buffer.from([0xff, 0xfe, 0x00, 0x01, 0x80]), 400, /not valid JSON/],
+  ])('%s: %i with an OIP error, and keeps answering', async (_what, body, status, msg) => {
+    const r = await post('/v2/models/lin/infer', body);
+    expect(r.status).toBe(status);
+    expect(r.json.error).toMatch(msg);
+    await stillAnswers();
+  });
+
+  it('a body past gateway.maxBodyBytes with content-length: 413 before it reaches the instance', async () => {
+    const r = await post('/v2/models/lin/infer', Buffer.alloc(LIMIT + 1, 0x20));
+    expect(r.status).toBe(413);
+    expect(r.json.error).toMatch(new RegExp(`over the limit of ${LIMIT}`));
+    await stillAnswers();
+  });
+
+  it('a chunked body growing past the limit: 413', async () => {
+    const r = await postChunked('/v2/models/lin/infer', LIMIT * 4);
+    expect(r.status).toBe(413);
+    expect(JSON.parse(r.body).error).toMatch(/over the limit/);
+    await stillAnswers();
+  });
+
+  it('an unknown model: 404 with an OIP error; unknown paths: 404', async () => {
+    const r = await post('/v2/models/nope/infer', '{}');
+    expect(r.status).toBe(404);
+    expect(r.json).toEqual({ error: 'unknown model "nope"' });
+    expect((await fetch(`${url}/v2/models/%E0%A4%A/infer`, { method: 'POST', body: '{}' })).status).toBe(400);
+    expect((await fetch(`${url}/metrics`)).status).toBe(404);
+    await stillAnswers();
+  });
+
+  it('a request that is not HTTP: 400 and the connection closed', async () => {
+    const reply = await new Promise<string>((resolve, reject) => {
+      const s = connect(Number(new URL(url).port), '127.0.0.1', () => s.write('\x16\x03\x01 not http at all\r\n\r\n'));
+      let data = '';
+      s.on('data', (c) => (data += c));
+      s.on('close', () => resolve(data));
+      s.on('error', reject);
+    });
+    expect(reply).toMatch(/^HTTP\/1\.1 400/);
+    await stillAnswers();
+  });
+
+  it('a client that disconnects mid-request does not leak in-flight counts', async () => {
+    await new Promise<void>((resolve) => {
+      const u = new URL(url);
+      const req = request({ host: u.hostname, port: u.port, path: '/v2/models/lin/infer', method: 'POST', headers: { 'content-length': '1000' } });
+      req.on('error', () => resolve());
+      req.write('{"inputs":');
+      setTimeout(() => {
+        req.destroy();
+        resolve();
+      }, 100);
+    });
+    const group = (serving as any).models.get('default/lin').group;
+    for (let i = 0; i < 200 && group.inFlight() > 0; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(group.inFlight()).toBe(0);
+    await stillAnswers();
+  });
+});
+
+describe('gateway endpoints', () => {
+  it('serves node health and the list of served models', async () => {
+    expect(await (await fetch(`${url}/v2/health/live`)).json()).toEqual({ live: true });
+    expect(await (await fetch(`${url}/v2/health/ready`)).json()).toEqual({ ready: true });
+    expect(await (await fetch(`${url}/v2/models`)).json()).toEqual({ models: [{ name: 'lin', version: '1', namespace: 'default', resource: 'lin', state: 'READY' }] });
+  });
+
+  it('status.url uses node.address, else the bind address, else a detected address', () => {
+    const port = serving.gateway.port;
+    expect(serving.state('default', 'lin')?.url).toBe(`http://127.0.0.1:${port}/v2/models/lin`);
+    const g = serving.gateway as any;
+    const saved = { ...env.config.node };
+    const savedGw = { ...env.config.gateway };
+    try {
+      env.config.node.address = '';
+      expect(serving.gateway.urlFor('lin')).toBe(`http://127.0.0.1:${port}/v2/models/lin`);
+      env.config.gateway.bind = '0.0.0.0';
+      expect(g.urlFor('lin')).toBe(`http://${detectAddress()}:${port}/v2/models/lin`);
+      expect(detectAddress()).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    } finally {
+      Object.assign(env.config.node, saved);
+      Object.assign(env.config.gateway, savedGw);
+    }
+  });
+});
