@@ -225,9 +225,9 @@ export class FakeKubeApi {
   }
 
   /** Replaces labels of a Node (or anything), as `kubectl label` would. */
-  patch(typeKey: string, ns: string | undefined, name: string, patch: any): any {
+  patch(typeKey: string, ns: string | undefined, name: string, patch: any, opts: { status?: boolean } = {}): any {
     const t = this.types.get(typeKey)!;
-    return structuredClone(this.patchObject(t, ns, name, 'application/merge-patch+json', patch, false));
+    return structuredClone(this.patchObject(t, ns, name, 'application/merge-patch+json', patch, !!opts.status));
   }
 
   remove(typeKey: string, ns: string | undefined, name: string): void {

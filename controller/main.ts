@@ -1,0 +1,120 @@
+#!/usr/bin/env node
+import { fileURLToPath } from 'node:url';
+import { Command, Option } from 'commander';
+import { pino, type Logger } from 'pino';
+import { Controller } from './controller.js';
+import { startHealthServer } from './http.js';
+import { loadKubeConfig } from './kube/config.js';
+import { LeaderElector } from './kube/lease.js';
+import { kubeRest } from './kube/rest.js';
+import { createMetrics } from './metrics.js';
+import { DEFAULTS, OptionError, checkOptions, type CliOptions } from './options.js';
+import { kubeedgeTransport } from './transport/kubeedge.js';
+import { mqttTransport } from './transport/mqtt.js';
+import type { Transport } from './transport/types.js';
+
+// modeld-controller: one process; it serves /healthz and /metrics at once, waits to lead (Lease),
+// then runs the controller until SIGTERM/SIGINT or until leadership is lost (exit 1, so the
+// Deployment restarts it as a standby).
+
+export function buildProgram(run: (o: CliOptions) => Promise<number>): Command {
+  const num = (v: string) => Number(v);
+  const program = new Command('modeld-controller')
+    .description('Watches InferenceModel resources and delivers them to modeld agents on KubeEdge nodes')
+    .option('--kubeconfig <path>', 'kubeconfig file (default: in-cluster service account, else $KUBECONFIG / ~/.kube/config)')
+    .addOption(new Option('--transport <kind>', 'how messages reach nodes').choices(['mqtt', 'kubeedge']).default(DEFAULTS.transport))
+    .option('--broker-url <url>', 'mqtt: the broker the nodes share or are bridged to', DEFAULTS.brokerUrl)
+    .option('--broker-username <name>', 'mqtt: user name (or $MODELD_BROKER_USERNAME)', process.env.MODELD_BROKER_USERNAME)
+    .option('--broker-password <password>', 'mqtt: password (or $MODELD_BROKER_PASSWORD)', process.env.MODELD_BROKER_PASSWORD)
+    .option('--topic-prefix <prefix>', 'prefix of the spec topics', DEFAULTS.topicPrefix)
+    .option('--status-topic <template>', 'status topic template; {node} is the node name', DEFAULTS.statusTopic)
+    .option('--router-url <url>', 'kubeedge: the cloudcore Router (http or https, port 9443)', DEFAULTS.routerUrl)
+    .option('--rule-namespace <ns>', 'kubeedge: namespace of the RuleEndpoints/Rules', DEFAULTS.ruleNamespace)
+    .option('--receiver-port <port>', 'kubeedge: port of the HTTP receiver the Router posts status to', num, DEFAULTS.receiverPort)
+    .option('--edge-label <label>', 'label that marks edge nodes (cloud nodes lack it)', DEFAULTS.edgeLabel)
+    .option('--sync-interval <seconds>', 'full sync to every node this often', num, DEFAULTS.syncInterval)
+    .option('--status-interval <ms>', 'at most one status write per resource this often', num, DEFAULTS.statusInterval)
+    .option('--require-digest', 'hold back (Degraded) any version without sha256sum', DEFAULTS.requireDigest)
+    .option('--metrics-port <port>', 'port of /healthz and /metrics', num, DEFAULTS.metricsPort)
+    .option('--lease-name <name>', 'leader election Lease name', DEFAULTS.leaseName)
+    .option('--lease-namespace <ns>', 'leader election Lease namespace', DEFAULTS.leaseNamespace)
+    .option('--identity <id>', 'this replica in the Lease (default $POD_NAME or the host name)', DEFAULTS.identity)
+    .option('--no-leader-elect', 'run without a Lease (a single replica only)')
+    .option('--log-level <level>', 'trace, debug, info, warn, error', DEFAULTS.logLevel)
+    .action(async (o: CliOptions) => {
+      process.exitCode = await run(o);
+    });
+  return program;
+}
+
+export async function runController(o: CliOptions, log: Logger = pino({ level: o.logLevel, name: 'modeld-controller' })): Promise<number> {
+  try {
+    checkOptions(o);
+  } catch (err) {
+    if (err instanceof OptionError) {
+      log.fatal(err.message);
+      return 2;
+    }
+    throw err;
+  }
+  const kc = loadKubeConfig(o.kubeconfig);
+  const rest = kubeRest(kc);
+  const metrics = createMetrics();
+  const transport: Transport =
+    o.transport === 'mqtt'
+      ? mqttTransport({ brokerUrl: o.brokerUrl, clientId: `modeld-controller-${o.identity}`.slice(0, 64), topicPrefix: o.topicPrefix, statusTopic: o.statusTopic, username: o.brokerUsername, password: o.brokerPassword, log })
+      : kubeedgeTransport({ routerUrl: o.routerUrl, ruleNamespace: o.ruleNamespace, receiverPort: o.receiverPort, log });
+  const controller = new Controller(
+    { topicPrefix: o.topicPrefix, statusTopic: o.statusTopic, edgeLabel: o.edgeLabel, requireDigest: o.requireDigest, syncIntervalMs: o.syncInterval * 1000, statusIntervalMs: o.statusInterval },
+    { kc, rest, transport, log, metrics },
+  );
+  const elector = new LeaderElector({ rest, namespace: o.leaseNamespace, name: o.leaseName, identity: o.identity, log });
+  const stop = new AbortController();
+  let started = false;
+  const health = await startHealthServer({
+    port: o.metricsPort,
+    registry: metrics.registry,
+    healthy: () => ({ ok: !stop.signal.aborted, detail: { leader: elector.isLeader() || !o.leaderElect, running: controller.ready(), transport: transport.connected() } }),
+  });
+  log.info({ port: health.port, transport: o.transport }, 'modeld-controller up');
+  const onSignal = (sig: string) => {
+    log.info({ signal: sig }, 'shutting down');
+    stop.abort();
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
+
+  let code = 0;
+  const startController = () => {
+    started = true;
+    metrics.leader.set(1);
+    controller.start().catch((err) => {
+      log.fatal({ err: (err as Error).message }, 'controller failed to start');
+      code = 1;
+      stop.abort();
+    });
+  };
+  if (o.leaderElect) {
+    const outcome = await elector.run(stop.signal, startController);
+    if (outcome === 'lost') {
+      log.error('leadership lost: exiting so that a fresh standby takes over');
+      code = 1;
+    }
+  } else {
+    startController();
+    await new Promise((r) => stop.signal.addEventListener('abort', r, { once: true }));
+  }
+  metrics.leader.set(0);
+  if (started) await controller.stop();
+  await elector.release();
+  await health.close();
+  log.info('stopped');
+  return code;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  buildProgram((o) => runController(o)).parseAsync(process.argv).catch((err) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,275 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
+import type { FakeKubeApi } from '../fakes/kube-api/server.js';
+import { SimNode } from '../fakes/sim-node.js';
+import { SHA, TYPES, model, node, startApi, startController, until } from './harness.js';
+
+// The controller against the fake API server and a real mosquitto, with simulated nodes.
+
+let api: FakeKubeApi;
+let broker: Broker;
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+
+beforeEach(async () => {
+  api = await startApi();
+  broker = await startMosquitto();
+  cleanups.push(() => api.stop(), () => broker.stop());
+});
+
+afterEach(async () => {
+  for (const c of cleanups.reverse()) await c();
+  cleanups.length = 0;
+});
+
+async function simNode(name: string) {
+  const n = await new SimNode({ node: name, brokerUrl: broker.url }).start();
+  cleanups.push(() => n.stop());
+  return n;
+}
+
+async function controller(options = {}) {
+  const c = await startController(api, { brokerUrl: broker.url, options });
+  cleanups.push(() => c.controller.stop());
+  return c;
+}
+
+const getModel = (name: string) => api.get(TYPES.inferencemodels, 'default', name);
+const cond = (m: any, type: string) => m?.status?.conditions?.find((c: any) => c.type === type);
+
+describe('controller over mqtt', () => {
+  it('sends a resource only to the nodes its nodeSelector and layer select, and follows edits, relabels and deletion', async () => {
+    api.create(TYPES.nodes, node('cam-1', { camera: 'yes' }));
+    api.create(TYPES.nodes, node('gw-1', { camera: 'no' }));
+    api.create(TYPES.nodes, node('cloud-1', { camera: 'yes' }, false));
+    const cam = await simNode('cam-1');
+    const gw = await simNode('gw-1');
+    const cloud = await simNode('cloud-1');
+    await controller();
+
+    api.create(TYPES.inferencemodels, model('resnet', { nodeSelector: { camera: 'yes' } }));
+    await cam.waitFor((n) => n.held.has('default/resnet'), 20_000, 'resnet on cam-1');
+    expect(cam.held.get('default/resnet')!.spec.targetVersion).toBe('1');
+
+    api.patch(TYPES.inferencemodels, 'default', 'resnet', { spec: { targetVersion: '2' } });
+    await cam.waitFor((n) => n.held.get('default/resnet')?.spec.targetVersion === '2', 20_000, 'version 2');
+    expect(cam.generationOf('default/resnet')).toBe(2);
+
+    // Relabel: the model moves from cam-1 to gw-1.
+    api.patch(TYPES.nodes, undefined, 'cam-1', { metadata: { labels: { camera: 'no' } } });
+    api.patch(TYPES.nodes, undefined, 'gw-1', { metadata: { labels: { camera: 'yes' } } });
+    await cam.waitFor((n) => !n.held.has('default/resnet'), 20_000, 'removal from cam-1');
+    await gw.waitFor((n) => n.held.has('default/resnet'), 20_000, 'resnet on gw-1');
+
+    api.remove(TYPES.inferencemodels, 'default', 'resnet');
+    await gw.waitFor((n) => !n.held.has('default/resnet'), 20_000, 'removal from gw-1');
+    // The cloud node (no edge label) never got the edge model.
+    expect(cloud.everHeld.has('default/resnet')).toBe(false);
+    expect(cam.received.filter((m) => m.route.operation === 'delete')).toHaveLength(1);
+  });
+
+  it('answers hello with a full sync of exactly the node set, and the periodic sync removes strays', async () => {
+    api.create(TYPES.nodes, node('n1', { zone: 'a' }));
+    api.create(TYPES.inferencemodels, model('m1', { nodeSelector: { zone: 'a' } }));
+    api.create(TYPES.inferencemodels, model('m2', { nodeSelector: { zone: 'b' } }));
+    await controller({ syncIntervalMs: 300 });
+    const n1 = await simNode('n1');
+    await n1.waitFor((n) => n.received.some((m) => m.route.operation === 'sync' && (m.content as any).items.length === 1), 20_000, 'a sync');
+    expect([...n1.held.keys()]).toEqual(['default/m1']);
+    // A stray the node should not have is removed by the next periodic sync.
+    n1.held.set('default/stray', n1.held.get('default/m1')!);
+    await n1.waitFor((n) => !n.held.has('default/stray'), 20_000, 'stray removed by periodic sync');
+    expect(n1.everHeld.has('default/m2')).toBe(false);
+  });
+
+  it('writes aggregated node status through the status subresource with Kubernetes conditions', async () => {
+    api.create(TYPES.nodes, node('a1', { pool: 'x' }));
+    api.create(TYPES.nodes, node('a2', { pool: 'x' }));
+    const a1 = await simNode('a1');
+    const a2 = await simNode('a2');
+    await controller();
+    api.create(TYPES.inferencemodels, model('det', { nodeSelector: { pool: 'x' } }));
+    await a1.waitFor((n) => n.held.has('default/det'));
+    await a2.waitFor((n) => n.held.has('default/det'));
+    await until(() => getModel('det')?.status?.targetNodes === 2, 'targetNodes');
+    expect(cond(getModel('det'), 'Ready').status).toBe('False');
+
+    await a1.report({ namespace: 'default', name: 'det', observedGeneration: 1, phase: 'Serving', servingVersion: '1', targetVersion: '1', url: 'http://a1:8000/v2/models/det' });
+    await a2.report({ namespace: 'default', name: 'det', observedGeneration: 1, phase: 'Downloading', targetVersion: '1' });
+    await until(() => getModel('det')?.status?.readyNodes === 1, 'one ready node');
+    let m = getModel('det');
+    expect(m.status.ready).toBe('1/2');
+    expect(cond(m, 'Progressing')).toMatchObject({ status: 'True', reason: 'Rolling', observedGeneration: 1 });
+    expect(m.status.nodes.find((n: any) => n.node === 'a2').phase).toBe('Downloading');
+
+    await a2.report({ namespace: 'default', name: 'det', observedGeneration: 1, phase: 'Serving', servingVersion: '1', targetVersion: '1' });
+    await until(() => cond(getModel('det'), 'Ready')?.status === 'True', 'Ready=True');
+    m = getModel('det');
+    expect(m.status).toMatchObject({ servingVersion: '1', readyNodes: 2, targetNodes: 2, observedGeneration: 1 });
+    for (const c of m.status.conditions) expect(Object.keys(c).sort()).toEqual(['lastTransitionTime', 'message', 'observedGeneration', 'reason', 'status', 'type']);
+    // Status writes went to the status subresource as merge patches; spec untouched, generation unchanged.
+    const writes = api.requests.filter((r) => r.method === 'PATCH' && r.path.endsWith('/det/status'));
+    expect(writes.length).toBeGreaterThan(0);
+    expect(writes.every((w) => w.contentType === 'application/merge-patch+json')).toBe(true);
+    expect(m.metadata.generation).toBe(1);
+
+    // A failure on one node: Degraded with the node's reason.
+    await a2.report({ namespace: 'default', name: 'det', observedGeneration: 1, phase: 'Failed', reason: 'DigestMismatch', message: 'bad bytes' });
+    await until(() => cond(getModel('det'), 'Degraded')?.status === 'True', 'Degraded=True');
+    expect(cond(getModel('det'), 'Degraded').message).toContain('DigestMismatch');
+  });
+
+  it('dedupes by msg_id, ignores reports about an older generation, and drops malformed messages', async () => {
+    api.create(TYPES.nodes, node('d1'));
+    const d1 = await simNode('d1');
+    const { controller: ctl, metrics } = await controller();
+    api.create(TYPES.inferencemodels, model('dd'));
+    await d1.waitFor((n) => n.held.has('default/dd'));
+    api.patch(TYPES.inferencemodels, 'default', 'dd', { spec: { targetVersion: '2' } });
+    await d1.waitFor((n) => n.generationOf('default/dd') === 2);
+    await d1.report({ namespace: 'default', name: 'dd', observedGeneration: 2, phase: 'Serving', servingVersion: '2' });
+    await until(() => getModel('dd')?.status?.servingVersion === '2', 'serving 2');
+    // Older generation arrives late: ignored.
+    await d1.report({ namespace: 'default', name: 'dd', observedGeneration: 1, phase: 'Failed', reason: 'Old' });
+    // Garbage of every kind: not JSON, bad envelope, wrong operation, wrong node in the topic, oversized.
+    await d1.publishRaw('not json');
+    await d1.publishRaw(JSON.stringify({ header: {}, route: {} }));
+    await d1.publishRaw(JSON.stringify(d1.statusEnvelope({ namespace: 'default', name: 'dd', observedGeneration: 2, phase: 'Failed' })).replace('"status"', '"explode"'));
+    await d1.publishRaw(JSON.stringify({ ...d1.statusEnvelope({ namespace: 'default', name: 'dd', observedGeneration: 2, phase: 'Failed' }), content: { node: 'other-node', namespace: 'default', name: 'dd', observedGeneration: 2, phase: 'Failed', time: 'x' } }));
+    await d1.publishRaw(Buffer.alloc(2 * 1024 * 1024, 0x20));
+    // The same msg_id twice: the second (a Failed) is a duplicate and ignored.
+    const env = d1.statusEnvelope({ namespace: 'default', name: 'dd', observedGeneration: 2, phase: 'Serving', servingVersion: '2', message: 'first' });
+    await d1.publishRaw(JSON.stringify(env));
+    await d1.publishRaw(JSON.stringify({ ...env, content: { ...env.content, phase: 'Failed', message: 'dup' } }));
+    const count = async (result: string) => (await metrics.inbound.get()).values.find((v) => v.labels.result === result)?.value ?? 0;
+    await until(async () => ctl.stats.statusDropped >= 5 && (await count('duplicate')) === 1 && (await count('stale')) === 1, 'all messages handled');
+    expect(ctl.stats.statusAccepted).toBe(2);
+    await ctl.writer.idle();
+    const m = getModel('dd');
+    expect(m.status.nodes[0]).toMatchObject({ phase: 'Serving', servingVersion: '2', message: 'first' });
+    expect(cond(m, 'Degraded').status).toBe('False');
+  });
+
+  it('coalesces status writes: many reports, few writes', async () => {
+    api.create(TYPES.nodes, node('c1'));
+    const c1 = await simNode('c1');
+    const { controller: ctl } = await controller({ statusIntervalMs: 400 });
+    api.create(TYPES.inferencemodels, model('co'));
+    await c1.waitFor((n) => n.held.has('default/co'));
+    await ctl.writer.idle();
+    const before = api.requests.filter((r) => r.path.endsWith('/co/status')).length;
+    for (let i = 0; i < 200; i++) await c1.report({ namespace: 'default', name: 'co', observedGeneration: 1, phase: 'Downloading', progress: { bytes: i * 1000, totalBytes: 200_000 }, message: `chunk ${i}` });
+    await until(() => ctl.stats.statusAccepted >= 200, '200 reports accepted');
+    await until(() => getModel('co')?.status?.nodes?.[0]?.message === 'chunk 199', 'last report written');
+    const writes = api.requests.filter((r) => r.path.endsWith('/co/status')).length - before;
+    expect(writes).toBeGreaterThan(0);
+    expect(writes).toBeLessThan(50);
+  });
+
+  it('retries a status write that hits 409 Conflict', async () => {
+    api.create(TYPES.nodes, node('r1'));
+    const r1 = await simNode('r1');
+    const { controller: ctl, metrics } = await controller();
+    api.create(TYPES.inferencemodels, model('rt'));
+    await r1.waitFor((n) => n.held.has('default/rt'));
+    await ctl.writer.idle();
+    api.failNext({ method: 'PATCH', path: /\/rt\/status$/, status: 409, times: 2 });
+    await r1.report({ namespace: 'default', name: 'rt', observedGeneration: 1, phase: 'Serving', servingVersion: '1' });
+    await until(() => getModel('rt')?.status?.servingVersion === '1', 'status written after conflicts');
+    const conflicts = (await metrics.statusWrites.get()).values.find((v) => v.labels.result === 'conflict')?.value;
+    expect(conflicts).toBe(2);
+  });
+
+  it('holds back a bad resource with Degraded and never sends it', async () => {
+    api.create(TYPES.nodes, node('b1'));
+    const b1 = await simNode('b1');
+    await controller({ requireDigest: true });
+    api.create(TYPES.inferencemodels, model('nover', { targetVersion: '7' }));
+    api.create(TYPES.inferencemodels, model('dup', { manifest: [{ version: '1', downloadURL: 'http://x/1' }, { version: '1', downloadURL: 'http://x/1b' }], targetVersion: '' }));
+    api.create(TYPES.inferencemodels, model('nodigest', { manifest: [{ version: '1', downloadURL: 'http://x/1' }] }));
+    api.create(TYPES.inferencemodels, model('good'));
+    await b1.waitFor((n) => n.held.has('default/good'));
+    await until(() => cond(getModel('nover'), 'Degraded')?.reason === 'TargetVersionNotInManifest', 'nover degraded');
+    await until(() => cond(getModel('dup'), 'Degraded')?.reason === 'DuplicateVersion', 'dup degraded');
+    await until(() => cond(getModel('nodigest'), 'Degraded')?.reason === 'MissingDigest', 'nodigest degraded');
+    expect(cond(getModel('nover'), 'Degraded').message).toContain('"7"');
+    expect([...b1.everHeld].sort()).toEqual(['default/good']);
+    // Fixing it sends it.
+    api.patch(TYPES.inferencemodels, 'default', 'nover', { spec: { targetVersion: '2' } });
+    await b1.waitFor((n) => n.held.get('default/nover')?.spec.targetVersion === '2');
+    await until(() => cond(getModel('nover'), 'Degraded')?.status === 'False', 'nover no longer degraded');
+  });
+
+  it('runs an image resource as an owned Deployment and Service, tells agents nothing, and cleans up on delete', async () => {
+    api.create(TYPES.nodes, node('i1', { arch: 'arm64' }));
+    const i1 = await simNode('i1');
+    await controller();
+    api.create(TYPES.inferencemodels, model('yolo', { image: 'registry.example/yolo:1', replicas: 2, nodeSelector: { arch: 'arm64' } }));
+    const dep = await until(() => api.get(TYPES.deployments, 'default', 'im-yolo'), 'deployment');
+    const svc = await until(() => api.get(TYPES.services, 'default', 'im-yolo'), 'service');
+    const uid = getModel('yolo').metadata.uid;
+    expect(dep.spec.replicas).toBe(2);
+    expect(dep.spec.template.spec.nodeSelector).toEqual({ arch: 'arm64' });
+    expect(dep.spec.template.spec.containers[0].image).toBe('registry.example/yolo:1');
+    expect(dep.metadata.ownerReferences[0]).toMatchObject({ kind: 'InferenceModel', name: 'yolo', uid, controller: true });
+    expect(svc.metadata.ownerReferences[0].uid).toBe(uid);
+    await until(() => getModel('yolo')?.status?.url === 'http://im-yolo.default.svc:8000', 'status.url');
+    // The Deployment becoming ready shows in the resource's status.
+    api.patch(TYPES.deployments, 'default', 'im-yolo', { status: { readyReplicas: 2, replicas: 2 } }, { status: true });
+    await until(() => cond(getModel('yolo'), 'Ready')?.status === 'True', 'Ready from the Deployment');
+    // An edit of the image rolls the Deployment.
+    api.patch(TYPES.inferencemodels, 'default', 'yolo', { spec: { image: 'registry.example/yolo:2' } });
+    await until(() => api.get(TYPES.deployments, 'default', 'im-yolo')?.spec.template.spec.containers[0].image === 'registry.example/yolo:2', 'new image');
+    api.remove(TYPES.inferencemodels, 'default', 'yolo');
+    await until(() => !api.get(TYPES.deployments, 'default', 'im-yolo') && !api.get(TYPES.services, 'default', 'im-yolo'), 'garbage collected');
+    expect(i1.everHeld.size).toBe(0);
+  });
+
+  it('loses no update when the watch breaks mid-stream or expires with 410 Gone', async () => {
+    api.create(TYPES.nodes, node('w1', { g: '1' }));
+    api.create(TYPES.nodes, node('w2', { g: '2' }));
+    const w1 = await simNode('w1');
+    const w2 = await simNode('w2');
+    const { metrics } = await controller();
+    api.create(TYPES.inferencemodels, model('wa', { nodeSelector: { g: '1' } }));
+    api.create(TYPES.inferencemodels, model('wb', { nodeSelector: { g: '1' } }));
+    api.create(TYPES.inferencemodels, model('wd', { nodeSelector: { g: '1' } }));
+    await w1.waitFor((n) => n.held.has('default/wa') && n.held.has('default/wb') && n.held.has('default/wd'));
+
+    // Cut every watch, and change things while nobody is watching.
+    api.breakWatches();
+    api.patch(TYPES.inferencemodels, 'default', 'wa', { spec: { targetVersion: '2' } });
+    api.remove(TYPES.inferencemodels, 'default', 'wb');
+    await w1.waitFor((n) => n.held.get('default/wa')?.spec.targetVersion === '2' && !n.held.has('default/wb'), 20_000, 'changes after a broken watch');
+
+    // Expire the history (compaction) and break again: the controller must relist after 410.
+    api.breakWatches();
+    api.patch(TYPES.inferencemodels, 'default', 'wa', { spec: { nodeSelector: { g: '2' } } });
+    api.create(TYPES.inferencemodels, model('wc', { nodeSelector: { g: '1' } }));
+    api.remove(TYPES.inferencemodels, 'default', 'wd'); // only a relist can reveal this deletion
+    api.compact();
+    await w1.waitFor((n) => !n.held.has('default/wa') && n.held.has('default/wc') && !n.held.has('default/wd'), 20_000, 'changes after 410');
+    await w2.waitFor((n) => n.held.has('default/wa'));
+    const gone = (await metrics.watchRestarts.get()).values.filter((v) => v.labels.reason === 'gone').reduce((a, v) => a + v.value, 0);
+    expect(gone).toBeGreaterThan(0);
+    expect(w2.everHeld.has('default/wb') || w2.everHeld.has('default/wc')).toBe(false);
+  });
+
+  it('after a restart, converges nodes to what happened while the controller was down', async () => {
+    api.create(TYPES.nodes, node('s1', { k: 'v' }));
+    api.create(TYPES.nodes, node('s2'));
+    const s1 = await simNode('s1');
+    const s2 = await simNode('s2');
+    const first = await startController(api, { brokerUrl: broker.url });
+    api.create(TYPES.inferencemodels, model('keep', { nodeSelector: { k: 'v' } }));
+    api.create(TYPES.inferencemodels, model('drop', { nodeSelector: { k: 'v' } }));
+    await s1.waitFor((n) => n.held.has('default/keep') && n.held.has('default/drop'));
+    await first.controller.stop();
+
+    api.remove(TYPES.inferencemodels, 'default', 'drop');
+    api.patch(TYPES.inferencemodels, 'default', 'keep', { spec: { targetVersion: '2' } });
+    api.create(TYPES.inferencemodels, model('new', { nodeSelector: { k: 'v' } }));
+    await controller();
+    await s1.waitFor((n) => !n.held.has('default/drop') && n.held.get('default/keep')?.spec.targetVersion === '2' && n.held.has('default/new'), 20_000, 'converged after restart');
+    expect(s2.everHeld.size).toBe(0);
+  });
+});
