@@ -74,6 +74,7 @@ export async function runController(o: CliOptions, log: Logger = pino({ level: o
   const health = await startHealthServer({
     port: o.metricsPort,
     registry: metrics.registry,
+    ready: () => controller.ready() && (elector.isLeader() || !o.leaderElect),
     healthy: () => ({ ok: !stop.signal.aborted, detail: { leader: elector.isLeader() || !o.leaderElect, running: controller.ready(), transport: transport.connected() } }),
   });
   log.info({ port: health.port, transport: o.transport }, 'modeld-controller up');

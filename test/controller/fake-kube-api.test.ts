@@ -21,7 +21,7 @@ afterEach(() => api.stop());
 
 const err = (p: Promise<unknown>) => p.then(() => undefined, (e: KubeApiError) => e);
 
-function watch(path: string, query: Record<string, unknown>) {
+function watch(path: string, query: Record<string, string | number | boolean | undefined>) {
   const events: Array<{ type: string; object: any }> = [];
   let done: unknown = 'open';
   const w = new Watch(kubeConfigFor(api));
