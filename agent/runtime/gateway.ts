@@ -1,6 +1,7 @@
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { networkInterfaces } from 'node:os';
 import { Transform, type Readable } from 'node:stream';
+import type { Pool } from 'undici';
 import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -21,9 +22,10 @@ export interface RouteTarget {
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'expect', 'host']);
 
-function upstreamHeaders(h: IncomingHttpHeaders): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(h)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
+/** Request headers for the instance, from the raw [name, value, ...] list (cheaper than req.headers). */
+function upstreamHeaders(raw: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) if (!HOP_BY_HOP.has(raw[i].toLowerCase())) out.push(raw[i], raw[i + 1]);
   return out;
 }
 
@@ -46,6 +48,9 @@ function sendJson(res: ServerResponse, status: number, body: unknown, extra: Rec
 const oipError = (res: ServerResponse, status: number, message: string, extra?: Record<string, string>) => sendJson(res, status, { error: message }, extra);
 
 class BodyTooLarge extends Error {}
+
+/** Bodies up to this size are read whole before forwarding (one write upstream). */
+const SMALL_BODY = 64 * 1024;
 
 /** Counts a body of unknown length and errors past `limit`. */
 function limitBody(src: Readable, limit: number): Readable {
@@ -198,27 +203,62 @@ export class Gateway {
     };
     res.once('close', release);
 
-    const body = !hasBody ? null : declared !== undefined ? req : limitBody(req, limit);
-    const ac = new AbortController();
+    const fail = (err: Error) => {
+      release();
+      if (res.destroyed) return;
+      if (err instanceof BodyTooLarge || err?.cause instanceof BodyTooLarge) return oipError(res, 413, err.message, { connection: 'close' });
+      if (res.headersSent) return void res.destroy(err);
+      this.d.log.warn({ model: `${target.namespace}/${target.name}`, version: target.version, err: err?.message }, 'upstream request failed');
+      oipError(res, 502, `model "${modelName}" instance failed to answer: ${err?.message ?? err}`);
+    };
+    const headers = upstreamHeaders(req.rawHeaders);
+    const len = declared === undefined ? -1 : Number(declared);
+    if (len > 0 && len <= SMALL_BODY) {
+      // Small body of known size: read it whole, so headers and body go upstream in one write.
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.once('end', () => this.forward(req, res, pool, headers, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), fail));
+      req.once('error', (err) => fail(err));
+      return;
+    }
+    this.forward(req, res, pool, headers, !hasBody ? null : declared !== undefined ? req : limitBody(req, limit), fail);
+  }
+
+  private forward(req: IncomingMessage, res: ServerResponse, pool: Pool, headers: string[], body: Buffer | Readable | null, fail: (err: Error) => void): void {
+    // undici's lowest-level API: response bytes go straight to `res`, with back-pressure.
+    let ctl: { abort(reason: Error): void; pause(): void; resume(): void } | undefined;
+    let held: Buffer | undefined;
     res.once('close', () => {
-      if (!res.writableFinished) ac.abort();
+      if (!res.writableFinished) ctl?.abort(new Error('client went away'));
     });
-    pool
-      .stream(
-        { path: req.url ?? path, method: req.method as 'GET', headers: upstreamHeaders(req.headers), body, signal: ac.signal },
-        ({ statusCode, headers }) => {
-          res.writeHead(statusCode, downstreamHeaders(headers));
-          return res;
+    res.on('drain', () => ctl?.resume());
+    try {
+      pool.dispatch(
+        { path: req.url ?? '/', method: req.method as 'GET', headers, body },
+        {
+          onRequestStart(controller) {
+            ctl = controller;
+          },
+          onResponseStart(_c, statusCode, headers) {
+            res.writeHead(statusCode, downstreamHeaders(headers as Record<string, string | string[] | undefined>));
+          },
+          // One chunk is held back, so a one-chunk answer leaves in one write with its headers.
+          onResponseData(controller, chunk) {
+            const prev = held;
+            held = chunk;
+            if (prev && !res.write(prev)) controller.pause();
+          },
+          onResponseEnd() {
+            if (held) res.end(held);
+            else res.end();
+          },
+          onResponseError(_c, err) {
+            fail(err);
+          },
         },
-      )
-      .catch((err: unknown) => {
-        release();
-        if (res.destroyed) return;
-        if (err instanceof BodyTooLarge || (err as Error)?.cause instanceof BodyTooLarge) {
-          return oipError(res, 413, (err as Error).message, { connection: 'close' });
-        }
-        this.d.log.warn({ model: `${target.namespace}/${target.name}`, version: target.version, err: (err as Error)?.message }, 'upstream request failed');
-        oipError(res, 502, `model "${modelName}" instance failed to answer: ${(err as Error)?.message ?? err}`);
-      });
+      );
+    } catch (err) {
+      fail(err as Error);
+    }
   }
 }

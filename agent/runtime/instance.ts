@@ -80,6 +80,9 @@ export class Instance {
   pool: Pool | undefined;
   failure: ModeldError | undefined;
   restarts = 0;
+  /** performance.now() at the last spawn and when that process was first seen ready. */
+  spawnedAt = 0;
+  readyAt = 0;
 
   private child: ChildProcess | undefined;
   private exited: Promise<Exit> | undefined;
@@ -147,6 +150,7 @@ export class Instance {
       if (outcome === 'ready') {
         this.pool = new Pool(`http://127.0.0.1:${port}`, { pipelining: 1, keepAliveTimeout: 30_000 });
         const readyAt = Date.now();
+        this.readyAt = performance.now();
         this.log.info({ port, pid: this.pid }, 'instance ready');
         this.setState('ready');
         const ex = await exited;
@@ -200,6 +204,8 @@ export class Instance {
     }
     this.child = child;
     this.pid = child.pid;
+    this.spawnedAt = performance.now();
+    this.readyAt = 0;
     this.exited = new Promise<Exit>((resolve) => {
       child.once('error', (error) => resolve({ code: null, signal: null, error }));
       child.once('exit', (code, signal) => resolve({ code, signal }));

@@ -20,6 +20,8 @@ export interface ServingDeps {
   log: Logger;
   /** A version that was serving failed for good (CrashLoop): the owner may roll back. */
   onFailure?: (namespace: string, name: string, version: string, err: ModeldError) => void;
+  /** A version took over the route (for events and the benchmark): times in ms from activate(). */
+  onSwitch?: (namespace: string, name: string, version: string, t: { switchMs: number; runtimeStartMs: number }) => void;
 }
 
 export interface ServingState {
@@ -109,6 +111,7 @@ export class Serving {
   }
 
   private async doActivate(target: ServeTarget, signal?: AbortSignal): Promise<{ url: string }> {
+    const started = performance.now();
     if (this.closed) throw new ModeldError('Cancelled', 'serving is shutting down');
     const key = keyOf(target.namespace, target.name);
     // Validates every name and path before anything is spawned.
@@ -139,7 +142,6 @@ export class Serving {
       return { url };
     }
 
-    const started = Date.now();
     const group = new InstanceGroup({
       namespace: target.namespace,
       name: target.name,
@@ -166,7 +168,13 @@ export class Serving {
     this.gateway.setRoute(target.modelName, group);
     if (cur && cur.target.modelName !== target.modelName) this.gateway.removeRoute(cur.target.modelName, cur.group);
     this.models.set(key, { target: { ...target }, group });
-    log.info({ readyMs: Date.now() - started, previous: cur?.target.version }, 'version serving');
+    const switchMs = performance.now() - started;
+    log.info({ switchMs: Math.round(switchMs), runtimeStartMs: Math.round(group.runtimeStartMs()), previous: cur?.target.version }, 'version serving');
+    try {
+      this.d.onSwitch?.(target.namespace, target.name, target.version, { switchMs, runtimeStartMs: group.runtimeStartMs() });
+    } catch {
+      /* an observer must not break the switch */
+    }
     if (cur) await this.retire(cur.group);
     return { url };
   }

@@ -76,6 +76,11 @@ export class InstanceGroup {
     return this.ready().length;
   }
 
+  /** The slowest instance's time from spawn to ready (the runtime's own start time), ms. */
+  runtimeStartMs(): number {
+    return Math.max(0, ...this.instances.map((i) => (i.readyAt ? i.readyAt - i.spawnedAt : 0)));
+  }
+
   inFlight(): number {
     return this.instances.reduce((n, i) => n + i.inFlight, 0);
   }
