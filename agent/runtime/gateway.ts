@@ -146,7 +146,9 @@ export class Gateway {
       const url = req.url ?? '/';
       const q = url.indexOf('?');
       const path = q < 0 ? url : url.slice(0, q);
-      if (path.startsWith('/v2/models/')) return this.proxy(req, res, path);
+      if (path.startsWith('/v2/models/')) return this.proxy(req, res, path, 11);
+      // TF Serving's REST API (/v1/models/<name>[/versions/<v>][:predict]) for runtimes that speak it.
+      if (path.startsWith('/v1/models/')) return this.proxy(req, res, path, 11);
       if (path === '/v2/health/live' || path === '/v2/health/ready') return sendJson(res, 200, { [path.endsWith('live') ? 'live' : 'ready']: true });
       if (path === '/v2/models') {
         return sendJson(res, 200, {
@@ -167,11 +169,11 @@ export class Gateway {
     }
   }
 
-  private proxy(req: IncomingMessage, res: ServerResponse, path: string): void {
-    const end = path.indexOf('/', 11);
+  private proxy(req: IncomingMessage, res: ServerResponse, path: string, from: number): void {
+    const m = /^[^/:]*/.exec(path.slice(from))!;
     let modelName: string;
     try {
-      modelName = decodeURIComponent(end < 0 ? path.slice(11) : path.slice(11, end));
+      modelName = decodeURIComponent(m[0]);
     } catch {
       return oipError(res, 400, 'bad model name in path');
     }

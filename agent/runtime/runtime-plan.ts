@@ -94,13 +94,15 @@ export function planRuntime(target: ServeTarget, config: Config): RuntimePlan {
   const entry = ft ? (config.runtimes[ft] ?? config.runtimes[ft.toLowerCase()]) : undefined;
   const values = { modelDir: target.versionDir, modelName: target.modelName, version: target.version };
   if (entry) {
+    const fill = (arg: string, port: number) => arg.replace(PLACEHOLDER, (_, k: keyof typeof values | 'port') => (k === 'port' ? String(port) : values[k]));
     return {
       runtime: ft,
       builtin: false,
-      readyPath: entry.readyPath,
+      // TF Serving's readiness is per model (/v1/models/{modelName}); the port is not known here.
+      readyPath: fill(entry.readyPath, 0),
       startTimeoutMs: entry.startTimeoutMs ?? config.serving.startTimeoutMs,
       env: entry.env,
-      argv: (port) => entry.command.map((arg) => arg.replace(PLACEHOLDER, (_, k: keyof typeof values | 'port') => (k === 'port' ? String(port) : values[k]))),
+      argv: (port) => entry.command.map((arg) => fill(arg, port)),
     };
   }
   if (ft.toLowerCase() === 'onnx' || (ft === '' && hasOnnxFile(target.versionDir))) {

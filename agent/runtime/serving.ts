@@ -44,6 +44,8 @@ export class Serving {
   private readonly models = new Map<string, Served>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private closed = false;
+  /** Aborts activations in progress when the agent shuts down. */
+  private readonly closing = new AbortController();
 
   constructor(private readonly d: ServingDeps) {
     this.gateway = new Gateway({ config: d.config, log: d.log.child({ part: 'gateway' }) });
@@ -102,6 +104,7 @@ export class Serving {
   /** Stops every instance and the gateway (agent shutdown). */
   async close(): Promise<void> {
     this.closed = true;
+    this.closing.abort();
     await Promise.allSettled([...this.locks.values()]);
     const all = [...this.models.values()];
     this.models.clear();
@@ -110,8 +113,9 @@ export class Serving {
     await this.gateway.close();
   }
 
-  private async doActivate(target: ServeTarget, signal?: AbortSignal): Promise<{ url: string }> {
+  private async doActivate(target: ServeTarget, callerSignal?: AbortSignal): Promise<{ url: string }> {
     const started = performance.now();
+    const signal = callerSignal ? AbortSignal.any([callerSignal, this.closing.signal]) : this.closing.signal;
     if (this.closed) throw new ModeldError('Cancelled', 'serving is shutting down');
     const key = keyOf(target.namespace, target.name);
     // Validates every name and path before anything is spawned.

@@ -102,6 +102,8 @@ describe('gateway with bad requests', () => {
     expect(r.json).toEqual({ error: 'unknown model "nope"' });
     expect((await fetch(`${url}/v2/models/%E0%A4%A/infer`, { method: 'POST', body: '{}' })).status).toBe(400);
     expect((await fetch(`${url}/metrics`)).status).toBe(404);
+    const tf = await post('/v1/models/nope:predict', '{}');
+    expect([tf.status, tf.json]).toEqual([404, { error: 'unknown model "nope"' }]);
     await stillAnswers();
   });
 

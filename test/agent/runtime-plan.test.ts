@@ -40,6 +40,12 @@ describe('runtime selection', () => {
     expect(plan.argv(9001)).toEqual(['/opt/tritonserver/bin/tritonserver', `--model-repository=${dir}`, '--http-port', '9001', '--model-control-mode=explicit', '--load-model=m:1']);
   });
 
+  it('fills {modelName} and {version} in a readyPath (TF Serving checks readiness per model)', () => {
+    const { env, target } = setup({ tfserving: { command: ['tensorflow_model_server', '--rest_api_port={port}', '--model_name={modelName}', '--model_base_path={modelDir}'], readyPath: '/v1/models/{modelName}/versions/{version}' } });
+    const plan = planRuntime({ ...target, frameworkType: 'tfserving' }, env.config);
+    expect(plan.readyPath).toBe('/v1/models/m/versions/1');
+  });
+
   it('uses the built-in onnx runtime for frameworkType onnx and for an empty frameworkType with a .onnx file', () => {
     const { env, dir, target } = setup();
     expect(planRuntime({ ...target, frameworkType: 'onnx' }, env.config).builtin).toBe(true);

@@ -1,0 +1,127 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger, silentLogger, type Logger } from '../../agent/log.js';
+import { isRunning } from '../../agent/runtime/pidfiles.js';
+import { Serving, type ServeTarget } from '../../agent/runtime/serving.js';
+import { fixtureRuntime, inferX, servingEnv } from '../helpers/models.js';
+
+// The supervisor with real child processes: restarts, crash-loop budget, SIGTERM then SIGKILL,
+// whole process groups, and runtime output in the agent's log.
+
+const IGNORE_SIGTERM = fileURLToPath(new URL('../fixtures/ignore-sigterm.mjs', import.meta.url));
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 30_000) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function setup(runtimes: Record<string, unknown>, opts: { serving?: Record<string, number>; log?: Logger } = {}) {
+  const env = servingEnv({ runtimes: runtimes as never, serving: opts.serving });
+  const serving = new Serving({ config: env.config, paths: env.paths, log: opts.log ?? silentLogger() });
+  cleanups.push(() => env.cleanup());
+  cleanups.push(() => serving.close());
+  await serving.start();
+  const target = (frameworkType: string, extra: Partial<ServeTarget> = {}): ServeTarget => ({
+    namespace: 'default',
+    name: 'fx',
+    modelName: 'fx',
+    version: '1',
+    versionDir: env.paths.versionDir('default', 'fx', '1'),
+    frameworkType,
+    replicas: 1,
+    ...extra,
+  });
+  (await import('node:fs')).mkdirSync(target('x').versionDir, { recursive: true });
+  const instances = () => (serving as any).models.get('default/fx').group.instances as Array<{ pid: number; state: string }>;
+  return { env, serving, target, instances, url: serving.gatewayUrl() };
+}
+
+describe('supervisor', () => {
+  it('restarts an instance killed from outside, with a new pid and pid file, and serves again', async () => {
+    const { env, serving, target, instances, url } = await setup({ fix: fixtureRuntime('ok') });
+    await serving.activate(target('fix'));
+    const first = instances()[0].pid;
+    process.kill(first, 'SIGKILL');
+    await waitFor(() => instances()[0].state === 'ready' && instances()[0].pid !== first, 'restart');
+    const second = instances()[0].pid;
+    expect(JSON.parse(readFileSync(join(env.paths.runDir, 'default_fx_1_0.pid'), 'utf8')).pid).toBe(second);
+    const r = await inferX(url, 'fx', [7]);
+    expect(r.status).toBe(200);
+    expect(serving.state('default', 'fx')).toMatchObject({ readyReplicas: 1 });
+  });
+
+  it('gives up after serving.crashLoopRestarts restarts: CrashLoop, the runtime started exactly N+1 times', async () => {
+    const { env, serving, target } = await setup({ fix: fixtureRuntime('crash-immediately') }, { serving: { crashLoopRestarts: 3 } });
+    const pidFile = join(env.root, 'starts');
+    writeFileSync(pidFile, '');
+    (env.config.runtimes.fix.command as string[]).push('--pid-file', pidFile);
+    await expect(serving.activate(target('fix'))).rejects.toMatchObject({ code: 'CrashLoop', message: expect.stringMatching(/4 times in a row.*crashing at start/) });
+    expect(readFileSync(pidFile, 'utf8').split('\n').filter(Boolean)).toHaveLength(4);
+  });
+
+  it('a runtime that ignores SIGTERM is SIGKILLed after serving.stopGraceMs', async () => {
+    const logs = new PassThrough();
+    let text = '';
+    logs.on('data', (c) => (text += c));
+    const { serving, target, instances } = await setup(
+      { ign: { command: [process.execPath, IGNORE_SIGTERM, '--port', '{port}'], env: {}, readyPath: '/' } },
+      { serving: { stopGraceMs: 300 }, log: createLogger({ level: 'info', destination: logs }) },
+    );
+    await serving.activate(target('ign'));
+    const pid = instances()[0].pid;
+    await serving.deactivate('default', 'fx');
+    expect(isRunning(pid)).toBe(false);
+    expect(text).toMatch(/ignoring SIGTERM/);
+    expect(text).toMatch(/did not stop on SIGTERM: SIGKILL/);
+  });
+
+  it('stopping an instance ends its whole process group, helpers included', async () => {
+    const { env, serving, target } = await setup({ fix: fixtureRuntime('ok') });
+    const gcFile = join(env.root, 'grandchild');
+    (env.config.runtimes.fix.command as string[]).push('--grandchild-pid-file', gcFile);
+    await serving.activate(target('fix'));
+    const gc = Number(readFileSync(gcFile, 'utf8'));
+    expect(isRunning(gc)).toBe(true);
+    await serving.deactivate('default', 'fx');
+    await waitFor(() => !isRunning(gc), 'helper process gone', 10_000);
+  });
+
+  it('runtime output goes to the agent log tagged with model, version and instance', async () => {
+    const logs = new PassThrough();
+    const lines: any[] = [];
+    let buf = '';
+    logs.on('data', (c) => {
+      buf += c;
+      const parts = buf.split('\n');
+      buf = parts.pop()!;
+      for (const p of parts) lines.push(JSON.parse(p));
+    });
+    const { serving, target } = await setup({ fix: fixtureRuntime('ok') }, { log: createLogger({ level: 'info', destination: logs }) });
+    await serving.activate(target('fix', { replicas: 2 }));
+    await waitFor(() => lines.filter((l) => /fixture runtime fx@1/.test(l.msg)).length === 2, 'runtime lines');
+    const tagged = lines.filter((l) => /fixture runtime fx@1/.test(l.msg));
+    expect(tagged.map((l) => [l.model, l.version, l.instance, l.stream]).sort()).toEqual([
+      ['default/fx', '1', 0, 'stdout'],
+      ['default/fx', '1', 1, 'stdout'],
+    ]);
+  });
+
+  it('activations in progress are cancelled by close()', async () => {
+    const { serving, target } = await setup({ fix: fixtureRuntime('never-ready', { startTimeoutMs: 60_000 }) });
+    const p = serving.activate(target('fix'));
+    await new Promise((r) => setTimeout(r, 300));
+    await serving.close();
+    await expect(p).rejects.toMatchObject({ code: 'Cancelled' });
+  });
+});
