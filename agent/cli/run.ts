@@ -1,0 +1,27 @@
+import type { Command } from 'commander';
+import { loadConfig } from '../config/load.js';
+import { createLogger } from '../log.js';
+import { startAgent } from '../main.js';
+
+export function registerRun(program: Command): void {
+  program
+    .command('run')
+    .description('run the modeld daemon (what systemd starts)')
+    .option('--no-serve', 'deliver models only: no runtimes, no gateway')
+    .action(async (opts: { serve: boolean }) => {
+      const config = loadConfig({ path: program.opts().config });
+      const log = createLogger({ level: config.log.level });
+      const agent = await startAgent(config, log, { serve: opts.serve });
+      log.info({ node: config.node.name, stateDir: config.stateDir, broker: config.broker.url }, 'modeld started');
+      let stopping = false;
+      const stop = async (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        log.info({ signal }, 'stopping');
+        await agent.stop();
+        process.exit(0);
+      };
+      process.on('SIGTERM', () => void stop('SIGTERM'));
+      process.on('SIGINT', () => void stop('SIGINT'));
+    });
+}

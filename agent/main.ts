@@ -1,0 +1,128 @@
+import { mkdirSync } from 'node:fs';
+import type { Config } from './config/schema.js';
+import { ModeldError } from './errors.js';
+import { BlobStore } from './fetch/blob-store.js';
+import { fetchPolicyFromConfig } from './fetch/policy.js';
+import { checkUrl } from './fetch/url-policy.js';
+import { MqttLink } from './link/mqtt-link.js';
+import type { Logger } from './log.js';
+import { statePaths, type StatePaths } from './paths.js';
+import { Intake } from './reconcile/intake.js';
+import { recoverState } from './reconcile/recover.js';
+import { Reporter } from './reconcile/report.js';
+import { Runner } from './reconcile/runner.js';
+import { specHash } from './reconcile/spec-hash.js';
+import { Serving } from './runtime/serving.js';
+import { openStore, type Store } from './store/index.js';
+import { AGENT_VERSION } from './version.js';
+
+/** Everything the running agent is made of: built once here, passed to whoever needs it. */
+export interface Agent {
+  config: Config;
+  paths: StatePaths;
+  store: Store;
+  log: Logger;
+  blobStore: BlobStore;
+  serving?: Serving;
+  link: MqttLink;
+  reporter: Reporter;
+  runner: Runner;
+  intake: Intake;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Serve models (runtimes + gateway). Off: deliver only, `current` is the end state. */
+  serve?: boolean;
+  /** Delay before retrying a version whose download failed for a passing reason. */
+  retryDelayMs?: number;
+}
+
+/** Starts the parts in order; `stop()` stops them in reverse. */
+export async function startAgent(config: Config, log: Logger, opts: StartOptions = {}): Promise<Agent> {
+  const paths = statePaths(config.stateDir);
+  mkdirSync(paths.root, { recursive: true, mode: 0o750 });
+  const store = openStore(paths.db);
+  const stops: Array<() => Promise<void> | void> = [() => store.close()];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) {
+      try {
+        await stop();
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'error while stopping');
+      }
+    }
+  };
+  try {
+    await recoverState(paths, store, log);
+
+    const blobStore = new BlobStore({ paths, blobs: store.blobs, log });
+    const fetchPolicy = fetchPolicyFromConfig(config);
+
+    // The link is made first so that statuses go to its outbox; it connects last.
+    let runnerRef: Runner | undefined;
+    let intakeRef: Intake | undefined;
+    const link = new MqttLink({
+      config,
+      log,
+      outbox: store.outbox,
+      agentVersion: AGENT_VERSION,
+      onMessage: (topic, payload) => intakeRef?.handle(topic, payload),
+    });
+
+    let reporterRef: Reporter | undefined;
+    let serving: Serving | undefined;
+    if (opts.serve !== false) {
+      serving = new Serving({
+        config,
+        paths,
+        log,
+        // A version that crash-loops after it took traffic: block it under this spec and roll back.
+        onFailure: (namespace, name, version, err: ModeldError) => {
+          const desired = store.specs.get(namespace, name);
+          const message = `version ${version} failed while serving: ${err.message}`;
+          if (desired) {
+            store.models.update(namespace, name, {
+              failedVersion: version,
+              failedSpecHash: specHash(desired.spec),
+              failedReason: err.code,
+              failedMessage: message,
+            });
+          }
+          reporterRef?.report(namespace, name, { phase: 'Failed', reason: err.code, message });
+          runnerRef?.kick(namespace, name, { cancel: false });
+        },
+      });
+      await serving.start();
+      stops.push(() => serving!.close());
+    }
+
+    const reporter = new Reporter({ config, store, log, serving, enqueue: (topic, payload) => link.enqueue(topic, payload) });
+    reporterRef = reporter;
+    const runner = new Runner(
+      { config, paths, store, log, blobStore, fetchPolicy, serving, reporter },
+      { retryDelayMs: opts.retryDelayMs ?? 60_000 },
+    );
+    runnerRef = runner;
+    stops.push(() => runner.stop());
+    const intake = new Intake({
+      config,
+      store,
+      log,
+      reporter,
+      checkUrl: (url) => void checkUrl(url, fetchPolicy),
+      kick: (ns, name, o) => runner.kick(ns, name, o),
+    });
+    intakeRef = intake;
+
+    // Serve what is on disk first, without waiting for the cloud.
+    runner.kickAll();
+    link.start();
+    stops.push(() => link.stop());
+
+    return { config, paths, store, log, blobStore, serving, link, reporter, runner, intake, stop: stopAll };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}

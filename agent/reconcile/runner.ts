@@ -1,0 +1,210 @@
+import { existsSync } from 'node:fs';
+import { resolveTarget } from '../../shared/index.js';
+import { toModeldError, type ModeldError } from '../errors.js';
+import { readCurrent } from '../install/layout.js';
+import { plan, type Plan, type PlanInput } from './plan.js';
+import { specHash } from './spec-hash.js';
+import { runStep, type StepDeps } from './steps.js';
+
+// Runs each model's plan one step at a time until nothing is left. One apply per model at a time;
+// a newer spec aborts the running apply through its AbortSignal, and the loop plans again.
+
+const MAX_STEPS = 24;
+
+interface Slot {
+  abort: AbortController;
+  done: Promise<void>;
+  again: boolean;
+  cancel: boolean;
+}
+
+export interface RunnerOptions {
+  /** Delay before a retryable failure (a network error) is tried again under the same spec. */
+  retryDelayMs: number;
+}
+
+export class Runner {
+  private readonly slots = new Map<string, Slot>();
+  private readonly learnt = new Map<string, Map<string, string>>();
+  private readonly restoreFailed = new Set<string>();
+  private readonly retryTimers = new Map<string, NodeJS.Timeout>();
+  private stopped = false;
+
+  constructor(
+    private readonly deps: StepDeps,
+    private readonly opts: RunnerOptions = { retryDelayMs: 60_000 },
+  ) {}
+
+  /**
+   * Asks for `ns/name` to be reconciled. With `cancel` (the spec changed) a running apply is
+   * aborted first; otherwise it runs once more after the current one.
+   */
+  kick(namespace: string, name: string, opts: { cancel?: boolean } = {}): void {
+    if (this.stopped) return;
+    const key = `${namespace}/${name}`;
+    const slot = this.slots.get(key);
+    if (slot) {
+      slot.again = true;
+      if (opts.cancel) {
+        slot.cancel = true;
+        slot.abort.abort(new Error('superseded by a newer spec'));
+      }
+      return;
+    }
+    const abort = new AbortController();
+    const fresh: Slot = { abort, again: false, cancel: false, done: Promise.resolve() };
+    fresh.done = this.loop(namespace, name, fresh).finally(() => {
+      this.slots.delete(key);
+      if (fresh.again && !this.stopped) this.kick(namespace, name);
+    });
+    this.slots.set(key, fresh);
+  }
+
+  /** Every model with a spec or with something on disk. */
+  kickAll(): void {
+    const keys = new Set<string>();
+    for (const s of this.deps.store.specs.list()) keys.add(`${s.namespace}/${s.name}`);
+    for (const m of this.deps.store.models.list()) keys.add(`${m.namespace}/${m.name}`);
+    for (const k of keys) {
+      const [ns, name] = k.split('/');
+      this.kick(ns, name);
+    }
+  }
+
+  /** Resolves when no model is being applied (tests, CLI). */
+  async idle(): Promise<void> {
+    while (this.slots.size) await Promise.all([...this.slots.values()].map((s) => s.done));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.retryTimers.values()) clearTimeout(t);
+    for (const s of this.slots.values()) s.abort.abort(new Error('agent stopping'));
+    await Promise.allSettled([...this.slots.values()].map((s) => s.done));
+  }
+
+  private async gather(namespace: string, name: string): Promise<{ input: PlanInput; hash?: string }> {
+    const { store, paths, serving, config } = this.deps;
+    const desired = store.specs.get(namespace, name);
+    const model = store.models.get(namespace, name);
+    const hash = desired ? specHash(desired.spec) : undefined;
+    const installed = store.versions
+      .listFor(namespace, name)
+      .filter((v) => existsSync(paths.versionDir(namespace, name, v.version)))
+      .map((v) => v.version);
+    const blobs = (desired?.spec.manifest ?? [])
+      .map((m) => m.sha256sum?.toLowerCase())
+      .filter((s): s is string => !!s && this.deps.blobStore.has(s));
+    const running = serving?.state(namespace, name);
+    const input: PlanInput = {
+      desired: desired && { spec: desired.spec, specHash: hash!, generation: desired.generation },
+      actual: {
+        current: await readCurrent(paths.modelDir(namespace, name)),
+        servingVersion: model?.servingVersion,
+        previousVersion: model?.previousVersion,
+        failedVersion: model?.failedVersion,
+        failedSpecHash: model?.failedSpecHash,
+        heldVersion: model?.heldVersion,
+        heldSpecHash: model?.heldSpecHash,
+        installed,
+        blobs,
+        running: running && { version: running.version, replicas: running.replicas },
+        servingEnabled: serving !== undefined,
+        present: model !== undefined || existsSync(paths.modelDir(namespace, name)),
+        restoreFailed: this.restoreFailed.has(`${namespace}/${name}`),
+      },
+      allowUnverified: config.allowUnverified,
+    };
+    return { input, hash };
+  }
+
+  private async loop(namespace: string, name: string, slot: Slot): Promise<void> {
+    const key = `${namespace}/${name}`;
+    const { reporter, store } = this.deps;
+    const log = this.deps.log.child({ model: key });
+    const learnt = this.learnt.get(key) ?? new Map<string, string>();
+    this.learnt.set(key, learnt);
+    try {
+      for (let i = 0; i < MAX_STEPS; i++) {
+        if (slot.abort.signal.aborted) return;
+        const { input, hash } = await this.gather(namespace, name);
+        const p = plan(input);
+        const step = p.steps[0];
+        if (!step) return this.settle(namespace, name, p);
+        const desired = store.specs.get(namespace, name);
+        const modelRef = { namespace, name, modelName: desired?.spec.modelName ?? name, frameworkType: desired?.spec.frameworkType };
+        try {
+          log.debug({ step }, 'step');
+          await runStep(step, modelRef, this.deps, { signal: slot.abort.signal, learnt });
+        } catch (err) {
+          const e = toModeldError(err);
+          if (slot.abort.signal.aborted || e.code === 'Cancelled') return;
+          if (step.kind === 'start' && step.version !== p.want) {
+            // Restoring the old version failed; go on toward the target rather than loop.
+            this.restoreFailed.add(key);
+            log.warn({ err: e.message, reason: e.code, version: step.version }, 'could not restore the current version');
+            continue;
+          }
+          if ('version' in step && hash && step.kind !== 'switch') {
+            this.markFailed(namespace, name, step.version, hash, e);
+            continue;
+          }
+          throw e;
+        }
+      }
+      log.error('reconcile did not converge within the step budget');
+    } catch (err) {
+      const e = toModeldError(err);
+      if (e.code === 'Cancelled' || slot.abort.signal.aborted) return;
+      reporter.report(namespace, name, { phase: 'Failed', reason: e.code, message: e.message });
+    }
+  }
+
+  /** The target failed under this spec: remember it (not retried until the spec changes) and report. */
+  private markFailed(namespace: string, name: string, version: string, hash: string, e: ModeldError): void {
+    const { store, reporter } = this.deps;
+    const message = `version ${version}: ${e.message}`;
+    store.models.update(namespace, name, { failedVersion: version, failedSpecHash: hash, failedReason: e.code, failedMessage: message });
+    reporter.report(namespace, name, { phase: 'Failed', reason: e.code, message, targetVersion: version });
+    this.restoreFailed.delete(`${namespace}/${name}`);
+    if (e.retryable) this.scheduleRetry(namespace, name, version, hash);
+  }
+
+  /** A network failure may pass: try the same version again later while the spec is unchanged. */
+  private scheduleRetry(namespace: string, name: string, version: string, hash: string): void {
+    const key = `${namespace}/${name}`;
+    clearTimeout(this.retryTimers.get(key));
+    const timer = setTimeout(() => {
+      this.retryTimers.delete(key);
+      const m = this.deps.store.models.get(namespace, name);
+      if (m?.failedVersion === version && m.failedSpecHash === hash) {
+        this.deps.store.models.update(namespace, name, { failedVersion: undefined, failedSpecHash: undefined, failedReason: undefined, failedMessage: undefined });
+        this.kick(namespace, name);
+      }
+    }, this.opts.retryDelayMs);
+    timer.unref();
+    this.retryTimers.set(key, timer);
+  }
+
+  /** No step left: report where the model stands, once per change. */
+  private settle(namespace: string, name: string, p: Plan): void {
+    const { store, reporter, serving } = this.deps;
+    const model = store.models.get(namespace, name);
+    const desired = store.specs.get(namespace, name);
+    if (!desired) return; // removed; 'Deleted' was reported by the remove step
+    if (p.refusal) {
+      if (model?.phase !== p.refusal.phase || model.reason !== p.refusal.reason) reporter.report(namespace, name, p.refusal);
+      return;
+    }
+    if (p.blocked) {
+      // Stays Failed (the old version, if any, keeps serving) until the spec changes.
+      if (model?.phase !== 'Failed') reporter.report(namespace, name, { phase: 'Failed', reason: model?.failedReason, message: model?.failedMessage });
+      return;
+    }    const phase = serving ? 'Serving' : 'Installed';
+    const held = model?.heldVersion && model.heldVersion === p.want && model.heldVersion !== resolveTarget(desired.spec)?.version;
+    const stale = model?.phase !== phase || model.observedGeneration !== desired.generation || model.reason !== (held ? 'RolledBack' : undefined);
+    if (stale) {
+      reporter.report(namespace, name, held ? { phase, reason: 'RolledBack', message: `held at ${model!.heldVersion} by a rollback until the spec changes` } : { phase });
+    }
+  }
+}

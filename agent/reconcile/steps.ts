@@ -1,0 +1,127 @@
+import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Config } from '../config/schema.js';
+import { ModeldError } from '../errors.js';
+import type { BlobStore } from '../fetch/blob-store.js';
+import { fetchBlob } from '../fetch/download.js';
+import type { FetchPolicy } from '../fetch/policy.js';
+import { detectArchive } from '../install/detect.js';
+import { promoteVersion, removeCurrent, removeVersionDir, swapCurrent } from '../install/layout.js';
+import { rmTree } from '../install/rm-tree.js';
+import { unpackArchive } from '../install/unpack.js';
+import type { Logger } from '../log.js';
+import type { StatePaths } from '../paths.js';
+import type { Store } from '../store/index.js';
+import type { Step } from './plan.js';
+import type { Reporter } from './report.js';
+import type { ServingPort } from './serving-port.js';
+
+// Executors: one function per step kind. Each is idempotent, so a restart at any instant can
+// simply plan again and run what is left.
+
+export interface StepDeps {
+  config: Config;
+  paths: StatePaths;
+  store: Store;
+  log: Logger;
+  blobStore: BlobStore;
+  fetchPolicy: FetchPolicy;
+  serving?: ServingPort;
+  reporter: Reporter;
+}
+
+export interface ModelRef {
+  namespace: string;
+  name: string;
+  modelName: string;
+  frameworkType?: string;
+}
+
+export interface StepContext {
+  signal: AbortSignal;
+  /** Digests learnt from unverified downloads in this run (version -> sha256). */
+  learnt: Map<string, string>;
+}
+
+export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: StepContext): Promise<void> {
+  const { namespace: ns, name } = model;
+  const { paths, store, reporter } = deps;
+  switch (step.kind) {
+    case 'fetch': {
+      reporter.report(ns, name, { phase: 'Downloading', progress: { bytes: 0 }, targetVersion: step.version });
+      const result = await fetchBlob(
+        { url: step.url, sha256: step.sha256 },
+        { paths, blobStore: deps.blobStore, downloads: store.downloads, policy: deps.fetchPolicy, log: deps.log.child({ model: `${ns}/${name}`, version: step.version }) },
+        {
+          signal: ctx.signal,
+          onProgress: (p) => reporter.report(ns, name, { phase: 'Downloading', progress: p, targetVersion: step.version }),
+        },
+      );
+      ctx.learnt.set(step.version, result.sha256);
+      reporter.report(ns, name, { phase: 'Verifying', message: `sha256 ${result.sha256} verified (${result.size} bytes)`, targetVersion: step.version });
+      return;
+    }
+    case 'install': {
+      const sha = step.sha256 || ctx.learnt.get(step.version);
+      if (!sha || !deps.blobStore.has(sha)) throw new ModeldError('InstallFailed', `archive for version ${step.version} is not in the store`, { retryable: true });
+      reporter.report(ns, name, { phase: 'Installing', targetVersion: step.version });
+      const archive = deps.blobStore.pathOf(sha);
+      await detectArchive(archive);
+      const staging = join(paths.stagingDir, `${ns}_${name}_${step.version}_${randomBytes(4).toString('hex')}`);
+      try {
+        await unpackArchive(archive, staging, { maxBytes: deps.config.limits.unpackedBytes, maxEntries: deps.config.limits.entries }, { signal: ctx.signal });
+        await promoteVersion(staging, paths.versionDir(ns, name, step.version), { sha256: sha });
+      } finally {
+        await rm(staging, { recursive: true, force: true });
+      }
+      store.versions.put({ namespace: ns, name, version: step.version, sha256: sha });
+      store.blobs.touch(sha);
+      return;
+    }
+    case 'start': {
+      if (!deps.serving) return;
+      reporter.report(ns, name, { phase: 'Starting', targetVersion: step.version });
+      await deps.serving.activate(
+        {
+          namespace: ns,
+          name,
+          modelName: model.modelName,
+          version: step.version,
+          versionDir: paths.versionDir(ns, name, step.version),
+          frameworkType: model.frameworkType,
+          replicas: step.replicas,
+        },
+        { signal: ctx.signal },
+      );
+      return;
+    }
+    case 'switch': {
+      const before = store.models.get(ns, name);
+      await swapCurrent(paths.modelDir(ns, name), step.version);
+      const old = before?.servingVersion;
+      store.models.update(ns, name, {
+        servingVersion: step.version,
+        previousVersion: old && old !== step.version ? old : before?.previousVersion,
+      });
+      return;
+    }
+    case 'stop':
+      await deps.serving?.deactivate(ns, name);
+      return;
+    case 'remove': {
+      reporter.report(ns, name, { phase: 'Deleting' });
+      const dir = paths.modelDir(ns, name);
+      // `current` first: from then on no version is pointed at, and each can go.
+      await removeCurrent(dir);
+      for (const v of store.versions.listFor(ns, name)) {
+        await removeVersionDir(paths.versionDir(ns, name, v.version));
+        store.versions.delete(ns, name, v.version);
+      }
+      await rmTree(dir);
+      reporter.report(ns, name, { phase: 'Deleted' });
+      store.models.delete(ns, name);
+      return;
+    }
+  }
+}

@@ -1,0 +1,233 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ModelContent } from '../../shared/index.js';
+import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
+import { makeTree, packDir } from '../helpers/archives.js';
+import { startChaosServer, type ChaosServer } from '../helpers/chaos-server.js';
+import { connectCloud, type Cloud } from '../helpers/cloud.js';
+import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
+import { waitFor } from '../helpers/wait.js';
+
+// The agent as a real child process over a real mosquitto, downloading real archives from real
+// HTTP servers: the delivery pipeline end to end, including kill -9 at awkward moments.
+
+let work: string;
+let broker: Broker;
+let cloud: Cloud;
+let agents: AgentProcess[] = [];
+let servers: ChaosServer[] = [];
+
+const NODE = 'edge-1';
+const stateDir = () => join(work, 'state');
+
+/** Starts the agent and waits for its hello: it is subscribed and takes specs from then on. */
+async function agent(extra: Record<string, unknown> = {}): Promise<AgentProcess> {
+  const hellos = cloud.hellos.length;
+  const a = startAgentProcess(
+    {
+      node: { name: NODE, labels: { zone: 'a' } },
+      broker: { url: broker.url, reconnectMs: 200 },
+      stateDir: stateDir(),
+      fetch: { progressIntervalMs: 100, backoffBaseMs: 50, backoffMaxMs: 500, stallTimeoutMs: 60_000 },
+      log: { level: 'debug' },
+      ...extra,
+    },
+    ['--no-serve'],
+  );
+  agents.push(a);
+  await waitFor(() => cloud.hellos.length > hellos, 30_000, 'the agent to say hello');
+  return a;
+}
+
+/** An archive whose files say which version they are: `version.txt` and `weights/*.bin`. */
+async function archive(version: string, opts: { files?: number; fileBytes?: number } = {}) {
+  const src = join(work, `src-${version}`);
+  const files: Record<string, string | Buffer> = { 'version.txt': version };
+  for (let i = 0; i < (opts.files ?? 2); i++) files[`weights/part-${i}.bin`] = Buffer.concat([Buffer.from(`${version}:`), randomBytes(opts.fileBytes ?? 1024)]);
+  await makeTree(src, files);
+  const file = await packDir(src, join(work, `v${version}.tar.gz`), { gzip: true });
+  const body = readFileSync(file);
+  const server = await startChaosServer({ body });
+  servers.push(server);
+  return { version, server, sha256: server.sha256, size: body.length, files };
+}
+
+type Archive = Awaited<ReturnType<typeof archive>>;
+
+const content = (generation: number, versions: Archive[], targetVersion: string, name = 'resnet'): ModelContent => ({
+  metadata: { name, namespace: 'default', uid: `uid-${name}`, generation },
+  spec: {
+    modelName: name,
+    deployToLayer: 'edge',
+    nodeSelector: { zone: 'a' },
+    manifest: versions.map((v) => ({ version: v.version, downloadURL: v.server.urlFor(`/${v.version}.tar.gz`), sha256sum: v.sha256 })),
+    targetVersion,
+  },
+});
+
+const modelDir = (name = 'resnet') => join(stateDir(), 'models', 'default', name);
+const currentVersion = (name = 'resnet') => (existsSync(join(modelDir(name), 'current')) ? readlinkSync(join(modelDir(name), 'current')).replace('versions/', '') : undefined);
+
+/** Guarantee 1: `current` is absent or names a complete version whose files are exactly that version's. */
+function assertCurrentComplete(all: Archive[]) {
+  const v = currentVersion();
+  if (v === undefined) return;
+  const a = all.find((x) => x.version === v)!;
+  const dir = join(modelDir(), 'current');
+  expect(existsSync(join(dir, '.modeld-complete'))).toBe(true);
+  for (const [rel, data] of Object.entries(a.files)) expect(readFileSync(join(dir, rel)).equals(Buffer.from(data))).toBe(true);
+}
+
+beforeEach(async () => {
+  work = mkdtempSync(join(tmpdir(), 'e2e-delivery-'));
+  broker = await startMosquitto();
+  cloud = await connectCloud(broker.url);
+});
+
+afterEach(async () => {
+  for (const a of agents) await a.kill();
+  agents = [];
+  await cloud.close();
+  for (const s of servers) await s.stop();
+  servers = [];
+  await broker.stop();
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('delivery end to end', { timeout: 240_000 }, () => {
+  it('downloads, verifies, installs and switches; then switches, deletes and syncs', async () => {
+    const v1 = await archive('1');
+    const v2 = await archive('2');
+    await agent();
+    const id1 = await cloud.update(NODE, content(1, [v1, v2], '1'));
+    await cloud.waitStatus((s) => s.phase === 'Installed' && s.servingVersion === '1', { what: 'v1 installed' });
+    expect(currentVersion()).toBe('1');
+    assertCurrentComplete([v1, v2]);
+
+    // Statuses for generation 1 come in pipeline order and answer the spec message.
+    const gen1 = cloud.statuses.filter((s) => s.observedGeneration === 1 && s.name === 'resnet');
+    const phases = gen1.map((s) => s.phase).filter((p, i, all) => p !== all[i - 1]);
+    expect(phases).toEqual(['Pending', 'Downloading', 'Verifying', 'Installing', 'Installed']);
+    const i = cloud.statuses.indexOf(gen1[0]);
+    expect(cloud.headers[i].parent_msg_id).toBe(id1);
+
+    const from = cloud.statuses.length;
+    await cloud.update(NODE, content(2, [v1, v2], '2'));
+    const s2 = await cloud.waitStatus((s) => s.phase === 'Installed' && s.servingVersion === '2', { from, what: 'v2 installed' });
+    expect(s2.observedGeneration).toBe(2);
+    expect(currentVersion()).toBe('2');
+    expect(s2.versions?.find((v) => v.version === '1')?.state).toBe('previous');
+    assertCurrentComplete([v1, v2]);
+
+    // A second model, then a sync that no longer lists it: it goes.
+    await cloud.update(NODE, content(1, [v1], '1', 'other'));
+    await cloud.waitStatus((s) => s.name === 'other' && s.phase === 'Installed', { what: 'other installed' });
+    await cloud.sync(NODE, [content(2, [v1, v2], '2')]);
+    await cloud.waitStatus((s) => s.name === 'other' && s.phase === 'Deleted', { what: 'other deleted by sync' });
+    expect(existsSync(modelDir('other'))).toBe(false);
+    expect(currentVersion()).toBe('2');
+
+    await cloud.remove(NODE, 'default', 'resnet');
+    await cloud.waitStatus((s) => s.name === 'resnet' && s.phase === 'Deleted', { what: 'resnet deleted' });
+    expect(existsSync(modelDir())).toBe(false);
+  });
+
+  it('does the work once when the same spec is sent ten times', async () => {
+    const v1 = await archive('1');
+    await agent();
+    for (let i = 0; i < 10; i++) await cloud.update(NODE, content(1, [v1], '1'));
+    await cloud.waitStatus((s) => s.phase === 'Installed', { what: 'installed' });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(v1.server.requests.length).toBe(1);
+    expect(cloud.statuses.filter((s) => s.phase === 'Installing')).toHaveLength(1);
+  });
+
+  it('reports DigestMismatch with both digests for a flipped byte and installs nothing', async () => {
+    const v1 = await archive('1');
+    v1.server.fallback = { kind: 'flip', atByte: 100 };
+    await agent();
+    await cloud.update(NODE, content(1, [v1], '1'));
+    const failed = await cloud.waitStatus((s) => s.phase === 'Failed', { what: 'Failed' });
+    expect(failed.reason).toBe('DigestMismatch');
+    expect(failed.message).toContain(v1.sha256);
+    expect(currentVersion()).toBeUndefined();
+    expect(existsSync(join(modelDir(), 'versions', '1'))).toBe(false);
+  });
+
+  it('reports HTTPError for a 404 without retrying, and keeps the old version', async () => {
+    const v1 = await archive('1');
+    const v2 = await archive('2');
+    await agent();
+    await cloud.update(NODE, content(1, [v1, v2], '1'));
+    await cloud.waitStatus((s) => s.phase === 'Installed', { what: 'v1' });
+    v2.server.fallback = { kind: 'status', status: 404 };
+    await cloud.update(NODE, content(2, [v1, v2], '2'));
+    const failed = await cloud.waitStatus((s) => s.phase === 'Failed' && s.observedGeneration === 2, { what: 'Failed' });
+    expect(failed.reason).toBe('HTTPError');
+    expect(failed.servingVersion).toBe('1');
+    expect(v2.server.requests).toHaveLength(1);
+    expect(currentVersion()).toBe('1');
+  });
+
+  it('resumes a download after kill -9, fetching under 5% of the archive again', async () => {
+    const big = await archive('1', { files: 4, fileBytes: 4 * 1024 * 1024 });
+    big.server.script({ kind: 'stall', atByte: Math.floor(big.size * 0.6) });
+    let a = await agent();
+    await cloud.update(NODE, content(1, [big], '1'));
+    // Wait until the agent has durably recorded most of what it received.
+    await waitFor(() => downloadedBytes() >= big.size * 0.55, 60_000, 'download checkpoint');
+    await a.kill('SIGKILL');
+    const sentBefore = big.server.bytesSent();
+    a = await agent();
+    await cloud.waitStatus((s) => s.phase === 'Installed', { what: 'installed after restart', timeoutMs: 90_000 });
+    const refetched = big.server.bytesSent() - big.size;
+    expect(sentBefore).toBeGreaterThan(big.size * 0.55);
+    expect(refetched).toBeLessThan(big.size * 0.05);
+    expect(big.server.requests.at(-1)?.range).toMatch(/^bytes=\d+-$/);
+    assertCurrentComplete([big]);
+  });
+
+  it('keeps current a complete old or new version when killed at any instant of install and switch', async () => {
+    const v1 = await archive('1', { files: 40, fileBytes: 256 * 1024 });
+    const v2 = await archive('2', { files: 40, fileBytes: 256 * 1024 });
+    let a = await agent();
+    await cloud.update(NODE, content(1, [v1, v2], '1'));
+    await cloud.waitStatus((s) => s.phase === 'Installed', { what: 'v1', timeoutMs: 90_000 });
+    await a.kill();
+    // Kill during unpack (once Installing is reported), then at spread-out instants.
+    const delays = ['installing', 0, 150, 300, 600, 900, 1300];
+    let generation = 1;
+    for (const delay of delays) {
+      const from = cloud.statuses.length;
+      a = await agent();
+      generation++;
+      await cloud.update(NODE, content(generation, [v1, v2], generation % 2 === 0 ? '2' : '1'));
+      if (delay === 'installing') await cloud.waitStatus((s) => s.phase === 'Installing', { from, what: 'Installing' });
+      else await new Promise((r) => setTimeout(r, delay as number));
+      await a.kill('SIGKILL');
+      assertCurrentComplete([v1, v2]);
+    }
+    // Then it converges to the last target (it may have got there before the last kill).
+    a = await agent();
+    const want = generation % 2 === 0 ? '2' : '1';
+    await cloud.waitStatus((s) => s.observedGeneration === generation && s.phase === 'Installed' && s.servingVersion === want, { what: `converged on ${want}`, timeoutMs: 90_000 });
+    expect(currentVersion()).toBe(want);
+    assertCurrentComplete([v1, v2]);
+    expect(existsSync(join(stateDir(), 'staging')) ? readdirSync(join(stateDir(), 'staging')).length : 0).toBe(0);
+  });
+});
+
+function downloadedBytes(): number {
+  const path = join(stateDir(), 'state.db');
+  if (!existsSync(path)) return 0;
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    return (db.prepare('SELECT MAX(bytes_done) AS n FROM downloads').get() as { n: number | null }).n ?? 0;
+  } finally {
+    db.close();
+  }
+}

@@ -1,0 +1,69 @@
+import mqtt, { type MqttClient } from 'mqtt';
+import { makeEnvelope, resourcePath, specTopic, syncTopic, type ModelContent, type StatusContent } from '../../shared/index.js';
+import { waitFor } from './wait.js';
+
+// The controller's side of the wire, for tests: publishes specs exactly as the controller does
+// and records every status the nodes send.
+
+export interface Cloud {
+  client: MqttClient;
+  statuses: StatusContent[];
+  /** Envelope headers of the statuses, in arrival order (msg_id, parent_msg_id). */
+  headers: Array<{ msg_id: string; parent_msg_id: string }>;
+  /** Nodes that said hello (subscribed and ready for specs), in order. */
+  hellos: string[];
+  update(node: string, content: ModelContent): Promise<string>;
+  remove(node: string, namespace: string, name: string): Promise<void>;
+  sync(node: string, items: ModelContent[]): Promise<void>;
+  /** Waits for a status matching `pred` (after index `from`); returns it. */
+  waitStatus(pred: (s: StatusContent) => boolean, opts?: { timeoutMs?: number; from?: number; what?: string }): Promise<StatusContent>;
+  close(): Promise<void>;
+}
+
+export async function connectCloud(brokerUrl: string, statusFilter = 'default/ai/inferencemodel-status/+', prefix = 'ai/inferencemodel'): Promise<Cloud> {
+  const client = await mqtt.connectAsync(brokerUrl, { clientId: `cloud-${Math.random().toString(36).slice(2)}`, reconnectPeriod: 200 });
+  const statuses: StatusContent[] = [];
+  const headers: Cloud['headers'] = [];
+  const hellos: string[] = [];
+  client.on('message', (_t, payload) => {
+    try {
+      const msg = JSON.parse(payload.toString());
+      if (msg.route?.operation === 'hello') hellos.push(msg.content.node);
+      if (msg.route?.operation !== 'status') return;
+      statuses.push(msg.content);
+      headers.push(msg.header);
+    } catch {
+      // not ours
+    }
+  });
+  await client.subscribeAsync(statusFilter, { qos: 1 });
+  const publish = (topic: string, body: unknown) => client.publishAsync(topic, JSON.stringify(body), { qos: 1 });
+  return {
+    client,
+    statuses,
+    headers,
+    hellos,
+    async update(node, content) {
+      const env = makeEnvelope('update', content, { source: 'modeld-controller', resource: resourcePath(content.metadata.namespace, content.metadata.name) });
+      await publish(specTopic(prefix, node, content.metadata.namespace, content.metadata.name), env);
+      return env.header.msg_id;
+    },
+    async remove(node, namespace, name) {
+      const env = makeEnvelope('delete', { metadata: { namespace, name } }, { source: 'modeld-controller', resource: resourcePath(namespace, name) });
+      await publish(specTopic(prefix, node, namespace, name), env);
+    },
+    async sync(node, items) {
+      const env = makeEnvelope('sync', { node, items }, { source: 'modeld-controller', resource: `node/${node}` });
+      await publish(syncTopic(prefix, node), env);
+    },
+    async waitStatus(pred, opts = {}) {
+      let found: StatusContent | undefined;
+      const recent = () => statuses.slice(-8).map((s) => `${s.name} gen=${s.observedGeneration} ${s.phase} ${s.reason ?? ''} serving=${s.servingVersion ?? '-'}`).join('; ');
+      await waitFor(() => (found = statuses.slice(opts.from ?? 0).find(pred)) !== undefined, opts.timeoutMs ?? 30_000, opts.what ?? 'a status').catch((err: Error) => {
+        throw new Error(`${err.message}; last statuses: ${recent()}`);
+      });
+      return found!;
+    },
+    close: () => client.endAsync(true),
+  };
+}
