@@ -2,7 +2,7 @@ import type { StatusContent } from '../../shared/index.js';
 
 // Node reports kept per resource and node. Delivery is at least once, so reports are deduplicated
 // by msg_id; a report about an older generation (or an older incarnation of the same name) than
-// the one already held is ignored, since status arrives in order per node but generations can
+// the one already held is ignored (removals excepted), since status arrives in order per node but generations can
 // overtake each other across a reconnect.
 
 export type IntakeResult = 'accepted' | 'duplicate' | 'stale';
@@ -21,7 +21,9 @@ export class StatusIntake {
     const key = `${report.namespace}/${report.name}`;
     let nodes = this.byModel.get(key);
     const prev = nodes?.get(report.node);
-    if (prev && report.observedGeneration < prev.observedGeneration && (!report.uid || report.uid === prev.uid)) return 'stale';
+    // A removal answers a delete, which carries no generation (agents report 0): not stale.
+    const removal = report.phase === 'Deleting' || report.phase === 'Deleted';
+    if (prev && !removal && report.observedGeneration < prev.observedGeneration && (!report.uid || report.uid === prev.uid)) return 'stale';
     if (!nodes) this.byModel.set(key, (nodes = new Map()));
     nodes.set(report.node, report);
     return 'accepted';

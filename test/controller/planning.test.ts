@@ -89,12 +89,14 @@ describe('status aggregation', () => {
 describe('status intake', () => {
   const r = (gen: number, uid = 'u1'): StatusContent => ({ node: 'n', namespace: 'default', name: 'm', uid, observedGeneration: gen, phase: 'Serving', time: 't' });
   it('drops duplicates, older generations, and reports about another incarnation of the name', () => {
-    const i = new StatusIntake(3);
+    const i = new StatusIntake(4);
     expect(i.accept('a', r(2), 'u1')).toBe('accepted');
     expect(i.accept('a', r(2), 'u1')).toBe('duplicate');
     expect(i.accept('b', r(1), 'u1')).toBe('stale');
     expect(i.accept('c', r(3, 'u0'), 'u1')).toBe('stale');
     expect(i.accept('d', r(3), 'u1')).toBe('accepted');
+    // A removal report carries no generation of its own, and is taken.
+    expect(i.accept('x', { ...r(0), uid: undefined, phase: 'Deleted' }, 'u1')).toBe('accepted');
     // The id memory is bounded: the oldest ids are forgotten first.
     i.accept('e', r(3), 'u1');
     expect(i.accept('a', r(3), 'u1')).toBe('accepted');

@@ -1,0 +1,143 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { makeModelArchive } from '../helpers/models.js';
+import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
+import { freePort } from '../helpers/ports.js';
+import type { FakeKubeApi } from '../fakes/kube-api/server.js';
+import { TYPES, node, startApi, startController, tempDir, until } from './harness.js';
+
+// End to end with REAL agents (`modeld run`, child processes) on two nodes with different
+// labels, one mosquitto, the controller in-process against the fake API server.
+
+const root = new URL('../..', import.meta.url).pathname;
+const agentCli = join(root, 'agent/cli/index.ts');
+const haveAgent = existsSync(agentCli);
+if (!haveAgent) console.warn('agent/cli/index.ts is missing: the end-to-end test with real agents is skipped');
+
+let api: FakeKubeApi;
+let broker: Broker;
+let dir: ReturnType<typeof tempDir>;
+let files: Server;
+let filesUrl = '';
+let stopController: (() => Promise<void>) | undefined;
+const agents: Array<{ name: string; child: ChildProcess; gatewayPort: number; logs: string[] }> = [];
+const archives: Record<string, { sha256: string }> = {};
+
+async function startAgent(name: string, labels: Record<string, string>) {
+  const gatewayPort = await freePort();
+  const config = {
+    node: { name, labels, layer: 'edge', address: '127.0.0.1' },
+    broker: { url: broker.url, reconnectMs: 200 },
+    stateDir: join(dir.path, name, 'state'),
+    gateway: { bind: '127.0.0.1', port: gatewayPort },
+    admin: { socket: join(dir.path, name, 'modeld.sock'), metricsBind: '127.0.0.1', metricsPort: 0 },
+    fetch: { progressIntervalMs: 200, backoffBaseMs: 50, backoffMaxMs: 500 },
+    log: { level: 'info' },
+  };
+  const file = join(dir.path, `${name}.yaml`);
+  writeFileSync(file, stringify(config));
+  const child = spawn(process.execPath, ['--import', 'tsx', agentCli, '--config', file, 'run'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MODELD_CONFIG: '' } });
+  const logs: string[] = [];
+  child.stdout!.on('data', (d) => logs.push(String(d)));
+  child.stderr!.on('data', (d) => logs.push(String(d)));
+  agents.push({ name, child, gatewayPort, logs });
+}
+
+const im = () => api.get(TYPES.inferencemodels, 'default', 'lin');
+const nodeStatus = (n: string) => im()?.status?.nodes?.find((x: any) => x.node === n);
+const modelReady = async (n: string) => {
+  const a = agents.find((x) => x.name === n)!;
+  const res = await fetch(`http://127.0.0.1:${a.gatewayPort}/v2/models/linear/ready`).catch(() => undefined);
+  return res?.status;
+};
+
+beforeAll(async () => {
+  if (!haveAgent) return;
+  api = await startApi();
+  broker = await startMosquitto();
+  dir = tempDir('modeld-e2e-');
+  for (const [v, w] of [['1', 2], ['2', 3]] as const) archives[v] = await makeModelArchive(join(dir.path, 'www', `linear-${v}.tar.gz`), { w, b: 0 });
+  files = createServer((req, res) => {
+    const path = join(dir.path, 'www', (req.url ?? '').replace(/[^a-z0-9.-]/gi, ''));
+    if (!existsSync(path)) return void res.writeHead(404).end();
+    const body = readFileSync(path);
+    res.writeHead(200, { 'content-length': body.length }).end(body);
+  });
+  await new Promise<void>((r) => files.listen(0, '127.0.0.1', () => r()));
+  filesUrl = `http://127.0.0.1:${(files.address() as AddressInfo).port}`;
+  api.create(TYPES.nodes, node('edge-a', { zone: 'a' }));
+  api.create(TYPES.nodes, node('edge-b', { zone: 'b' }));
+  const { controller } = await startController(api, { brokerUrl: broker.url, options: { statusIntervalMs: 100 } });
+  stopController = () => controller.stop();
+  await startAgent('edge-a', { zone: 'a' });
+  await startAgent('edge-b', { zone: 'b' });
+}, 120_000);
+
+afterAll(async () => {
+  for (const a of agents) {
+    if (a.child.exitCode !== null) continue;
+    const exited = new Promise((r) => a.child.once('exit', r));
+    a.child.kill('SIGTERM');
+    const t = setTimeout(() => a.child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(t);
+  }
+  await stopController?.();
+  await new Promise((r) => (files ? files.close(r) : r(undefined)));
+  await broker?.stop();
+  await api?.stop();
+  dir?.cleanup();
+}, 60_000);
+
+describe.skipIf(!haveAgent)('controller with real agents', () => {
+  it('serves on the selected node, follows targetVersion, moves on relabel, and goes on delete', async () => {
+    try {
+      api.create(TYPES.inferencemodels, {
+        apiVersion: 'ai.kubeedge.io/v1alpha1',
+        kind: 'InferenceModel',
+        metadata: { name: 'lin', namespace: 'default' },
+        spec: {
+          modelName: 'linear',
+          deployToLayer: 'edge',
+          frameworkType: 'onnx',
+          nodeSelector: { zone: 'a' },
+          manifest: ['1', '2'].map((v) => ({ version: v, downloadURL: `${filesUrl}/linear-${v}.tar.gz`, sha256sum: archives[v].sha256 })),
+          targetVersion: '1',
+        },
+      });
+      await until(() => nodeStatus('edge-a')?.phase === 'Serving' && nodeStatus('edge-a')?.servingVersion === '1', 'edge-a serving version 1', 90_000);
+      await until(() => im()?.status?.conditions?.find((c: any) => c.type === 'Ready')?.status === 'True', 'Ready=True', 30_000);
+      expect(im().status).toMatchObject({ readyNodes: 1, targetNodes: 1, servingVersion: '1' });
+      expect(await modelReady('edge-a')).toBe(200);
+      expect(nodeStatus('edge-b')).toBeUndefined();
+      expect(await modelReady('edge-b')).toBe(404);
+
+      api.patch(TYPES.inferencemodels, 'default', 'lin', { spec: { targetVersion: '2' } });
+      await until(() => nodeStatus('edge-a')?.servingVersion === '2' && im()?.status?.servingVersion === '2', 'edge-a serving version 2', 90_000);
+      expect(im().status.observedGeneration).toBe(2);
+
+      // Relabel the Node: it no longer matches, the model is removed there. (The agent also checks
+      // the selector against its own configured labels, so a node is only moved *onto* when
+      // its agent's labels agree; here it only leaves.)
+      api.patch(TYPES.nodes, undefined, 'edge-a', { metadata: { labels: { zone: 'c' } } });
+      await until(async () => (await modelReady('edge-a')) === 404, 'model removed from edge-a', 60_000);
+      await until(() => !nodeStatus('edge-a') && im()?.status?.targetNodes === 0, 'edge-a gone from status', 30_000);
+      expect(im().status.conditions.find((c: any) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'NoTargetNodes' });
+
+      // Back on edge-a, then delete the resource: gone everywhere.
+      api.patch(TYPES.nodes, undefined, 'edge-a', { metadata: { labels: { zone: 'a' } } });
+      await until(async () => (await modelReady('edge-a')) === 200, 'serving again on edge-a', 90_000);
+      api.remove(TYPES.inferencemodels, 'default', 'lin');
+      await until(async () => (await modelReady('edge-a')) === 404, 'model removed from edge-a after delete', 60_000);
+      expect(await modelReady('edge-b')).toBe(404);
+    } catch (err) {
+      for (const a of agents) console.error(`--- ${a.name} log tail ---\n${a.logs.join('').slice(-4000)}`);
+      throw err;
+    }
+  }, 300_000);
+});
