@@ -118,18 +118,15 @@ describe('fetchBlob resume and cancellation', () => {
   });
 
   it('finishes from disk without a request when all bytes were already there', async () => {
-    server.script({ kind: 'stall', atByte: SIZE });
-    const ctl = new AbortController();
-    let bytes = 0;
-    const p = agent.fetch({ url: server.url, sha256: server.sha256 }, { signal: ctl.signal, onProgress: (q) => (bytes = q.bytes) });
-    await until(() => bytes >= SIZE, 'all bytes');
-    ctl.abort();
-    const settled = await p.then(() => 'done', (e) => e.code);
-    if (settled === 'done') return; // the body ended before the abort: nothing to resume
+    await abortAt(SIZE / 2);
+    // As if the process died after the last byte was recorded but before the blob was adopted.
+    appendFileSync(agent.paths.partial(server.sha256), server.body.subarray(SIZE / 2));
+    const row = agent.store.downloads.get(server.sha256)!;
+    agent.store.downloads.put({ ...row, bytesDone: SIZE });
     const before = server.requests.length;
     agent.reopen();
     const r = await agent.fetch({ url: server.url, sha256: server.sha256 });
-    expect(r).toMatchObject({ sha256: server.sha256, resumedFrom: SIZE, fetchedBytes: 0 });
+    expect(r).toMatchObject({ sha256: server.sha256, resumedFrom: SIZE, fetchedBytes: 0, fromStore: false });
     expect(server.requests.length).toBe(before);
   });
 
@@ -173,5 +170,22 @@ describe('fetchBlob resume and cancellation', () => {
     expect((await rejection(first)).code).toBe('Cancelled');
     const third = await agent.fetch({ url: server.url, sha256: server.sha256 });
     expect(third).toMatchObject({ sha256: server.sha256, resumedFrom: SIZE / 2 });
+  });
+
+  it('an abort during the backoff wait ends the call with Cancelled at once', async () => {
+    agent.policy = testPolicy({ backoffBaseMs: 600_000, backoffMaxMs: 600_000 });
+    server.fallback = { kind: 'status', status: 503, retryAfter: '600' };
+    const ctl = new AbortController();
+    const p = agent.fetch({ url: server.url, sha256: server.sha256 }, { signal: ctl.signal });
+    await until(() => agent.waits.length === 1, 'the first backoff wait');
+    ctl.abort();
+    expect((await rejection(p)).code).toBe('Cancelled');
+    expect(server.requests).toHaveLength(1);
+  });
+
+  it('an already aborted signal makes no request', async () => {
+    const err = await rejection(agent.fetch({ url: server.url, sha256: server.sha256 }, { signal: AbortSignal.abort() }));
+    expect(err.code).toBe('Cancelled');
+    expect(server.requests).toHaveLength(0);
   });
 });
