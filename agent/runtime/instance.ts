@@ -287,7 +287,7 @@ export class Instance {
 
   private cleanupAfterExit() {
     this.dropPool();
-    removePidFile(this.d.runDir, this.pidFile);
+    if (this.pid) removePidFile(this.d.runDir, this.pidFile, this.pid);
     if (this.d.serving.basePort === 0 && this.port) {
       this.d.ports.release(this.port);
     }

@@ -26,8 +26,17 @@ export function writePidFile(runDir: string, file: string, rec: PidRecord): void
   renameSync(tmp, join(runDir, file));
 }
 
-export function removePidFile(runDir: string, file: string): void {
-  rmSync(join(runDir, file), { force: true });
+/** Removes the pid file, only if it still names `pid` (when given): a newer instance may own the name. */
+export function removePidFile(runDir: string, file: string, pid?: number): void {
+  const path = join(runDir, file);
+  if (pid !== undefined) {
+    try {
+      if ((JSON.parse(readFileSync(path, 'utf8')) as PidRecord).pid !== pid) return;
+    } catch {
+      /* unreadable or gone: remove below */
+    }
+  }
+  rmSync(path, { force: true });
 }
 
 export function procStartTime(pid: number): string | undefined {

@@ -152,6 +152,7 @@ export class Serving {
       modelName: target.modelName,
       version: target.version,
       plan,
+      firstIndex: cur && cur.target.version === target.version ? cur.group.nextIndex : 0,
       ports: this.ports,
       runDir: this.d.paths.runDir,
       serving: this.d.config.serving,

@@ -18,6 +18,8 @@ export interface GroupDeps {
   runDir: string;
   serving: Config['serving'];
   log: Logger;
+  /** Index of the first instance: past an older group of the same version, so pid files differ. */
+  firstIndex?: number;
   /** An instance failed for good (CrashLoop, StartFailed): called once per group. */
   onFailure: (group: InstanceGroup, err: ModeldError) => void;
 }
@@ -26,10 +28,12 @@ export class InstanceGroup {
   readonly instances: Instance[] = [];
   failure: ModeldError | undefined;
   private readonly waiters = new Set<() => void>();
-  private nextIndex = 0;
+  nextIndex: number;
   private stopped = false;
 
-  constructor(private readonly d: GroupDeps) {}
+  constructor(private readonly d: GroupDeps) {
+    this.nextIndex = d.firstIndex ?? 0;
+  }
 
   get namespace() {
     return this.d.namespace;
@@ -132,6 +136,7 @@ export class InstanceGroup {
   async scaleDown(replicas: number): Promise<void> {
     const extra = this.instances.splice(replicas);
     await Promise.all(extra.map((i) => i.stop()));
+    this.nextIndex = this.instances.length ? Math.max(...this.instances.map((i) => i.index)) + 1 : this.nextIndex;
   }
 
   async stop(): Promise<void> {

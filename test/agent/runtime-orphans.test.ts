@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../agent/log.js';
-import { isRunning, reapOrphans, writePidFile } from '../../agent/runtime/pidfiles.js';
+import { isRunning, reapOrphans, removePidFile, writePidFile } from '../../agent/runtime/pidfiles.js';
 import { builtinServerCommand } from '../../agent/runtime/runtime-plan.js';
 import { Serving } from '../../agent/runtime/serving.js';
 import { inferX, makeModelDir, servingEnv } from '../helpers/models.js';
@@ -80,6 +80,17 @@ describe('orphaned runtimes', () => {
     writePidFile(env.paths.runDir, 'default_lin_1_0.pid', { pid: other.pid!, argv: [process.execPath, 'agent/runtime/onnx-server.ts', '--port', '1'], model: 'default/lin', version: '1', instance: 0 });
     expect(await reapOrphans(env.paths.runDir, { graceMs: 100 })).toEqual([]);
     expect(isRunning(other.pid!)).toBe(true);
+    expect(readdirSync(env.paths.runDir)).toEqual([]);
+  });
+
+  it('an instance removes its pid file only while the file still names it', () => {
+    const env = servingEnv();
+    cleanups.push(() => env.cleanup());
+    const rec = { pid: 4242, argv: ['x'], model: 'default/lin', version: '1', instance: 0 };
+    writePidFile(env.paths.runDir, 'default_lin_1_0.pid', { ...rec, pid: 5353 });
+    removePidFile(env.paths.runDir, 'default_lin_1_0.pid', 4242);
+    expect(readdirSync(env.paths.runDir)).toEqual(['default_lin_1_0.pid']);
+    removePidFile(env.paths.runDir, 'default_lin_1_0.pid', 5353);
     expect(readdirSync(env.paths.runDir)).toEqual([]);
   });
 });
