@@ -195,7 +195,7 @@ export class Instance {
       child = spawn(argv[0], argv.slice(1), {
         detached: true, // own process group: stop and reap kill the whole tree
         stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, ...this.d.plan.env },
+        env: { ...runtimeEnv(process.env), ...this.d.plan.env },
         shell: false,
       });
     } catch (err) {
@@ -206,9 +206,18 @@ export class Instance {
     this.pid = child.pid;
     this.spawnedAt = performance.now();
     this.readyAt = 0;
+    const closed = new Promise<void>((r) => child.once('close', () => r()));
     this.exited = new Promise<Exit>((resolve) => {
       child.once('error', (error) => resolve({ code: null, signal: null, error }));
-      child.once('exit', (code, signal) => resolve({ code, signal }));
+      child.once('exit', (code, signal) => {
+        // Let the last lines on stdout/stderr arrive (the reason of a refusal), but do not wait
+        // on helpers that may still hold the pipes.
+        const t = setTimeout(() => resolve({ code, signal }), 250);
+        void closed.then(() => {
+          clearTimeout(t);
+          resolve({ code, signal });
+        });
+      });
     });
     if (child.pid) {
       writePidFile(this.d.runDir, this.pidFile, {
@@ -292,6 +301,13 @@ export class Instance {
       this.d.ports.release(this.port);
     }
   }
+}
+
+/** The agent's environment without its own settings (MODELD_*: broker credentials and the like). */
+function runtimeEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(env)) if (!k.startsWith('MODELD_')) out[k] = v;
+  return out;
 }
 
 function killGroup(pid: number, sig: NodeJS.Signals) {

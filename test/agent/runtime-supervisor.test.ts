@@ -117,6 +117,22 @@ describe('supervisor', () => {
     ]);
   });
 
+  it('runtimes get the configured env but not the agent’s own MODELD_* settings', async () => {
+    const logs = new PassThrough();
+    let text = '';
+    logs.on('data', (c) => (text += c));
+    process.env.MODELD_BROKER__PASSWORD = 'hunter2';
+    cleanups.push(() => {
+      delete process.env.MODELD_BROKER__PASSWORD;
+    });
+    const { env, serving, target } = await setup({ fix: fixtureRuntime('ok', { env: { RUNTIME_THREADS: '2' } }) }, { log: createLogger({ level: 'info', destination: logs }) });
+    (env.config.runtimes.fix.command as string[]).push('--print-env', 'MODELD_BROKER__PASSWORD', '--print-env', 'RUNTIME_THREADS');
+    await serving.activate(target('fix'));
+    await waitFor(() => /env RUNTIME_THREADS=2/.test(text), 'env lines');
+    expect(text).toMatch(/env MODELD_BROKER__PASSWORD=<unset>/);
+    expect(text).not.toMatch(/hunter2/);
+  });
+
   it('activations in progress are cancelled by close()', async () => {
     const { serving, target } = await setup({ fix: fixtureRuntime('never-ready', { startTimeoutMs: 60_000 }) });
     const p = serving.activate(target('fix'));
