@@ -392,10 +392,14 @@ export class Controller {
     if (topicNode && topicNode !== report.node) return drop('NodeMismatch', `status of ${report.node} on the topic of ${topicNode}`);
     const key = `${report.namespace}/${report.name}`;
     const model = this.models.get(key);
+    // Reports about resources or nodes the cluster does not have are not kept (memory is bounded
+    // by what exists; a deleted resource's late reports have nowhere to go).
+    if (!model) return drop('UnknownResource', `no InferenceModel ${key}`);
+    if (!this.nodes.get(report.node)) return drop('UnknownNode', `no Node ${report.node}`);
     const result = this.intake.accept(msg.header.msg_id, report, model?.metadata.uid);
     this.deps.metrics.inbound.inc({ result });
     if (result !== 'accepted') return;
     this.stats.statusAccepted++;
-    if (model) this.writer.mark(key);
+    this.writer.mark(key);
   }
 }

@@ -130,18 +130,19 @@ describe('controller over mqtt', () => {
     await until(() => getModel('dd')?.status?.servingVersion === '2', 'serving 2');
     // Older generation arrives late: ignored.
     await d1.report({ namespace: 'default', name: 'dd', observedGeneration: 1, phase: 'Failed', reason: 'Old' });
-    // Garbage of every kind: not JSON, bad envelope, wrong operation, wrong node in the topic, oversized.
+    // Garbage of every kind: not JSON, bad envelope, wrong operation, wrong node in the topic, oversized, unknown resource.
     await d1.publishRaw('not json');
     await d1.publishRaw(JSON.stringify({ header: {}, route: {} }));
     await d1.publishRaw(JSON.stringify(d1.statusEnvelope({ namespace: 'default', name: 'dd', observedGeneration: 2, phase: 'Failed' })).replace('"status"', '"explode"'));
     await d1.publishRaw(JSON.stringify({ ...d1.statusEnvelope({ namespace: 'default', name: 'dd', observedGeneration: 2, phase: 'Failed' }), content: { node: 'other-node', namespace: 'default', name: 'dd', observedGeneration: 2, phase: 'Failed', time: 'x' } }));
     await d1.publishRaw(Buffer.alloc(2 * 1024 * 1024, 0x20));
+    await d1.report({ namespace: 'default', name: 'no-such-model', observedGeneration: 1, phase: 'Serving' });
     // The same msg_id twice: the second (a Failed) is a duplicate and ignored.
     const env = d1.statusEnvelope({ namespace: 'default', name: 'dd', observedGeneration: 2, phase: 'Serving', servingVersion: '2', message: 'first' });
     await d1.publishRaw(JSON.stringify(env));
     await d1.publishRaw(JSON.stringify({ ...env, content: { ...env.content, phase: 'Failed', message: 'dup' } }));
     const count = async (result: string) => (await metrics.inbound.get()).values.find((v) => v.labels.result === result)?.value ?? 0;
-    await until(async () => ctl.stats.statusDropped >= 5 && (await count('duplicate')) === 1 && (await count('stale')) === 1, 'all messages handled');
+    await until(async () => ctl.stats.statusDropped >= 6 && (await count('duplicate')) === 1 && (await count('stale')) === 1, 'all messages handled');
     expect(ctl.stats.statusAccepted).toBe(2);
     await ctl.writer.idle();
     const m = getModel('dd');
