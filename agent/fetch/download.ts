@@ -108,11 +108,12 @@ async function copyLocalFile(url: URL, expected: string | undefined, deps: Fetch
   await mkdir(deps.paths.partialDir, { recursive: true });
   await ensureFreeSpace(deps.paths.partialDir, st.size + policy.reserveBytes, `copying ${src}`);
   const progress = progressEmitter(policy.progressIntervalMs, opts.onProgress);
-  const r = await deps.blobStore.importFile(src, {
-    expectedSha256: expected,
-    signal: opts.signal,
-    onProgress: (bytes, total) => progress(bytes, total),
-  });
+  const r = await deps.blobStore
+    .importFile(src, { expectedSha256: expected, signal: opts.signal, onProgress: (bytes, total) => progress(bytes, total) })
+    .catch((err: unknown) => {
+      const e = err instanceof ModeldError ? err : new ModeldError('DownloadFailed', String(err), { cause: err });
+      throw new ModeldError(e.code, e.message, { retryable: e.retryable, cause: e.cause ?? e, details: { ...e.details, url: url.href, attempts: 1 } });
+    });
   progress(r.size, r.size, true);
   return { sha256: r.sha256, size: r.size, path: r.path, fetchedBytes: r.alreadyPresent ? 0 : r.size, resumedFrom: 0, fromStore: r.alreadyPresent };
 }

@@ -166,6 +166,20 @@ describe('fetchBlob over HTTP', () => {
     expect(readFileSync(r.path).equals(server.body)).toBe(true);
   });
 
+  it('resumes with If-Range: Last-Modified when the ETag is weak', async () => {
+    const weak = await startChaosServer({ size: SIZE, etagStyle: 'weak' });
+    try {
+      weak.script({ kind: 'drop', atByte: SIZE / 2 });
+      const r = await agent.fetch({ url: weak.url, sha256: weak.sha256 });
+      expect(r.sha256).toBe(weak.sha256);
+      expect(weak.requests[1].status).toBe(206);
+      expect(weak.requests[1].ifRange).toMatch(/GMT$/);
+      expect(weak.bytesSent()).toBeLessThan(SIZE * 1.05);
+    } finally {
+      await weak.stop();
+    }
+  });
+
   it('starts over when the ETag changed between requests (If-Range not matched)', async () => {
     server.script({ kind: 'drop', atByte: SIZE / 2 }, { kind: 'newEtag' });
     const r = await agent.fetch({ url: server.url, sha256: server.sha256 });

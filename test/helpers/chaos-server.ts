@@ -57,11 +57,18 @@ export interface ChaosServer {
 
 const CHUNK = 64 * 1024;
 
-export async function startChaosServer(opts: { size?: number; body?: Buffer } = {}): Promise<ChaosServer> {
+export async function startChaosServer(
+  opts: {
+    size?: number;
+    body?: Buffer;
+    /** 'weak' sends W/"..." (unusable for If-Range, so clients fall back to Last-Modified). */
+    etagStyle?: 'strong' | 'weak';
+  } = {},
+): Promise<ChaosServer> {
   const body = opts.body ?? randomBytes(opts.size ?? 4 * 1024 * 1024);
   const sha256 = createHash('sha256').update(body).digest('hex');
   let generation = 1;
-  const etag = () => `"${sha256.slice(0, 16)}-${generation}"`;
+  const etag = () => `${opts.etagStyle === 'weak' ? 'W/' : ''}"${sha256.slice(0, 16)}-${generation}"`;
   const lastModified = () => new Date(Date.UTC(2025, 0, 1) + generation * 1000).toUTCString();
   const queue: ChaosAction[] = [];
   const requests: ChaosRequest[] = [];
