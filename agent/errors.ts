@@ -34,6 +34,14 @@ export type ErrorCode =
   | 'CrashLoop'
   | 'StartFailed'
   | 'NoRollbackVersion'
+  // admin CLI and local API
+  | 'BadRequest'
+  | 'NotFound'
+  | 'ManagedByCloud'
+  | 'StateLocked'
+  | 'DaemonNotRunning'
+  | 'AdminSocketInUse'
+  | 'Corrupt'
   // general
   | 'Cancelled'
   | 'ConfigInvalid'
