@@ -111,4 +111,28 @@ describe('fake Kubernetes API server', () => {
     expect(await loser.tryAcquireOrRenew()).toBe(true);
     expect(api.get(TYPES.leases, 'kube-system', 'l').spec.leaseTransitions).toBe(lease.spec.leaseTransitions + 1);
   });
+
+  it('a standby takes over when the leader stops renewing (crash), and only one leads at a time', async () => {
+    const log = silentLogger();
+    const mk = (identity: string) => new LeaderElector({ rest, namespace: 'kube-system', name: 'fo', identity, log, leaseDurationSec: 1, retryPeriodMs: 100, renewDeadlineMs: 500 });
+    const a = mk('a');
+    const b = mk('b');
+    const crashA = new AbortController();
+    const stopB = new AbortController();
+    let aLeads = false;
+    const runA = a.run(crashA.signal, () => (aLeads = true));
+    await until(() => aLeads, 'a leads');
+    let bLeads = false;
+    const gets = () => api.requests.filter((r) => r.method === 'GET' && r.path.endsWith('/leases/fo')).length;
+    const before = gets();
+    const runB = b.run(stopB.signal, () => (bLeads = true));
+    await until(() => gets() >= before + 6, 'b trying while a renews');
+    expect(bLeads).toBe(false);
+    crashA.abort(); // a dies without releasing
+    await runA;
+    await until(() => bLeads, 'b takes over after the lease expires', 10_000);
+    expect(api.get(TYPES.leases, 'kube-system', 'fo').spec.holderIdentity).toBe('b');
+    stopB.abort();
+    await runB;
+  });
 });
