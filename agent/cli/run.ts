@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
 import { createLogger } from '../log.js';
 import { startAgent } from '../main.js';
+import { createNotifier } from '../notify/sd-notify.js';
 
 export function registerRun(program: Command): void {
   program
@@ -11,13 +12,20 @@ export function registerRun(program: Command): void {
     .action(async (opts: { serve: boolean }) => {
       const config = loadConfig({ path: program.opts().config });
       const log = createLogger({ level: config.log.level });
+      // Before anything is spawned: it takes NOTIFY_SOCKET out of the environment runtimes inherit.
+      const notifier = createNotifier({ log });
       const agent = await startAgent(config, log, { serve: opts.serve });
       log.info({ node: config.node.name, stateDir: config.stateDir, broker: config.broker.url }, 'modeld started');
+      // Started = local models kicked and the gateway listening (startAgent returns after both).
+      await notifier.ready(`node ${config.node.name}: ${agent.store.models.list().length} models, broker ${config.broker.url}`);
+      notifier.startWatchdog();
       let stopping = false;
       const stop = async (signal: string) => {
         if (stopping) return;
         stopping = true;
         log.info({ signal }, 'stopping');
+        notifier.close();
+        await notifier.stopping('stopping');
         await agent.stop();
         process.exit(0);
       };
