@@ -39,11 +39,11 @@ interface SimNodes {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until(fn: () => boolean | Promise<boolean>, what: string, timeoutMs = 120_000): Promise<void> {
+async function until(fn: () => boolean | Promise<boolean>, what: string, timeoutMs = 120_000, everyMs = 2): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await fn())) {
     if (Date.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
-    await sleep(2);
+    await sleep(everyMs);
   }
 }
 
@@ -194,7 +194,7 @@ export async function benchController(opts: { json: boolean; runs: number }): Pr
         }),
       );
     }
-    await until(async () => (await metric(metricsPort, 'modeld_controller_inbound_total', 'result="accepted"')) - acceptedBefore >= total, 'every status report accepted', 300_000);
+    await until(async () => (await metric(metricsPort, 'modeld_controller_inbound_total', 'result="accepted"')) - acceptedBefore >= total, 'every status report accepted', 300_000, 50); // polling /metrics costs the controller CPU: not too often
     const ingestSec = (performance.now() - t0) / 1000;
     await until(() => api!.get(TYPES.inferencemodels, 'default', 'model-0')?.status?.readyNodes === NODES, 'the final status written', 60_000);
     const statusWrites = api.requests.filter((q) => q.method === 'PATCH' && q.path.endsWith('/model-0/status')).length - writesBefore;
