@@ -14,6 +14,28 @@ export interface LoadResult {
   reqPerSec: number;
   p50Ms: number;
   p99Ms: number;
+  /** Every request's latency, ms (for merging slices). */
+  latenciesMs: number[];
+}
+
+/** One result from several slices of the same load (requests summed, latencies pooled). */
+export function mergeLoads(parts: LoadResult[]): LoadResult {
+  const latenciesMs = parts.flatMap((p) => p.latenciesMs);
+  const statuses: Record<string, number> = {};
+  for (const p of parts) for (const [k, v] of Object.entries(p.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
+  const sum = (f: (p: LoadResult) => number) => parts.reduce((a, p) => a + f(p), 0);
+  const seconds = sum((p) => p.seconds);
+  return {
+    requests: sum((p) => p.requests),
+    ok: sum((p) => p.ok),
+    failed: sum((p) => p.failed),
+    statuses,
+    seconds,
+    reqPerSec: sum((p) => p.ok) / seconds,
+    p50Ms: percentile(latenciesMs, 50),
+    p99Ms: percentile(latenciesMs, 99),
+    latenciesMs,
+  };
 }
 
 export async function runLoad(opts: {
@@ -63,5 +85,6 @@ export async function runLoad(opts: {
     reqPerSec: ok / seconds,
     p50Ms: percentile(latencies, 50),
     p99Ms: percentile(latencies, 99),
+    latenciesMs: latencies,
   };
 }
