@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, stat, unlink } from 'node:fs/promises';
 import { createReadStream, statSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -136,6 +136,28 @@ export class BlobStore {
       await file.close().catch(() => {});
       if (!adopted) await unlink(tmp).catch(() => {});
     }
+  }
+
+  /**
+   * A file at the blob's place with no record (a crash between rename and record): hash it,
+   * record it when it matches, delete it when not. True when the blob is now in the store.
+   */
+  async recoverUnrecorded(sha256: string, signal?: AbortSignal): Promise<boolean> {
+    const sha = normalizeSha256(sha256);
+    if (this.blobs.get(sha)) return this.has(sha);
+    const path = this.pathOf(sha);
+    const st = await stat(path).catch(() => undefined);
+    if (!st?.isFile()) return false;
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024, signal })) hash.update(chunk as Buffer);
+    if (hash.digest('hex') !== sha) {
+      this.log.warn({ sha256: sha, path }, 'unrecorded blob file does not match its name: deleted');
+      await unlink(path).catch(() => {});
+      return false;
+    }
+    this.blobs.put({ sha256: sha, size: st.size, source: 'recovered' });
+    this.log.info({ sha256: sha, size: st.size }, 'recorded a verified blob file found without a record');
+    return true;
   }
 
   /** Forgets a blob and deletes its file. */

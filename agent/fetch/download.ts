@@ -89,6 +89,7 @@ export async function fetchBlob(req: FetchRequest, deps: FetchDeps, opts: FetchO
       // Someone else may have finished it while we waited.
       const now = fromStore();
       if (now) return now;
+      if (expected && (await blobStore.recoverUnrecorded(expected, opts.signal))) return fromStore()!;
       if (url.protocol === 'file:') return copyLocalFile(url, expected, deps, opts);
       return new Download(url, req.url, key, expected, deps, opts).run();
     },

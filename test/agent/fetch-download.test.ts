@@ -1,4 +1,5 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startChaosServer, type ChaosServer } from '../helpers/chaos-server.js';
 import { makeTempRoot, openAgent, rejection, testPolicy, type Agentish } from './fetch-fixture.js';
@@ -47,6 +48,25 @@ describe('fetchBlob over HTTP', () => {
     const r = await agent.fetch({ url: server.url, sha256: server.sha256 });
     expect(r).toMatchObject({ fromStore: true, fetchedBytes: 0, size: SIZE });
     expect(server.requests.length).toBe(before);
+  });
+
+  it('records a verified blob file found without a database record instead of downloading it', async () => {
+    await agent.fetch({ url: server.url, sha256: server.sha256 });
+    agent.store.blobs.delete(server.sha256); // as if the process died between rename and record
+    const before = server.requests.length;
+    const r = await agent.fetch({ url: server.url, sha256: server.sha256 });
+    expect(r.fromStore).toBe(true);
+    expect(server.requests.length).toBe(before);
+    expect(agent.blobStore.has(server.sha256)).toBe(true);
+  });
+
+  it('replaces an unrecorded file at the blob path that does not match its name', async () => {
+    const path = agent.blobStore.pathOf(server.sha256);
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, 'not the archive');
+    const r = await agent.fetch({ url: server.url, sha256: server.sha256 });
+    expect(r.fromStore).toBe(false);
+    expect(readFileSync(path).equals(server.body)).toBe(true);
   });
 
   it('resumes after drops at 30% and 70% without fetching the body again', async () => {
