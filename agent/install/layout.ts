@@ -7,6 +7,7 @@ import { ModeldError } from '../errors.js';
 import { fsyncPath, fsyncTree, writeFileAtomic } from './fsync.js';
 import { COMPLETE_MARKER, isVersionComplete, type CompleteMarker } from './marker.js';
 import { makeReadOnly } from './read-only.js';
+import { treeDigest } from './tree-digest.js';
 import { rmTree } from './rm-tree.js';
 
 export const CURRENT = 'current';
@@ -43,7 +44,7 @@ export async function promoteVersion(stagingDir: string, versionDir: string, opt
     if (!(await lstat(stagingDir).catch(() => undefined))?.isDirectory()) {
       throw new ModeldError('InstallFailed', `nothing to promote: ${stagingDir} is not a directory`);
     }
-    const marker: CompleteMarker = { sha256: opts.sha256, completedAt: Date.now() };
+    const marker: CompleteMarker = { sha256: opts.sha256, completedAt: Date.now(), tree: await treeDigest(stagingDir) };
     await writeFileAtomic(join(stagingDir, COMPLETE_MARKER), JSON.stringify(marker) + '\n');
     await makeReadOnly(stagingDir, { includeRoot: false }); // the root stays writable so it can be renamed across parents
     await fsyncTree(stagingDir);

@@ -9,6 +9,8 @@ export const COMPLETE_MARKER = '.modeld-complete';
 export interface CompleteMarker {
   sha256?: string;
   completedAt: number;
+  /** treeDigest() of the version at promotion (absent for versions promoted before it existed). */
+  tree?: string;
 }
 
 /** The marker of a version directory, or undefined when the directory is missing or incomplete. */
