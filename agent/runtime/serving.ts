@@ -46,6 +46,8 @@ export class Serving {
   private closed = false;
   /** Aborts activations in progress when the agent shuts down. */
   private readonly closing = new AbortController();
+  /** Groups being scaled up: their failures are thrown by activate(), not reported. */
+  private readonly scaling = new Set<InstanceGroup>();
 
   constructor(private readonly d: ServingDeps) {
     this.gateway = new Gateway({ config: d.config, log: d.log.child({ part: 'gateway' }) });
@@ -133,11 +135,17 @@ export class Serving {
       if (cur.target.replicas === target.replicas) return { url };
       // Same version, other replica count: scale in place.
       if (target.replicas > cur.target.replicas) {
-        cur.group.start(target.replicas);
-        await cur.group.waitReady(plan.startTimeoutMs, signal).catch(async (err: unknown) => {
-          await cur.group.scaleDown(cur.target.replicas);
-          throw toModeldError(err);
-        });
+        // A new replica that fails is this activation's error, not a failure of the serving version.
+        this.scaling.add(cur.group);
+        try {
+          cur.group.start(target.replicas);
+          await cur.group.waitReady(plan.startTimeoutMs, signal).catch(async (err: unknown) => {
+            await cur.group.scaleDown(cur.target.replicas);
+            throw toModeldError(err);
+          });
+        } finally {
+          this.scaling.delete(cur.group);
+        }
       } else {
         await cur.group.scaleDown(target.replicas);
       }
@@ -186,7 +194,7 @@ export class Serving {
 
   /** Drain then stop a group that no longer receives new requests. */
   private async retire(group: InstanceGroup): Promise<void> {
-    const left = await group.drain(this.d.config.serving.drainTimeoutMs);
+    const left = await group.drain(this.d.config.serving.drainTimeoutMs, this.closing.signal);
     if (left > 0) this.d.log.warn({ model: `${group.namespace}/${group.name}`, version: group.version, inFlight: left }, 'drain timed out; stopping with requests in flight');
     await group.stop();
   }
@@ -194,7 +202,7 @@ export class Serving {
   private groupFailed(group: InstanceGroup, err: ModeldError) {
     const cur = this.models.get(keyOf(group.namespace, group.name));
     // Failures while starting are thrown by activate(); only a serving version is reported here.
-    if (cur?.group !== group) return;
+    if (cur?.group !== group || this.scaling.has(group)) return;
     this.d.log.error({ model: `${group.namespace}/${group.name}`, version: group.version, code: err.code, err: err.message }, 'serving version failed');
     try {
       this.d.onFailure?.(group.namespace, group.name, group.version, err);

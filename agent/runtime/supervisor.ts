@@ -136,6 +136,8 @@ export class InstanceGroup {
   async scaleDown(replicas: number): Promise<void> {
     const extra = this.instances.splice(replicas);
     await Promise.all(extra.map((i) => i.stop()));
+    // The group is healthy again when the failed instance was one of those removed.
+    if (this.failure && !this.instances.some((i) => i.state === 'failed')) this.failure = undefined;
     this.nextIndex = this.instances.length ? Math.max(...this.instances.map((i) => i.index)) + 1 : this.nextIndex;
   }
 

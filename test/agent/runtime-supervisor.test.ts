@@ -133,6 +133,29 @@ describe('supervisor', () => {
     expect(text).not.toMatch(/hunter2/);
   });
 
+  it('a replica that fails while scaling up fails that activation only: the version keeps serving and is not reported failed', async () => {
+    const failures: string[] = [];
+    const env = servingEnv({ runtimes: { fix: fixtureRuntime('ok') } as never });
+    const serving = new Serving({ config: env.config, paths: env.paths, log: silentLogger(), onFailure: (_ns, _n, v, err) => failures.push(`${v}:${err.code}`) });
+    cleanups.push(() => env.cleanup());
+    cleanups.push(() => serving.close());
+    await serving.start();
+    const dir = env.paths.versionDir('default', 'fx', '1');
+    (await import('node:fs')).mkdirSync(dir, { recursive: true });
+    const crashFile = join(env.root, 'crash-new-replicas');
+    (env.config.runtimes.fix.command as string[]).push('--crash-at-start-if', crashFile);
+    const t = (replicas: number): ServeTarget => ({ namespace: 'default', name: 'fx', modelName: 'fx', version: '1', versionDir: dir, frameworkType: 'fix', replicas });
+    await serving.activate(t(1));
+    writeFileSync(crashFile, '');
+    await expect(serving.activate(t(3))).rejects.toMatchObject({ code: 'CrashLoop' });
+    expect(failures).toEqual([]);
+    expect(serving.state('default', 'fx')).toMatchObject({ replicas: 1, readyReplicas: 1 });
+    expect((await inferX(serving.gatewayUrl(), 'fx', [1])).status).toBe(200);
+    const pid = (serving as any).models.get('default/fx').group.instances[0].pid;
+    await serving.activate(t(1)); // still the same healthy group: nothing to do
+    expect((serving as any).models.get('default/fx').group.instances[0].pid).toBe(pid);
+  });
+
   it('activations in progress are cancelled by close()', async () => {
     const { serving, target } = await setup({ fix: fixtureRuntime('never-ready', { startTimeoutMs: 60_000 }) });
     const p = serving.activate(target('fix'));
