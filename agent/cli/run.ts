@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { detectEdgecore } from '../config/edgecore.js';
 import { loadConfig } from '../config/load.js';
 import { createLogger } from '../log.js';
 import { startAgent } from '../main.js';
@@ -10,8 +11,11 @@ export function registerRun(program: Command): void {
     .description('run the modeld daemon (what systemd starts)')
     .option('--no-serve', 'deliver models only: no runtimes, no gateway')
     .action(async (opts: { serve: boolean }) => {
-      const config = loadConfig({ path: program.opts().config });
+      // edgecore's node name and EventBus broker, as defaults under the config file and environment.
+      const edgecore = detectEdgecore();
+      const config = loadConfig({ path: program.opts().config, defaults: edgecore.defaults });
       const log = createLogger({ level: config.log.level });
+      if (edgecore.found) log.info({ edgecore: edgecore.path, nodeName: edgecore.nodeName, brokerUrl: edgecore.brokerUrl, problems: edgecore.problems }, 'edgecore detected');
       // Before anything is spawned: it takes NOTIFY_SOCKET out of the environment runtimes inherit.
       const notifier = createNotifier({ log });
       const agent = await startAgent(config, log, { serve: opts.serve });
