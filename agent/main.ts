@@ -1,4 +1,6 @@
 import { mkdirSync } from 'node:fs';
+import { AdminServer } from './admin/server.js';
+import { acquireStateLock } from './admin/state-lock.js';
 import type { Config } from './config/schema.js';
 import { ModeldError } from './errors.js';
 import { BlobStore } from './fetch/blob-store.js';
@@ -42,8 +44,16 @@ export interface StartOptions {
 export async function startAgent(config: Config, log: Logger, opts: StartOptions = {}): Promise<Agent> {
   const paths = statePaths(config.stateDir);
   mkdirSync(paths.root, { recursive: true, mode: 0o750 });
-  const store = openStore(paths.db);
-  const stops: Array<() => Promise<void> | void> = [() => store.close()];
+  // Held for the daemon's whole life: the CLI writes the state directory only when it can take it.
+  const lock = acquireStateLock(paths.lockFile, { kind: 'daemon', command: 'modeld run' });
+  let store: Store;
+  try {
+    store = openStore(paths.db);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+  const stops: Array<() => Promise<void> | void> = [() => lock.release(), () => store.close()];
   const stopAll = async () => {
     for (const stop of stops.reverse()) {
       try {
@@ -114,6 +124,17 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
       kick: (ns, name, o) => runner.kick(ns, name, o),
     });
     intakeRef = intake;
+
+    // The local admin API (the CLI's way in while the daemon runs). Not fatal: delivery and
+    // serving go on without it, and the CLI then reports the daemon as unreachable.
+    const admin = new AdminServer(
+      { config, paths, store, blobStore, log, intake, serving, kick: (ns, name, o) => runner.kick(ns, name, o), daemon: true },
+      { socketPath: config.admin.socket, maxBodyBytes: config.limits.messageBytes },
+    );
+    await admin.listen().then(
+      () => stops.push(() => admin.close()),
+      (err: Error) => log.error({ err: err.message, socket: config.admin.socket }, 'admin API not available'),
+    );
 
     // Serve what is on disk first, without waiting for the cloud.
     runner.kickAll();

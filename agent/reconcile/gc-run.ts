@@ -1,0 +1,96 @@
+import { resolveTarget } from '../../shared/index.js';
+import type { Config } from '../config/schema.js';
+import type { BlobStore } from '../fetch/blob-store.js';
+import { dirSize, planGc, type GcPlan, type VersionRef } from '../install/gc.js';
+import { readCurrent, removeVersionDir } from '../install/layout.js';
+import type { Logger } from '../log.js';
+import type { StatePaths } from '../paths.js';
+import type { Store } from '../store/index.js';
+import type { ServingPort } from './serving-port.js';
+import { specHash } from './spec-hash.js';
+
+// The glue around the pure planGc: gather what is on disk and what must stay, plan, remove.
+// Protected (never removed): every model's `current`, serving, previous (the rollback version),
+// held and running version, and its spec's target. Wanted blobs: every desired spec's target
+// digest (and a held version's), so an install in progress never loses its archive.
+
+export interface GcDeps {
+  config: Config;
+  paths: StatePaths;
+  store: Store;
+  blobStore: BlobStore;
+  log: Logger;
+  serving?: Pick<ServingPort, 'state'>;
+}
+
+export interface GcResult extends GcPlan {
+  dryRun: boolean;
+  capBytes: number;
+  totalBefore: number;
+  protectedVersions: VersionRef[];
+}
+
+/** One gc at a time per store (the runner after a switch, the CLI), without a module-wide singleton. */
+const running = new WeakMap<Store, Promise<unknown>>();
+
+export function runGc(deps: GcDeps, opts: { dryRun?: boolean; capBytes?: number } = {}): Promise<GcResult> {
+  const prev = running.get(deps.store) ?? Promise.resolve();
+  const next = prev.catch(() => {}).then(() => gcOnce(deps, opts));
+  running.set(deps.store, next);
+  return next;
+}
+
+async function gcOnce(deps: GcDeps, opts: { dryRun?: boolean; capBytes?: number }): Promise<GcResult> {
+  const { store, paths, blobStore, serving } = deps;
+  const dryRun = opts.dryRun ?? false;
+  const capBytes = opts.capBytes ?? deps.config.store.capBytes;
+
+  const protectedVersions: VersionRef[] = [];
+  const wantedBlobs: string[] = [];
+  const keep = (namespace: string, name: string, version: string | undefined) => {
+    if (version) protectedVersions.push({ namespace, name, version });
+  };
+  const models = new Map<string, { namespace: string; name: string }>();
+  for (const m of [...store.specs.list(), ...store.models.list(), ...store.versions.list()]) models.set(`${m.namespace}/${m.name}`, m);
+  for (const { namespace, name } of models.values()) {
+    const model = store.models.get(namespace, name);
+    const desired = store.specs.get(namespace, name);
+    keep(namespace, name, await readCurrent(paths.modelDir(namespace, name)));
+    keep(namespace, name, model?.servingVersion);
+    keep(namespace, name, model?.previousVersion);
+    keep(namespace, name, model?.heldVersion);
+    keep(namespace, name, serving?.state(namespace, name)?.version);
+    if (desired && !desired.spec.image) {
+      const target = resolveTarget(desired.spec);
+      keep(namespace, name, target?.version);
+      if (target?.sha256sum) wantedBlobs.push(target.sha256sum.toLowerCase());
+      const held = model?.heldSpecHash === specHash(desired.spec) ? desired.spec.manifest?.find((e) => e.version === model?.heldVersion) : undefined;
+      if (held?.sha256sum) wantedBlobs.push(held.sha256sum.toLowerCase());
+    }
+  }
+
+  const versions = [];
+  for (const v of store.versions.list()) {
+    versions.push({ ...v, sizeBytes: await dirSize(paths.versionDir(v.namespace, v.name, v.version)) });
+  }
+  const blobs = store.blobs.list();
+  const totalBefore = blobs.reduce((a, b) => a + b.size, 0) + versions.reduce((a, v) => a + v.sizeBytes, 0);
+  const plan = planGc({ blobs, versions, protectedVersions, wantedBlobs, capBytes });
+  const result: GcResult = { ...plan, dryRun, capBytes, totalBefore, protectedVersions };
+  if (dryRun || (!plan.removeVersions.length && !plan.removeBlobs.length)) return result;
+
+  const log = deps.log.child({ part: 'gc' });
+  for (const v of plan.removeVersions) {
+    // removeVersionDir refuses the version `current` points at: a last guard if the disk moved on.
+    await removeVersionDir(paths.versionDir(v.namespace, v.name, v.version));
+    store.versions.delete(v.namespace, v.name, v.version);
+    log.info({ model: `${v.namespace}/${v.name}`, version: v.version, bytes: v.bytes }, 'gc removed version');
+  }
+  for (const b of plan.removeBlobs) {
+    await blobStore.remove(b.sha256);
+    log.info({ sha256: b.sha256, bytes: b.bytes }, 'gc removed blob');
+  }
+  if (plan.overCap) log.warn({ totalAfter: plan.totalAfter, capBytes }, 'store is over store.capBytes with only protected content left');
+  store.events.add({ kind: 'GC', message: `removed ${plan.removeVersions.length} versions and ${plan.removeBlobs.length} blobs, ${plan.freedBytes} bytes freed` });
+  return result;
+}
