@@ -50,6 +50,8 @@ export interface FetchDeps {
 export interface FetchOptions {
   signal?: AbortSignal;
   onProgress?: (p: { bytes: number; totalBytes?: number }) => void;
+  /** Every chunk received over the network, as it arrives (metrics). */
+  onBytes?: (bytes: number) => void;
 }
 
 /** Restarts from zero allowed in one call (server changed the object, ignored If-Range...). */
@@ -225,6 +227,7 @@ class Download {
             },
             onChunk: async (n) => {
               this.fetched += n;
+              this.opts.onBytes?.(n);
               this.progress(this.file.size, this.known.totalBytes);
               await this.maybeCheckpoint();
             },

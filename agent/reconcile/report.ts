@@ -34,6 +34,8 @@ export class Reporter {
       log: Logger;
       serving?: ServingPort;
       enqueue: (topic: string, payload: string) => void;
+      /** Every status made (metrics). Must not throw. */
+      onReport?: (status: StatusContent) => void;
     },
   ) {}
 
@@ -95,6 +97,7 @@ export class Reporter {
       update.message ?? `phase ${update.phase}`,
     );
     this.deps.enqueue(statusTopic(config.topics.status, config.node.name), JSON.stringify(envelope));
+    this.deps.onReport?.(status);
     return status;
   }
 }

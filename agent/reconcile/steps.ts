@@ -29,6 +29,8 @@ export interface StepDeps {
   fetchPolicy: FetchPolicy;
   serving?: ServingPort;
   reporter: Reporter;
+  /** Bytes received by a download, as they arrive (metrics). */
+  onFetchBytes?: (namespace: string, name: string, bytes: number) => void;
 }
 
 export interface ModelRef {
@@ -56,6 +58,7 @@ export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: 
         {
           signal: ctx.signal,
           onProgress: (p) => reporter.report(ns, name, { phase: 'Downloading', progress: p, targetVersion: step.version }),
+          onBytes: deps.onFetchBytes && ((n) => deps.onFetchBytes!(ns, name, n)),
         },
       );
       ctx.learnt.set(step.version, result.sha256);

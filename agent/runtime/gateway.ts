@@ -79,7 +79,7 @@ export class Gateway {
   private server: Server | undefined;
   private boundPort = 0;
 
-  constructor(private readonly d: { config: Config; log: Logger }) {}
+  constructor(private readonly d: { config: Config; log: Logger; onRequest?: (modelName: string, status: number, seconds: number) => void }) {}
 
   async listen(): Promise<void> {
     const { bind, port } = this.d.config.gateway;
@@ -179,6 +179,12 @@ export class Gateway {
     }
     const target = this.routes.get(modelName);
     if (!target) return oipError(res, 404, `unknown model "${modelName.slice(0, 128)}"`);
+    const onRequest = this.d.onRequest;
+    if (onRequest) {
+      // Routed models only (a label per unknown name would let clients grow the series without bound).
+      const t0 = performance.now();
+      res.once('close', () => onRequest(modelName, res.writableFinished ? res.statusCode : 499, (performance.now() - t0) / 1000));
+    }
 
     const limit = this.d.config.gateway.maxBodyBytes;
     const declared = req.headers['content-length'];

@@ -22,6 +22,10 @@ export interface ServingDeps {
   onFailure?: (namespace: string, name: string, version: string, err: ModeldError) => void;
   /** A version took over the route (for events and the benchmark): times in ms from activate(). */
   onSwitch?: (namespace: string, name: string, version: string, t: { switchMs: number; runtimeStartMs: number }) => void;
+  /** Runtime instances restarted (metrics). */
+  onRuntimeRestarts?: (namespace: string, name: string, version: string, count: number) => void;
+  /** A request the gateway routed to a model has ended (metrics). */
+  onGatewayRequest?: (modelName: string, status: number, seconds: number) => void;
 }
 
 export interface ServingState {
@@ -50,7 +54,7 @@ export class Serving {
   private readonly scaling = new Set<InstanceGroup>();
 
   constructor(private readonly d: ServingDeps) {
-    this.gateway = new Gateway({ config: d.config, log: d.log.child({ part: 'gateway' }) });
+    this.gateway = new Gateway({ config: d.config, log: d.log.child({ part: 'gateway' }), onRequest: d.onGatewayRequest });
     this.ports = new PortAllocator(d.config.serving.basePort);
   }
 
@@ -166,6 +170,7 @@ export class Serving {
       serving: this.d.config.serving,
       log: this.d.log,
       onFailure: (g, err) => this.groupFailed(g, err),
+      onRestarts: (g, n) => this.d.onRuntimeRestarts?.(g.namespace, g.name, g.version, n),
     });
     log.info({ runtime: plan.runtime, replicas: target.replicas }, 'starting version');
     group.start(target.replicas);

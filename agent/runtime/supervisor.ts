@@ -22,6 +22,8 @@ export interface GroupDeps {
   firstIndex?: number;
   /** An instance failed for good (CrashLoop, StartFailed): called once per group. */
   onFailure: (group: InstanceGroup, err: ModeldError) => void;
+  /** Restarts of its instances since the last call (metrics), told at the instance's next state change. */
+  onRestarts?: (group: InstanceGroup, count: number) => void;
 }
 
 export class InstanceGroup {
@@ -30,6 +32,7 @@ export class InstanceGroup {
   private readonly waiters = new Set<() => void>();
   nextIndex: number;
   private stopped = false;
+  private readonly restartsSeen = new WeakMap<Instance, number>();
 
   constructor(private readonly d: GroupDeps) {
     this.nextIndex = d.firstIndex ?? 0;
@@ -148,6 +151,11 @@ export class InstanceGroup {
   }
 
   private changed(inst: Instance) {
+    const seen = this.restartsSeen.get(inst) ?? 0;
+    if (inst.restarts > seen) {
+      this.restartsSeen.set(inst, inst.restarts);
+      this.d.onRestarts?.(this, inst.restarts - seen);
+    }
     if (inst.state === 'failed' && !this.failure && !this.stopped) {
       this.failure = inst.failure ?? new ModeldError('StartFailed', `instance ${inst.index} failed`);
       this.d.onFailure(this, this.failure);
