@@ -1,0 +1,101 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { StatusContent } from '../../shared/index.js';
+import { StatusTracker } from './status-tracker.js';
+
+// The agent's Prometheus metrics, on a Registry of its own (never prom-client's global one, so
+// tests and the controller in the same process do not mix). Parts report through the small
+// methods below; gauges that mirror state (outbox depth, models by phase) are read on scrape.
+
+export interface MetricsSources {
+  outboxDepth?: () => number;
+  modelPhases?: () => Array<{ phase?: string | null }>;
+}
+
+const DURATION_BUCKETS = [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600];
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  private sources: MetricsSources = {};
+  private readonly tracker: StatusTracker;
+
+  readonly downloadBytes = new Counter({ name: 'modeld_download_bytes_total', help: 'Bytes of model archives received over the network.', labelNames: ['namespace', 'name'] as const, registers: [this.registry] });
+  readonly downloadDuration = new Histogram({ name: 'modeld_download_duration_seconds', help: 'Time from the start of a download to its verified digest.', buckets: DURATION_BUCKETS, registers: [this.registry] });
+  readonly installDuration = new Histogram({ name: 'modeld_install_duration_seconds', help: 'Time to unpack a verified archive and promote it into versions/.', buckets: DURATION_BUCKETS, registers: [this.registry] });
+  readonly digestFailures = new Counter({ name: 'modeld_digest_failures_total', help: 'Downloads discarded because their sha256 did not match the manifest.', labelNames: ['namespace', 'name'] as const, registers: [this.registry] });
+  readonly switches = new Counter({ name: 'modeld_switches_total', help: 'Changes of the serving version (rollbacks included).', labelNames: ['namespace', 'name'] as const, registers: [this.registry] });
+  readonly rollbacks = new Counter({ name: 'modeld_rollbacks_total', help: 'Switches back to the previous version (automatic or by `modeld rollback`).', labelNames: ['namespace', 'name'] as const, registers: [this.registry] });
+  readonly runtimeRestarts = new Counter({ name: 'modeld_runtime_restarts_total', help: 'Runtime instances restarted after an unexpected exit or a start timeout.', labelNames: ['namespace', 'name'] as const, registers: [this.registry] });
+  readonly gatewayRequests = new Counter({ name: 'modeld_gateway_requests_total', help: 'Requests the gateway routed to a model, by HTTP status.', labelNames: ['model', 'code'] as const, registers: [this.registry] });
+  readonly gatewayLatency = new Histogram({ name: 'modeld_gateway_request_duration_seconds', help: 'Gateway request time per model, until the response is sent.', labelNames: ['model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly brokerConnected = new Gauge({ name: 'modeld_broker_connected', help: '1 while the MQTT link to the broker is up.', registers: [this.registry] });
+
+  constructor(opts: { processMetrics?: boolean; agentVersion?: string; node?: string; now?: () => number } = {}) {
+    this.tracker = new StatusTracker(opts.now);
+    const self = this;
+    new Gauge({
+      name: 'modeld_outbox_depth',
+      help: 'Statuses waiting in the durable outbox for the broker.',
+      registers: [this.registry],
+      collect() {
+        this.set(self.sources.outboxDepth?.() ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'modeld_models',
+      help: 'Models known to the agent, by phase.',
+      labelNames: ['phase'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const m of self.sources.modelPhases?.() ?? []) this.inc({ phase: m.phase ?? 'Unknown' });
+      },
+    });
+    new Gauge({ name: 'modeld_info', help: 'Agent version and node name.', labelNames: ['version', 'node'] as const, registers: [this.registry] }).set(
+      { version: opts.agentVersion ?? 'unknown', node: opts.node ?? 'unknown' },
+      1,
+    );
+    this.brokerConnected.set(0);
+    if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** State read on every scrape. */
+  setSources(sources: MetricsSources): void {
+    this.sources = sources;
+  }
+
+  /** Every status the Reporter makes: phase transitions become durations, failures, switches. Never throws. */
+  onStatus(status: StatusContent): void {
+    try {
+      for (const e of this.tracker.observe(status)) {
+        const l = { namespace: e.namespace, name: e.name };
+        if (e.kind === 'downloaded') this.downloadDuration.observe(e.seconds);
+        else if (e.kind === 'installed') this.installDuration.observe(e.seconds);
+        else if (e.kind === 'digestFailure') this.digestFailures.inc(l);
+        else {
+          this.switches.inc(l);
+          if (e.rollback) this.rollbacks.inc(l);
+        }
+      }
+    } catch {
+      // metrics must never break reporting
+    }
+  }
+
+  onDownloadBytes(namespace: string, name: string, bytes: number): void {
+    this.downloadBytes.inc({ namespace, name }, bytes);
+  }
+
+  onRuntimeRestarts(namespace: string, name: string, count: number): void {
+    this.runtimeRestarts.inc({ namespace, name }, count);
+  }
+
+  onGatewayRequest(model: string, status: number, seconds: number): void {
+    this.gatewayRequests.inc({ model, code: String(status) });
+    this.gatewayLatency.observe({ model }, seconds);
+  }
+
+  onBrokerConnection(connected: boolean): void {
+    this.brokerConnected.set(connected ? 1 : 0);
+  }
+}

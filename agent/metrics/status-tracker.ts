@@ -1,0 +1,67 @@
+import type { StatusContent } from '../../shared/index.js';
+
+// Turns the stream of statuses (Reporter.report is the one place they are made) into the events
+// metrics count: a download or an install finished (with its duration), a digest failure, a
+// switch of the serving version, a rollback. Pure bookkeeping: the clock is passed in.
+
+export type TrackedEvent =
+  | { kind: 'downloaded'; namespace: string; name: string; seconds: number }
+  | { kind: 'installed'; namespace: string; name: string; seconds: number }
+  | { kind: 'digestFailure'; namespace: string; name: string }
+  | { kind: 'switch'; namespace: string; name: string; from: string; to: string; rollback: boolean };
+
+interface Seen {
+  phase: string;
+  reason?: string;
+  downloadSince?: number;
+  installSince?: number;
+  serving?: string;
+  previous?: string;
+}
+
+export class StatusTracker {
+  private readonly models = new Map<string, Seen>();
+
+  constructor(private readonly now: () => number = () => performance.now()) {}
+
+  /** The events this status completes, in order. */
+  observe(s: StatusContent): TrackedEvent[] {
+    const key = `${s.namespace}/${s.name}`;
+    const ref = { namespace: s.namespace, name: s.name };
+    const out: TrackedEvent[] = [];
+    const t = this.now();
+    const seen = this.models.get(key);
+    if (s.phase === 'Deleted') {
+      this.models.delete(key);
+      return out;
+    }
+    const next: Seen = { ...(seen ?? {}), phase: s.phase, reason: s.reason };
+
+    if (s.phase === 'Downloading' && seen?.phase !== 'Downloading') next.downloadSince = t;
+    if (s.phase === 'Verifying' && seen?.downloadSince !== undefined) {
+      out.push({ kind: 'downloaded', ...ref, seconds: (t - seen.downloadSince) / 1000 });
+    }
+    if (s.phase !== 'Downloading') next.downloadSince = undefined;
+
+    if (s.phase === 'Installing' && seen?.phase !== 'Installing') next.installSince = t;
+    if (seen?.phase === 'Installing' && s.phase !== 'Installing' && s.phase !== 'Failed' && seen.installSince !== undefined) {
+      out.push({ kind: 'installed', ...ref, seconds: (t - seen.installSince) / 1000 });
+    }
+    if (s.phase !== 'Installing') next.installSince = undefined;
+
+    if (s.phase === 'Failed' && s.reason === 'DigestMismatch' && !(seen?.phase === 'Failed' && seen.reason === 'DigestMismatch')) {
+      out.push({ kind: 'digestFailure', ...ref });
+    }
+
+    // A status answering a rejected message carries no servingVersion change of its own.
+    if (s.servingVersion !== undefined) {
+      if (seen?.serving !== undefined && s.servingVersion !== seen.serving) {
+        out.push({ kind: 'switch', ...ref, from: seen.serving, to: s.servingVersion, rollback: s.servingVersion === seen.previous });
+      }
+      next.serving = s.servingVersion;
+      next.previous = s.versions?.find((v) => v.state === 'previous')?.version;
+    }
+    this.models.set(key, next);
+    return out;
+  }
+}
