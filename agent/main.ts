@@ -17,6 +17,7 @@ import { specHash } from './reconcile/spec-hash.js';
 import { Serving } from './runtime/serving.js';
 import { openStore, type Store } from './store/index.js';
 import { AGENT_VERSION } from './version.js';
+import type { AgentMetrics } from './metrics/metrics.js';
 
 /** Everything the running agent is made of: built once here, passed to whoever needs it. */
 export interface Agent {
@@ -38,6 +39,8 @@ export interface StartOptions {
   serve?: boolean;
   /** Delay before retrying a version whose download failed for a passing reason. */
   retryDelayMs?: number;
+  /** Prometheus metrics to feed (`modeld run` serves them on admin.metricsPort). */
+  metrics?: AgentMetrics;
 }
 
 /** Starts the parts in order; `stop()` stops them in reverse. */
@@ -78,6 +81,7 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
       outbox: store.outbox,
       agentVersion: AGENT_VERSION,
       onMessage: (topic, payload) => intakeRef?.handle(topic, payload),
+      onConnectionChange: opts.metrics && ((up) => opts.metrics!.onBrokerConnection(up)),
     });
 
     let reporterRef: Reporter | undefined;
@@ -87,6 +91,8 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
         config,
         paths,
         log,
+        onRuntimeRestarts: opts.metrics && ((ns, name, _v, n) => opts.metrics!.onRuntimeRestarts(ns, name, n)),
+        onGatewayRequest: opts.metrics && ((model, code, s) => opts.metrics!.onGatewayRequest(model, code, s)),
         // A version that crash-loops after it took traffic: block it under this spec and roll back.
         onFailure: (namespace, name, version, err: ModeldError) => {
           const desired = store.specs.get(namespace, name);
@@ -107,10 +113,17 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
       stops.push(() => serving!.close());
     }
 
-    const reporter = new Reporter({ config, store, log, serving, enqueue: (topic, payload) => link.enqueue(topic, payload) });
+    const reporter = new Reporter({
+      config,
+      store,
+      log,
+      serving,
+      enqueue: (topic, payload) => link.enqueue(topic, payload),
+      onReport: opts.metrics && ((s) => opts.metrics!.onStatus(s)),
+    });
     reporterRef = reporter;
     const runner = new Runner(
-      { config, paths, store, log, blobStore, fetchPolicy, serving, reporter },
+      { config, paths, store, log, blobStore, fetchPolicy, serving, reporter, onFetchBytes: opts.metrics && ((ns, name, n) => opts.metrics!.onDownloadBytes(ns, name, n)) },
       { retryDelayMs: opts.retryDelayMs ?? 60_000 },
     );
     runnerRef = runner;
@@ -124,6 +137,7 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
       kick: (ns, name, o) => runner.kick(ns, name, o),
     });
     intakeRef = intake;
+    opts.metrics?.setSources({ outboxDepth: () => store.outbox.depth(), modelPhases: () => store.models.list() });
 
     // The local admin API (the CLI's way in while the daemon runs). Not fatal: delivery and
     // serving go on without it, and the CLI then reports the daemon as unreachable.
