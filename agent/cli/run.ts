@@ -3,7 +3,9 @@ import { detectEdgecore } from '../config/edgecore.js';
 import { loadConfig } from '../config/load.js';
 import { createLogger } from '../log.js';
 import { startAgent } from '../main.js';
+import { AgentMetrics, startMetricsServer, type MetricsServer } from '../metrics/index.js';
 import { createNotifier } from '../notify/sd-notify.js';
+import { AGENT_VERSION } from '../version.js';
 
 export function registerRun(program: Command): void {
   program
@@ -18,7 +20,13 @@ export function registerRun(program: Command): void {
       if (edgecore.found) log.info({ edgecore: edgecore.path, nodeName: edgecore.nodeName, brokerUrl: edgecore.brokerUrl, problems: edgecore.problems }, 'edgecore detected');
       // Before anything is spawned: it takes NOTIFY_SOCKET out of the environment runtimes inherit.
       const notifier = createNotifier({ log });
-      const agent = await startAgent(config, log, { serve: opts.serve });
+      // /metrics is not worth failing the node for: a busy port is logged and the agent goes on.
+      const metrics = new AgentMetrics({ agentVersion: AGENT_VERSION, node: config.node.name });
+      const metricsServer: MetricsServer | undefined = await startMetricsServer({ registry: metrics.registry, bind: config.admin.metricsBind, port: config.admin.metricsPort, log }).catch((err: Error) => {
+        log.error({ err: err.message }, 'metrics not available');
+        return undefined;
+      });
+      const agent = await startAgent(config, log, { serve: opts.serve, metrics });
       log.info({ node: config.node.name, stateDir: config.stateDir, broker: config.broker.url }, 'modeld started');
       // Started = local models kicked and the gateway listening (startAgent returns after both).
       await notifier.ready(`node ${config.node.name}: ${agent.store.models.list().length} models, broker ${config.broker.url}`);
@@ -31,6 +39,7 @@ export function registerRun(program: Command): void {
         notifier.close();
         await notifier.stopping('stopping');
         await agent.stop();
+        await metricsServer?.close();
         process.exit(0);
       };
       process.on('SIGTERM', () => void stop('SIGTERM'));
