@@ -43,7 +43,11 @@ export class EntryWriter {
   files = 0;
   bytes = 0;
 
-  constructor(private readonly root: string) {}
+  /** `stopped` rejects when the unpack fails: a body that will never finish must not hold the writer. */
+  constructor(
+    private readonly root: string,
+    private readonly stopped: Promise<never>,
+  ) {}
 
   private abs(parts: string[]): string {
     return join(this.root, ...parts);
@@ -114,9 +118,13 @@ export class EntryWriter {
         const fh = await open(this.abs(parts), flags, fileMode(entry.mode));
         this.index.kinds.set(key, 'file');
         try {
-          for await (const chunk of entry) {
-            await writeAll(fh, chunk);
-            this.bytes += chunk.length;
+          // Not `for await`: a Minipass iterator asked for more after a destroy waits forever.
+          const body = entry[Symbol.asyncIterator]();
+          for (;;) {
+            const next = await Promise.race([body.next(), this.stopped]);
+            if (next.done) break;
+            await writeAll(fh, next.value);
+            this.bytes += next.value.length;
           }
         } finally {
           await fh.close();

@@ -58,13 +58,13 @@ export async function unpackArchive(
   await rmTree(destDir); // debris of an earlier attempt
   await mkdir(destDir, 0o755);
 
-  const writer = new EntryWriter(destDir);
   const parser = new Parser({ strict: false, brotli: false, zstd: false });
   const live = new Set<ReadEntry>();
   let failure: ModeldError | undefined;
   let rejectFailed!: (e: ModeldError) => void;
   const failed = new Promise<never>((_, rej) => (rejectFailed = rej));
   failed.catch(() => {});
+  const writer = new EntryWriter(destDir, failed);
   const fail = (err: unknown): void => {
     if (failure) return;
     failure = classify(err);
