@@ -66,6 +66,35 @@ function parseLength(v: string | undefined): number | undefined {
   return v !== undefined && /^\d+$/.test(v.trim()) ? Number(v.trim()) : undefined;
 }
 
+/**
+ * undici only honours an abort once the request is on a connected socket; while it is still
+ * connecting the signal is ignored until the connect timeout. Stop waiting at once instead,
+ * and release a response that arrives after we gave up.
+ */
+function abortable(p: Promise<Dispatcher.ResponseData>, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+  if (signal.aborted) {
+    p.then((r) => r.body.destroy(), () => {});
+    return Promise.reject(signal.reason);
+  }
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      p.then((r) => r.body.destroy(), () => {});
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (r) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(r);
+      },
+      (err) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
 export async function runAttempt(startUrl: URL, file: PartialFile, known: RemoteValidators, deps: AttemptDeps): Promise<ResponseMeta> {
   const { policy } = deps;
   const ctl = new AbortController();
@@ -100,7 +129,7 @@ export async function runAttempt(startUrl: URL, file: PartialFile, known: Remote
         if (ifRange) headers['if-range'] = ifRange;
       }
       arm(policy.connectTimeoutMs + policy.stallTimeoutMs);
-      res = await request(url, { dispatcher: deps.dispatcher, method: 'GET', headers, signal: ctl.signal });
+      res = await abortable(request(url, { dispatcher: deps.dispatcher, method: 'GET', headers, signal: ctl.signal }), ctl.signal);
       disarm();
       body = res.body;
       const location = header(res.headers, 'location');
