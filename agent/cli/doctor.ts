@@ -1,0 +1,57 @@
+import type { Command } from 'commander';
+import { detectEdgecore } from '../config/edgecore.js';
+import { loadConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { ModeldError } from '../errors.js';
+import { checkBroker, checkDiskSpace, checkEdgecore, checkPort, checkRuntimes, checkStateDir, type CheckResult } from './doctor-checks.js';
+
+// `modeld doctor`: one line per check (ok / warn / fail), exit 1 when any check fails. Works with
+// or without a running daemon; what the daemon holds (its ports) counts as fine.
+
+export async function runDoctor(opts: { configPath?: string; timeoutMs: number; edgecorePath?: string }): Promise<CheckResult[]> {
+  const results: CheckResult[] = [];
+  const edgecore = detectEdgecore(opts.edgecorePath);
+  let config: Config | undefined;
+  try {
+    config = loadConfig({ path: opts.configPath, defaults: edgecore.defaults });
+    results.push({ name: 'config', status: 'ok', message: `${opts.configPath ?? process.env.MODELD_CONFIG ?? '/etc/modeld/config.yaml'} is valid (node ${config.node.name})` });
+  } catch (err) {
+    const message = err instanceof ModeldError ? err.message : (err as Error).message;
+    results.push({ name: 'config', status: 'fail', message });
+  }
+  results.push(checkEdgecore(edgecore));
+  if (!config) {
+    results.push({ name: 'others', status: 'warn', message: 'skipped: they need a valid configuration' });
+    return results;
+  }
+  results.push(checkStateDir(config), checkDiskSpace(config));
+  results.push(await checkBroker(config, opts.timeoutMs));
+  results.push(...(await checkRuntimes(config)));
+  results.push(await checkPort('gateway', config.gateway.bind, config.gateway.port, opts.timeoutMs));
+  results.push(await checkPort('metrics', config.admin.metricsBind, config.admin.metricsPort, opts.timeoutMs));
+  return results;
+}
+
+export function formatChecks(results: CheckResult[]): string {
+  const width = Math.max(...results.map((r) => r.name.length));
+  return results.map((r) => `${r.status.padEnd(4)} ${r.name.padEnd(width)}  ${r.message}`).join('\n') + '\n';
+}
+
+export function registerDoctor(program: Command): void {
+  program
+    .command('doctor')
+    .description('check this node: config, broker, disk, state directory, runtimes, edgecore, ports (exit 1 on any failure)')
+    .option('--json', 'machine-readable output')
+    .option('--timeout <ms>', 'how long to wait for the broker and for ports held by a daemon', '3000')
+    .action(async (opts: { json?: boolean; timeout: string }) => {
+      const timeoutMs = Number(opts.timeout);
+      if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000) {
+        throw new ModeldError('BadRequest', `--timeout must be a number of milliseconds (1-600000), got ${JSON.stringify(opts.timeout)}`);
+      }
+      const results = await runDoctor({ configPath: program.opts().config, timeoutMs });
+      const ok = !results.some((r) => r.status === 'fail');
+      if (opts.json) process.stdout.write(JSON.stringify({ ok, checks: results }, null, 2) + '\n');
+      else process.stdout.write(formatChecks(results));
+      process.exitCode = ok ? 0 : 1;
+    });
+}
