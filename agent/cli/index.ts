@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { ModeldError } from '../errors.js';
 import { AGENT_VERSION } from '../version.js';
 import { registerRun } from './run.js';
+import { registerDoctor } from './doctor.js';
 
 // The one program: daemon (`modeld run`) and the node's admin CLI. One file per subcommand.
 
@@ -14,6 +15,7 @@ const program = new Command()
   .showHelpAfterError();
 
 registerRun(program);
+registerDoctor(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const message = err instanceof ModeldError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
