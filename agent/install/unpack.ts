@@ -88,6 +88,9 @@ export async function unpackArchive(
       if (++entries > limits.maxEntries) {
         throw new ModeldError('TooManyEntries', `archive has more than ${limits.maxEntries} entries (at '${entry.path}')`, { details: { entry: entry.path, limit: limits.maxEntries } });
       }
+      if (!Number.isSafeInteger(entry.size) || entry.size < 0) {
+        throw new ModeldError('CorruptArchive', `corrupt tar data: bad size for '${entry.path}'`, { details: { entry: entry.path } });
+      }
       if (isFileEntry(entry.type)) {
         declaredBytes += entry.size;
         if (declaredBytes > limits.maxBytes) {
