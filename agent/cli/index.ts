@@ -1,24 +1,73 @@
 #!/usr/bin/env node
-import { Command } from 'commander';
-import { ModeldError } from '../errors.js';
+import { Command, CommanderError } from 'commander';
 import { AGENT_VERSION } from '../version.js';
+import { registerApply } from './apply.js';
+import { registerDelete } from './delete.js';
+import { EXIT, errorLine, exitCodeFor } from './exit.js';
+import { registerGc } from './gc.js';
+import { registerRollback } from './rollback.js';
 import { registerRun } from './run.js';
 import { registerDoctor } from './doctor.js';
+import { registerSeed } from './seed.js';
+import { registerStatus } from './status.js';
+import { registerVerify } from './verify.js';
+import { registerVersion } from './version.js';
 
 // The one program: daemon (`modeld run`) and the node's admin CLI. One file per subcommand.
+//
+// Commands that change state go to the running daemon over its admin socket (config
+// admin.socket); when no daemon runs they work on the state directory directly under its lock
+// (and `modeld run` refuses to start meanwhile). `status` reads the store read-only then.
+//
+// Exit codes:
+//   0   ok
+//   1   failure (the operation failed: digest mismatch, corrupt data found by verify, the model
+//       is managed by the cloud, no version to roll back to, state directory locked by another
+//       CLI command, ...)
+//   2   bad usage or arguments (unknown option, missing/unreadable file, not an archive,
+//       malformed YAML or spec, malformed digest or name)
+//   3   the daemon is needed but not reachable (holds the state directory but does not answer,
+//       or its socket may not be opened by this user)
+//   4   not found (unknown model)
+//   78  configuration invalid (EX_CONFIG)
+//   130 interrupted (Ctrl-C)
+// Errors are one line on stderr: `modeld: <Reason>: <message>`.
 
 const program = new Command()
   .name('modeld')
   .description('deliver and serve machine-learning models on this edge node')
-  .version(AGENT_VERSION, '-V, --version')
+  // `-V` only: `--version` is seed's option (`modeld seed x --version 3`); a bare `modeld --version` is handled below.
+  .version(AGENT_VERSION, '-V', 'output the version number (also: modeld version)')
   .option('-c, --config <file>', 'configuration file (default /etc/modeld/config.yaml, or $MODELD_CONFIG)')
-  .showHelpAfterError();
+  .exitOverride()
+  .configureOutput({ outputError: (str, write) => write(`modeld: ${str.replace(/^error: /, '')}`) });
 
 registerRun(program);
 registerDoctor(program);
+registerStatus(program);
+registerApply(program);
+registerDelete(program);
+registerSeed(program);
+registerRollback(program);
+registerGc(program);
+registerVerify(program);
+registerVersion(program);
 
-program.parseAsync(process.argv).catch((err: unknown) => {
-  const message = err instanceof ModeldError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
-  process.stderr.write(`modeld: ${message}\n`);
-  process.exit(err instanceof ModeldError && err.code === 'ConfigInvalid' ? 78 : 1);
-});
+// `modeld --version` (no subcommand) still prints the version.
+const commands = new Set(program.commands.map((c) => c.name()));
+const hasCommand = process.argv.slice(2).some((a) => commands.has(a) || a === 'help');
+const argv = hasCommand ? process.argv : process.argv.map((a, i) => (i >= 2 && a === '--version' ? '-V' : a));
+
+program.parseAsync(argv).then(
+  () => {
+    // `run` keeps the process alive with its own handles; the others end here.
+  },
+  (err: unknown) => {
+    if (err instanceof CommanderError) {
+      // Commander printed its message (or the help/version) already.
+      process.exit(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE);
+    }
+    process.stderr.write(errorLine(err) + '\n');
+    process.exit(exitCodeFor(err));
+  },
+);

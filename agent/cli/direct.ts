@@ -1,0 +1,68 @@
+import Database from 'better-sqlite3';
+import { existsSync, mkdirSync } from 'node:fs';
+import type { AdminDeps } from '../admin/context.js';
+import { acquireStateLock } from '../admin/state-lock.js';
+import type { StatusSource } from '../admin/status-view.js';
+import type { Config } from '../config/schema.js';
+import { BlobStore } from '../fetch/blob-store.js';
+import { fetchPolicyFromConfig } from '../fetch/policy.js';
+import { checkUrl } from '../fetch/url-policy.js';
+import { createLogger } from '../log.js';
+import { statePaths } from '../paths.js';
+import { Intake } from '../reconcile/intake.js';
+import { Reporter } from '../reconcile/report.js';
+import { EventTable } from '../store/events.js';
+import { openStore } from '../store/index.js';
+import { ModelTable } from '../store/models.js';
+import { SpecTable } from '../store/specs.js';
+import { VersionTable } from '../store/versions.js';
+
+// The CLI on the state directory itself, for when no daemon runs: writes under the state lock
+// (`modeld run` refuses to start meanwhile); reads without it, from a read-only connection.
+
+export interface Direct {
+  deps: AdminDeps;
+  close(): void;
+}
+
+/** Takes the state lock (StateLocked if held) and opens the store for writing. */
+export function openDirect(config: Config, command: string): Direct {
+  const paths = statePaths(config.stateDir);
+  mkdirSync(paths.root, { recursive: true, mode: 0o750 });
+  const lock = acquireStateLock(paths.lockFile, { kind: 'cli', command });
+  try {
+    const store = openStore(paths.db);
+    // Warnings only, on stderr: stdout is the command's answer.
+    const log = createLogger({ level: 'warn', destination: process.stderr });
+    const blobStore = new BlobStore({ paths, blobs: store.blobs, log });
+    const policy = fetchPolicyFromConfig(config);
+    // Statuses go to the outbox; the daemon publishes them when it next connects.
+    const reporter = new Reporter({ config, store, log, enqueue: (topic, payload) => void store.outbox.add(topic, payload) });
+    const noKick = () => {}; // `modeld run` reconciles every model when it starts
+    const intake = new Intake({ config, store, log, reporter, checkUrl: (url) => void checkUrl(url, policy), kick: noKick });
+    let closed = false;
+    return {
+      deps: { config, paths, store, blobStore, log, intake, kick: noKick, daemon: false },
+      close() {
+        if (closed) return;
+        closed = true;
+        store.close();
+        lock.release();
+      },
+    };
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+/** Read-only tables for `modeld status` without a daemon; undefined when there is no state yet. */
+export function openReadOnly(config: Config): { source: StatusSource; close(): void } | undefined {
+  const paths = statePaths(config.stateDir);
+  if (!existsSync(paths.db)) return undefined;
+  const db = new Database(paths.db, { readonly: true, fileMustExist: true, timeout: 10_000 });
+  return {
+    source: { store: { specs: new SpecTable(db), models: new ModelTable(db), versions: new VersionTable(db), events: new EventTable(db) } },
+    close: () => db.close(),
+  };
+}

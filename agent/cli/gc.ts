@@ -1,0 +1,31 @@
+import type { Command } from 'commander';
+import { loadConfig } from '../config/load.js';
+import type { GcResult } from '../reconcile/gc-run.js';
+import { runGc } from '../reconcile/gc-run.js';
+import { formatBytes, printJson } from './output.js';
+import { withWriteTarget } from './target.js';
+
+export function registerGc(program: Command): void {
+  program
+    .command('gc')
+    .description('free space in the store: old versions and archives; never the current, serving, previous (rollback), held or target version')
+    .option('--dry-run', 'only show what would be removed')
+    .option('--all', 'remove everything unprotected (default: only enough to get under store.capBytes)')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { dryRun?: boolean; all?: boolean; json?: boolean }) => {
+      const config = loadConfig({ path: program.opts().config });
+      const dryRun = opts.dryRun ?? false;
+      const r = await withWriteTarget(config, 'modeld gc', async (t) =>
+        t.kind === 'daemon'
+          ? t.client.call<GcResult>('POST', '/v1/gc', { dryRun, all: opts.all ?? false })
+          : runGc(t.deps, { dryRun, capBytes: opts.all ? 0 : undefined }),
+      );
+      if (opts.json) return printJson(r);
+      const verb = dryRun ? 'would remove' : 'removed';
+      for (const v of r.removeVersions) process.stdout.write(`${verb} version ${v.namespace}/${v.name} ${v.version} (${formatBytes(v.bytes)})\n`);
+      for (const b of r.removeBlobs) process.stdout.write(`${verb} archive sha256:${b.sha256} (${formatBytes(b.bytes)})\n`);
+      process.stdout.write(
+        `${dryRun ? 'would free' : 'freed'} ${formatBytes(r.freedBytes)}; store ${formatBytes(r.totalBefore)} -> ${formatBytes(r.totalAfter)} (cap ${formatBytes(r.capBytes)})${r.overCap ? ', still over the cap: only protected content left' : ''}\n`,
+      );
+    });
+}

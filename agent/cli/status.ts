@@ -1,0 +1,107 @@
+import type { Command } from 'commander';
+import { setTimeout as delay } from 'node:timers/promises';
+import { buildStatus, parseModelRef, type ModelStatusView, type StatusReport } from '../admin/status-view.js';
+import { loadConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { ModeldError } from '../errors.js';
+import { openReadOnly } from './direct.js';
+import { printJson, table } from './output.js';
+import { daemonClient } from './target.js';
+
+/** From the daemon when it answers; else read-only from the store (serving facts unknown). */
+export async function readStatus(config: Config, model?: { namespace: string; name: string }): Promise<StatusReport> {
+  const client = await daemonClient(config).catch((err: unknown) => {
+    // A daemon that holds the directory but does not answer: the store can still be read.
+    if (err instanceof ModeldError && err.code === 'DaemonNotRunning') return undefined;
+    throw err;
+  });
+  if (client) {
+    const q = model ? `?model=${encodeURIComponent(`${model.namespace}/${model.name}`)}` : '';
+    return client.call<StatusReport>('GET', `/v1/status${q}`, undefined, 30_000);
+  }
+  const base = { node: config.node.name, stateDir: config.stateDir, daemon: false };
+  const ro = openReadOnly(config);
+  if (!ro) {
+    if (model) throw new ModeldError('NotFound', `no model ${model.namespace}/${model.name} on this node (no state in ${config.stateDir})`);
+    return { ...base, models: [] };
+  }
+  try {
+    return buildStatus({ ...ro.source, ...base }, model);
+  } finally {
+    ro.close();
+  }
+}
+
+const dash = (s: string | undefined) => (s === undefined || s === '' ? '-' : s);
+
+function reasonCell(m: ModelStatusView): string {
+  const parts: string[] = [];
+  if (m.reason) parts.push(m.message ? `${m.reason}: ${m.message}` : m.reason);
+  if (m.lastError?.reason && m.lastError.reason !== m.reason) parts.push(`last error ${m.lastError.reason}: ${m.lastError.message ?? ''}`.trim());
+  if (m.note) parts.push(m.note);
+  const text = parts.join('; ');
+  return text.length > 100 ? `${text.slice(0, 97)}...` : text || '-';
+}
+
+export function renderStatus(r: StatusReport): string {
+  const header = ['MODEL', 'SOURCE', 'PHASE', 'SERVING', 'TARGET', 'READY', 'URL', 'REASON'];
+  const rows = r.models.map((m) => [
+    `${m.namespace}/${m.name}`,
+    dash(m.source),
+    m.phase,
+    m.heldVersion && m.heldVersion === m.servingVersion ? `${m.servingVersion} (held)` : dash(m.servingVersion),
+    dash(m.targetVersion),
+    r.daemon ? `${m.readyReplicas}/${m.replicas}` : `?/${m.replicas}`,
+    dash(m.url),
+    reasonCell(m),
+  ]);
+  let out = r.models.length ? table(header, rows) : 'no models on this node\n';
+  if (r.models.length === 1 && r.models[0].events) {
+    const m = r.models[0];
+    out += `\nversions: ${m.versions.map((v) => `${v.version} (${v.state})`).join(', ') || 'none'}\n`;
+    out += `generation ${m.generation}, observed ${m.observedGeneration}\nrecent events:\n`;
+    for (const e of m.events ?? []) out += `  ${new Date(e.time).toISOString()}  ${e.kind}  ${e.message}\n`;
+  }
+  if (!r.daemon) out += `(daemon not running: last recorded state in ${r.stateDir})\n`;
+  return out;
+}
+
+export function registerStatus(program: Command): void {
+  program
+    .command('status')
+    .description('show the models on this node: phase, serving and target version, url, replicas, last error')
+    .argument('[model]', 'one model: name or namespace/name (with its recent events)')
+    .option('-n, --namespace <ns>', 'namespace of [model] when it has none', 'default')
+    .option('-w, --watch', 'keep showing the status as it changes (Ctrl-C to stop)')
+    .option('--interval <ms>', 'refresh interval for --watch', '1000')
+    .option('--json', 'machine-readable output (with --watch: one JSON document per line per change)')
+    .action(async (ref: string | undefined, opts: { namespace: string; watch?: boolean; interval: string; json?: boolean }) => {
+      const config = loadConfig({ path: program.opts().config });
+      const model = ref ? parseModelRef(ref, opts.namespace) : undefined;
+      if (!opts.watch) {
+        const r = await readStatus(config, model);
+        if (opts.json) printJson(r);
+        else process.stdout.write(renderStatus(r));
+        return;
+      }
+      const interval = Number(opts.interval);
+      if (!Number.isInteger(interval) || interval < 100) throw new ModeldError('BadRequest', '--interval must be an integer of at least 100 (ms)');
+      const stop = new AbortController();
+      const quit = () => stop.abort();
+      process.once('SIGINT', quit);
+      process.once('SIGTERM', quit);
+      let previous = '';
+      while (!stop.signal.aborted) {
+        const r = await readStatus(config, model);
+        // Compare without times that change on every read.
+        const key = JSON.stringify(r.models.map(({ updatedAt: _u, events: _e, ...m }) => m)) + r.daemon;
+        if (key !== previous) {
+          previous = key;
+          if (opts.json) process.stdout.write(JSON.stringify(r) + '\n');
+          else if (process.stdout.isTTY) process.stdout.write(`\x1b[H\x1b[2J${new Date().toISOString()}\n${renderStatus(r)}`);
+          else process.stdout.write(`${new Date().toISOString()}\n${renderStatus(r)}\n`);
+        }
+        await delay(interval, undefined, { signal: stop.signal }).catch(() => {});
+      }
+    });
+}

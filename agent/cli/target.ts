@@ -1,0 +1,64 @@
+import { resolve } from 'node:path';
+import { describeOwner, lockHolder } from '../admin/state-lock.js';
+import type { Config } from '../config/schema.js';
+import { ModeldError } from '../errors.js';
+import { statePaths } from '../paths.js';
+import { AdminClient } from './admin-client.js';
+import { openDirect, type Direct } from './direct.js';
+
+// Where a command goes: the running daemon (its admin socket answers), or the state directory
+// directly under the lock when no daemon runs. A daemon that holds the lock but does not answer
+// is an error (exit 3), never a reason to write behind its back.
+
+export type Target = { kind: 'daemon'; client: AdminClient } | ({ kind: 'direct' } & Direct);
+
+/** The daemon's client when it answers for this state directory; undefined when no daemon runs. */
+export async function daemonClient(config: Config): Promise<AdminClient | undefined> {
+  const client = new AdminClient(config.admin.socket);
+  const health = await client.health();
+  if (health) {
+    if (resolve(health.stateDir) !== resolve(config.stateDir)) {
+      throw new ModeldError(
+        'DaemonNotRunning',
+        `the daemon on ${config.admin.socket} (pid ${health.pid}) manages ${health.stateDir}, not ${config.stateDir}: check --config`,
+      );
+    }
+    return client;
+  }
+  const holder = lockHolder(statePaths(config.stateDir).lockFile);
+  if (holder?.kind === 'daemon') {
+    throw new ModeldError('DaemonNotRunning', `${describeOwner(holder)} holds ${config.stateDir} but does not answer on ${config.admin.socket}; is it still starting?`);
+  }
+  return undefined;
+}
+
+/** For commands that change state: the daemon if it runs, else the state directory under the lock. */
+export async function writeTarget(config: Config, command: string): Promise<Target> {
+  const client = await daemonClient(config);
+  if (client) return { kind: 'daemon', client };
+  return { kind: 'direct', ...openDirect(config, command) };
+}
+
+/**
+ * Runs `fn` on the target and always closes a direct one (the lock is released). The first
+ * Ctrl-C aborts `signal` so `fn` can clean up (a seed removes its partial copy); a second exits.
+ */
+export async function withWriteTarget<T>(config: Config, command: string, fn: (t: Target, signal: AbortSignal) => Promise<T>): Promise<T> {
+  const target = await writeTarget(config, command);
+  const release = () => target.kind === 'direct' && target.close();
+  const abort = new AbortController();
+  const onSignal = () => {
+    if (!abort.signal.aborted) return abort.abort(new ModeldError('Cancelled', 'interrupted'));
+    release();
+    process.exit(130);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await fn(target, abort.signal);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    release();
+  }
+}

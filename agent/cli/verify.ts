@@ -1,0 +1,31 @@
+import type { Command } from 'commander';
+import type { VerifyReport } from '../admin/verify.js';
+import { verifyStore } from '../admin/verify.js';
+import { loadConfig } from '../config/load.js';
+import { ModeldError } from '../errors.js';
+import { printJson } from './output.js';
+import { withWriteTarget } from './target.js';
+
+export function registerVerify(program: Command): void {
+  program
+    .command('verify')
+    .description('re-hash every stored archive and installed version; quarantine what is corrupt (exit 1 if anything is)')
+    .option('--no-repair', 'only report; move and remove nothing')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { repair: boolean; json?: boolean }) => {
+      const config = loadConfig({ path: program.opts().config });
+      const r = await withWriteTarget(config, 'modeld verify', async (t) =>
+        t.kind === 'daemon' ? t.client.call<VerifyReport>('POST', '/v1/verify', { repair: opts.repair }) : verifyStore(t.deps, { repair: opts.repair }),
+      );
+      if (opts.json) printJson(r);
+      else {
+        for (const c of r.corrupt) {
+          const what = c.kind === 'blob' ? `archive sha256:${c.sha256}` : `version ${c.namespace}/${c.name} ${c.version}`;
+          process.stdout.write(`CORRUPT ${what}: ${c.problem} (${c.action})\n`);
+        }
+        for (const u of r.unverifiable) process.stdout.write(`unverifiable version ${u.namespace}/${u.name} ${u.version}: no recorded digest and no archive\n`);
+        process.stdout.write(`checked ${r.blobsChecked} archives and ${r.versionsChecked} versions: ${r.ok ? 'all intact' : `${r.corrupt.length} corrupt`}\n`);
+      }
+      if (!r.ok) throw new ModeldError('Corrupt', `${r.corrupt.length} corrupt item(s) found`);
+    });
+}
