@@ -29,7 +29,7 @@ export function runCli(configFile: string | undefined, args: string[], opts: { i
       argv,
       { cwd: ROOT, env: cleanEnv(opts.env), timeout: opts.timeoutMs ?? 120_000, maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => {
-        const code = err ? ((err as NodeJS.ErrnoException & { code?: unknown }).code as number | null) : 0;
+        const code: unknown = err ? (err as { code?: unknown }).code : 0;
         resolveRun({ code: typeof code === 'number' ? code : (child.exitCode ?? null), stdout, stderr });
       },
     );
