@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, stat, unlink } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
+import { mkdir, unlink } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, type Dispatcher } from 'undici';
 import { ModeldError } from '../errors.js';
@@ -13,6 +12,8 @@ import { ensureFreeSpace } from './disk-space.js';
 import { ifRangeValue, RestartFromZero, runAttempt, type RemoteValidators } from './http-attempt.js';
 import { PartialFile } from './partial-file.js';
 import type { FetchPolicy } from './policy.js';
+import { copyLocalFile } from './local-file.js';
+import { progressEmitter } from './progress.js';
 import { Throttle } from './throttle.js';
 import { checkUrl } from './url-policy.js';
 
@@ -99,39 +100,6 @@ export async function fetchBlob(req: FetchRequest, deps: FetchDeps, opts: FetchO
   );
 }
 
-async function copyLocalFile(url: URL, expected: string | undefined, deps: FetchDeps, opts: FetchOptions): Promise<FetchResult> {
-  const { policy } = deps;
-  const src = fileURLToPath(url);
-  const st = await stat(src).catch((err: NodeJS.ErrnoException) => {
-    throw new ModeldError('DownloadFailed', `cannot read ${src}: ${err.code ?? err.message}`, { cause: err, details: { url: url.href } });
-  });
-  if (st.size > policy.maxBytes) {
-    throw new ModeldError('TooLarge', `${src} is ${st.size} bytes, over the limit of ${policy.maxBytes}`, { details: { url: url.href, totalBytes: st.size, maxBytes: policy.maxBytes } });
-  }
-  await mkdir(deps.paths.partialDir, { recursive: true });
-  await ensureFreeSpace(deps.paths.partialDir, st.size + policy.reserveBytes, `copying ${src}`);
-  const progress = progressEmitter(policy.progressIntervalMs, opts.onProgress);
-  const r = await deps.blobStore
-    .importFile(src, { expectedSha256: expected, signal: opts.signal, onProgress: (bytes, total) => progress(bytes, total) })
-    .catch((err: unknown) => {
-      const e = err instanceof ModeldError ? err : new ModeldError('DownloadFailed', String(err), { cause: err });
-      throw new ModeldError(e.code, e.message, { retryable: e.retryable, cause: e.cause ?? e, details: { ...e.details, url: url.href, attempts: 1 } });
-    });
-  progress(r.size, r.size, true);
-  return { sha256: r.sha256, size: r.size, path: r.path, fetchedBytes: r.alreadyPresent ? 0 : r.size, resumedFrom: 0, fromStore: r.alreadyPresent };
-}
-
-function progressEmitter(intervalMs: number, onProgress: FetchOptions['onProgress']) {
-  let last = -Infinity;
-  return (bytes: number, totalBytes: number | undefined, final = false) => {
-    if (!onProgress) return;
-    const t = performance.now();
-    if (!final && t - last < intervalMs) return;
-    last = t;
-    onProgress({ bytes, totalBytes });
-  };
-}
-
 /** One call's download of one blob over HTTP(S). */
 class Download {
   private file!: PartialFile;
@@ -164,7 +132,10 @@ class Download {
     const canResume = !!row && row.url === this.url.href && (!!this.expected || !!ifRangeValue(row));
     if (canResume) this.known = { etag: row.etag, lastModified: row.lastModified, totalBytes: row.totalBytes };
     this.attempts = row?.attempts ?? 0;
-    this.file = await PartialFile.open(paths.partial(this.key), canResume ? row.bytesDone : 0, this.opts.signal);
+    this.file = await PartialFile.open(paths.partial(this.key), canResume ? row.bytesDone : 0, this.opts.signal).catch((err: unknown) => {
+      if (this.opts.signal?.aborted) throw new ModeldError('Cancelled', 'download cancelled', { cause: err, details: { url: this.rawUrl } });
+      throw err;
+    });
     const resumedFrom = this.file.size;
     if (resumedFrom === 0) this.known = {};
     if (resumedFrom > 0) this.log.info({ resumedFrom, totalBytes: this.known.totalBytes }, 'resuming download');
