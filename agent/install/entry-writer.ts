@@ -2,6 +2,7 @@
 // Every refusal is an UnsafeArchive naming the entry; nothing is created outside the root because
 // names are checked as components, parents must be directories this unpack created (never links),
 // and files are opened with O_EXCL|O_NOFOLLOW.
+import { untilAborted } from './until-aborted.js';
 import { constants } from 'node:fs';
 import { link, mkdir, open, symlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -43,10 +44,10 @@ export class EntryWriter {
   files = 0;
   bytes = 0;
 
-  /** `stopped` rejects when the unpack fails: a body that will never finish must not hold the writer. */
+  /** `stopped` aborts when the unpack fails: a body that will never finish must not hold the writer. */
   constructor(
     private readonly root: string,
-    private readonly stopped: Promise<never>,
+    private readonly stopped: AbortSignal,
   ) {}
 
   private abs(parts: string[]): string {
@@ -121,7 +122,7 @@ export class EntryWriter {
           // Not `for await`: a Minipass iterator asked for more after a destroy waits forever.
           const body = entry[Symbol.asyncIterator]();
           for (;;) {
-            const next = await Promise.race([body.next(), this.stopped]);
+            const next = await untilAborted(body.next(), this.stopped);
             if (next.done) break;
             await writeAll(fh, next.value);
             this.bytes += next.value.length;

@@ -9,6 +9,7 @@ import { dirname, resolve, sep } from 'node:path';
 import { pipeline, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
+import { untilAborted } from './until-aborted.js';
 import { ModeldError } from '../errors.js';
 import { detectArchive, isGzipMagic, looksLikeTarHeader } from './detect.js';
 import { checkHeader, EntryWriter, isFileEntry, unsafe } from './entry-writer.js';
@@ -61,14 +62,12 @@ export async function unpackArchive(
   const parser = new Parser({ strict: false, brotli: false, zstd: false });
   const live = new Set<ReadEntry>();
   let failure: ModeldError | undefined;
-  let rejectFailed!: (e: ModeldError) => void;
-  const failed = new Promise<never>((_, rej) => (rejectFailed = rej));
-  failed.catch(() => {});
-  const writer = new EntryWriter(destDir, failed);
+  const stop = new AbortController();
+  const writer = new EntryWriter(destDir, stop.signal);
   const fail = (err: unknown): void => {
     if (failure) return;
     failure = classify(err);
-    rejectFailed(failure);
+    stop.abort(failure);
     for (const e of live) e.destroy(); // wake a writer waiting for a body that will never come
   };
 
@@ -131,17 +130,17 @@ export async function unpackArchive(
         }
         const first = head;
         head = undefined;
-        if (!parser.write(first)) await Promise.race([once(parser, 'drain'), failed]);
+        if (!parser.write(first)) await untilAborted(once(parser, 'drain'), stop.signal);
         continue;
       }
       if (sawEnd) break; // data past the end-of-archive marker is ignored, not inflated
-      if (!parser.write(chunk)) await Promise.race([once(parser, 'drain'), failed]);
+      if (!parser.write(chunk)) await untilAborted(once(parser, 'drain'), stop.signal);
     }
     if (!failure && head) fail(new ModeldError('UnsupportedArchive', 'gzip content is too short to be a tar archive'));
     if (!failure) {
       const done = once(parser, 'end');
       parser.end();
-      await Promise.race([done, failed]);
+      await untilAborted(done, stop.signal);
       await chain;
       if (!failure && !sawEnd) fail(new ModeldError('CorruptArchive', 'truncated archive: no end-of-archive marker'));
       if (!failure) writer.checkAllLinks();

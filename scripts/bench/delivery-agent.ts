@@ -23,6 +23,7 @@ const blobStore = new BlobStore({ paths, blobs: store.blobs, log });
 const t0 = performance.now();
 const got = await fetchBlob({ url, sha256 }, { paths, blobStore, downloads: store.downloads, policy: fetchPolicyFromConfig(config), log });
 const t1 = performance.now();
+const fetchRssMB = process.resourceUsage().maxRSS / 1024;
 await detectArchive(got.path);
 const staging = join(paths.stagingDir, 'bench');
 await unpackArchive(got.path, staging, { maxBytes: config.limits.unpackedBytes, maxEntries: config.limits.entries });
@@ -30,5 +31,5 @@ await promoteVersion(staging, paths.versionDir('bench', 'model', '1'), { sha256 
 const t2 = performance.now();
 store.close();
 process.stdout.write(
-  `${JSON.stringify({ totalMs: t2 - t1 + (t1 - t0), fetchMs: t1 - t0, installMs: t2 - t1, fetchedBytes: got.fetchedBytes, maxRssMB: process.resourceUsage().maxRSS / 1024 })}\n`,
+  `${JSON.stringify({ totalMs: t2 - t1 + (t1 - t0), fetchMs: t1 - t0, installMs: t2 - t1, fetchedBytes: got.fetchedBytes, fetchRssMB, maxRssMB: process.resourceUsage().maxRSS / 1024 })}\n`,
 );
