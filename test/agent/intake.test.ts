@@ -121,6 +121,19 @@ describe('intake', () => {
     expect(store.specs.list()).toEqual([]);
   });
 
+  it('trusts the controller\'s placement when the node has no labels configured', () => {
+    const unlabelled = new Intake({
+      config: parseConfig({ node: { name: 'n1' }, stateDir: dir }),
+      store, log: silentLogger(),
+      reporter: new Reporter({ config, store, log: silentLogger(), enqueue: () => {} }),
+      checkUrl: () => {},
+      kick: () => {},
+    });
+    expect(unlabelled.handle(TOPIC, msg('update', content({ nodeSelector: { zone: 'b' } })))).toEqual({ accepted: true, changed: ['default/resnet'] });
+    expect(unlabelled.handle(TOPIC, msg('update', content({ deployToLayer: 'cloud' }, 2)))).toEqual({ accepted: true, changed: ['default/resnet'] });
+    expect(store.specs.list()).toEqual([]);
+  });
+
   it('removes a model when its spec stops selecting this node', () => {
     intake.handle(TOPIC, msg('update', content()));
     intake.handle(TOPIC, msg('update', content({ deployToLayer: 'cloud' }, 2)));
