@@ -1,0 +1,136 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ModelContent } from '../../shared/index.js';
+import { isRunning } from '../../agent/runtime/pidfiles.js';
+import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
+import { startChaosServer, type ChaosServer } from '../helpers/chaos-server.js';
+import { connectCloud, type Cloud } from '../helpers/cloud.js';
+import { makeModelArchive } from '../helpers/models.js';
+import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
+import { freePort } from '../helpers/ports.js';
+import { waitFor } from '../helpers/wait.js';
+
+// The serving agent as a real child process: real onnxruntime behind the gateway, a broken
+// version rolled back, and kill -9 followed by a restart with no broker at all.
+
+let work: string;
+let broker: Broker;
+let cloud: Cloud;
+let agents: AgentProcess[] = [];
+let servers: ChaosServer[] = [];
+let gatewayPort: number;
+
+const NODE = 'edge-1';
+const stateDir = () => join(work, 'state');
+const runDir = () => join(stateDir(), 'run');
+
+async function agent(opts: { waitHello?: boolean } = {}): Promise<AgentProcess> {
+  const hellos = cloud.hellos.length;
+  const a = startAgentProcess({
+    node: { name: NODE, address: '127.0.0.1' },
+    broker: { url: broker.url, reconnectMs: 200 },
+    stateDir: stateDir(),
+    gateway: { bind: '127.0.0.1', port: gatewayPort },
+    serving: { startTimeoutMs: 30_000, drainTimeoutMs: 2000, stopGraceMs: 2000 },
+    admin: { socket: join(work, 'modeld.sock'), metricsPort: 0 },
+    fetch: { progressIntervalMs: 200, backoffBaseMs: 50, backoffMaxMs: 500 },
+  });
+  agents.push(a);
+  if (opts.waitHello !== false) await waitFor(() => cloud.hellos.length > hellos, 30_000, 'hello');
+  return a;
+}
+
+async function model(version: string, opts: { w: number; b: number } | { broken: true }) {
+  const a = await makeModelArchive(join(work, `v${version}.tar.gz`), opts);
+  const server = await startChaosServer({ body: readFileSync(a.path) });
+  servers.push(server);
+  return { version, url: server.urlFor(`/v${version}.tar.gz`), sha256: a.sha256 };
+}
+
+const content = (generation: number, versions: Array<{ version: string; url: string; sha256: string }>, targetVersion: string): ModelContent => ({
+  metadata: { name: 'linear', namespace: 'default', uid: 'u1', generation },
+  spec: {
+    modelName: 'linear',
+    deployToLayer: 'edge',
+    frameworkType: 'onnx',
+    manifest: versions.map((v) => ({ version: v.version, downloadURL: v.url, sha256sum: v.sha256 })),
+    targetVersion,
+  },
+});
+
+async function infer(x: number): Promise<{ status: number; y?: number; version?: string }> {
+  const res = await fetch(`http://127.0.0.1:${gatewayPort}/v2/models/linear/infer`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ inputs: [{ name: 'x', shape: [1, 1], datatype: 'FP32', data: [x] }] }),
+  }).catch(() => undefined);
+  if (!res) return { status: 0 };
+  const body = (await res.json().catch(() => ({}))) as { outputs?: Array<{ data: number[] }>; model_version?: string };
+  return { status: res.status, y: body.outputs?.[0]?.data?.[0], version: body.model_version };
+}
+
+const runtimePids = () =>
+  existsSync(runDir()) ? readdirSync(runDir()).filter((f) => f.endsWith('.pid')).map((f) => (JSON.parse(readFileSync(join(runDir(), f), 'utf8')) as { pid: number }).pid) : [];
+
+beforeEach(async () => {
+  work = mkdtempSync(join(tmpdir(), 'e2e-serving-'));
+  broker = await startMosquitto();
+  cloud = await connectCloud(broker.url);
+  gatewayPort = await freePort();
+});
+
+afterEach(async () => {
+  for (const a of agents) await a.kill('SIGTERM');
+  agents = [];
+  await cloud.close();
+  for (const s of servers) await s.stop();
+  servers = [];
+  await broker.stop();
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('serving end to end', { timeout: 240_000 }, () => {
+  it('serves v1, switches to v2, keeps v2 when v3 is broken, and reports the url', async () => {
+    const v1 = await model('1', { w: 2, b: 1 });
+    const v2 = await model('2', { w: 3, b: -1 });
+    const v3 = await model('3', { broken: true });
+    await agent();
+    await cloud.update(NODE, content(1, [v1, v2, v3], '1'));
+    const s1 = await cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '1', { timeoutMs: 60_000, what: 'v1 serving' });
+    expect(s1.url).toBe(`http://127.0.0.1:${gatewayPort}/v2/models/linear`);
+    expect(s1.readyReplicas).toBe(1);
+    expect(await infer(10)).toMatchObject({ status: 200, y: 21, version: '1' });
+
+    await cloud.update(NODE, content(2, [v1, v2, v3], '2'));
+    await cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '2', { timeoutMs: 60_000, what: 'v2 serving' });
+    expect(await infer(10)).toMatchObject({ status: 200, y: 29, version: '2' });
+
+    await cloud.update(NODE, content(3, [v1, v2, v3], '3'));
+    const failed = await cloud.waitStatus((s) => s.phase === 'Failed' && s.observedGeneration === 3, { timeoutMs: 60_000, what: 'v3 failed' });
+    expect(failed.reason).toBe('StartFailed');
+    expect(failed.servingVersion).toBe('2');
+    expect(await infer(10)).toMatchObject({ status: 200, y: 29, version: '2' });
+  });
+
+  it('after kill -9 and a restart with the broker down, serves from local state with no orphan runtimes', async () => {
+    const v1 = await model('1', { w: 2, b: 1 });
+    let a = await agent();
+    await cloud.update(NODE, content(1, [v1], '1'));
+    await cloud.waitStatus((s) => s.phase === 'Serving', { timeoutMs: 60_000, what: 'v1 serving' });
+    const before = runtimePids();
+    expect(before).toHaveLength(1);
+    expect(isRunning(before[0])).toBe(true);
+
+    await a.kill('SIGKILL');
+    await broker.stop();
+    a = await agent({ waitHello: false });
+    await waitFor(async () => (await infer(5)).y === 11, 60_000, 'v1 serving again without a broker');
+    await waitFor(() => !isRunning(before[0]), 10_000, 'the orphan runtime to be reaped');
+    const after = runtimePids();
+    expect(after).toHaveLength(1);
+    expect(after[0]).not.toBe(before[0]);
+    await broker.start();
+  });
+});
