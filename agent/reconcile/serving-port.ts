@@ -1,15 +1,9 @@
+import type { ServeTarget } from '../runtime/runtime-plan.js';
+
+export type { ServeTarget };
+
 // What the reconcile engine needs from the serving layer (agent/runtime/serving.ts implements it).
 // Kept as an interface so a node can also run delivery-only, with no serving at all.
-
-export interface ServeTarget {
-  namespace: string;
-  name: string;
-  modelName: string;
-  version: string;
-  versionDir: string;
-  frameworkType?: string;
-  replicas: number;
-}
 
 export interface ServingPort {
   /** Blue/green: the new version takes traffic only once ready; on failure the old keeps serving. */
