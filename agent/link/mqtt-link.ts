@@ -70,14 +70,20 @@ export class MqttLink {
 
     const client = mqtt.connect(url, opts);
     this.client = client;
+    // One warning per outage, not one per reconnect attempt: a node may be offline for days.
+    let warned = false;
     client.on('connect', () => {
+      warned = false;
       log.info({ broker: url }, 'connected to broker');
       this.deps.onConnectionChange?.(true);
       void this.onConnect(client);
     });
     client.on('close', () => this.deps.onConnectionChange?.(false));
-    client.on('offline', () => log.warn({ broker: url }, 'broker unreachable; serving from local state, statuses kept in the outbox'));
-    client.on('error', (err) => log.warn({ err: err.message, broker: url }, 'broker connection error'));
+    client.on('offline', () => {
+      if (!warned) log.warn({ broker: url }, 'broker unreachable; serving from local state, statuses kept in the outbox');
+      warned = true;
+    });
+    client.on('error', (err) => log[warned ? 'debug' : 'warn']({ err: err.message, broker: url }, 'broker connection error'));
     client.on('message', (topic, payload) => {
       if (topic === presenceTopic(this.prefix, this.node)) return; // our own presence echo
       this.deps.onMessage(topic, payload);
