@@ -1,6 +1,7 @@
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { detectEdgecore } from '../config/edgecore.js';
-import { loadConfig } from '../config/load.js';
+import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
 import { checkBroker, checkDiskSpace, checkEdgecore, checkPort, checkRuntimes, checkStateDir, type CheckResult } from './doctor-checks.js';
@@ -14,7 +15,9 @@ export async function runDoctor(opts: { configPath?: string; timeoutMs: number; 
   let config: Config | undefined;
   try {
     config = loadConfig({ path: opts.configPath, defaults: edgecore.defaults });
-    results.push({ name: 'config', status: 'ok', message: `${opts.configPath ?? process.env.MODELD_CONFIG ?? '/etc/modeld/config.yaml'} is valid (node ${config.node.name})` });
+    const file = opts.configPath || process.env.MODELD_CONFIG || DEFAULT_CONFIG_PATH;
+    const message = existsSync(file) ? `${file} is valid (node ${config.node.name})` : `no ${file}: defaults and environment are valid (node ${config.node.name})`;
+    results.push({ name: 'config', status: 'ok', message });
   } catch (err) {
     const message = err instanceof ModeldError ? err.message : (err as Error).message;
     results.push({ name: 'config', status: 'fail', message });
