@@ -1,5 +1,6 @@
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -173,6 +174,32 @@ describe('delivery end to end', { timeout: 240_000 }, () => {
     expect(currentVersion()).toBe('1');
   });
 
+  it('on a full disk keeps the old version in place, reports the failure and keeps running', async (ctx) => {
+    const unmount = mountTmpfs(stateDir(), '6m');
+    if (!unmount) return ctx.skip();
+    try {
+      const v1 = await archive('1', { files: 2, fileBytes: 256 * 1024 });
+      const v2 = await archive('2', { files: 4, fileBytes: 2 * 1024 * 1024 });
+      await agent({ fetch: { progressIntervalMs: 100, backoffBaseMs: 50, backoffMaxMs: 500, reserveBytes: 0 } });
+      await cloud.update(NODE, content(1, [v1, v2], '1'));
+      await cloud.waitStatus((s) => s.phase === 'Installed', { what: 'v1' });
+      await cloud.update(NODE, content(2, [v1, v2], '2'));
+      const failed = await cloud.waitStatus((s) => s.phase === 'Failed' && s.observedGeneration === 2, { what: 'Failed on a full disk' });
+      expect(failed.reason).toBe('NoSpace');
+      expect(failed.servingVersion).toBe('1');
+      expect(currentVersion()).toBe('1');
+      assertCurrentComplete([v1, v2]);
+      // Still alive and answering: a spec back to v1 is acknowledged.
+      const from = cloud.statuses.length;
+      await cloud.update(NODE, content(3, [v1, v2], '1'));
+      await cloud.waitStatus((s) => s.observedGeneration === 3 && s.phase === 'Installed', { from, what: 'back on v1' });
+      expect(agents.at(-1)!.child.exitCode).toBeNull();
+    } finally {
+      for (const a of agents) await a.kill();
+      unmount();
+    }
+  });
+
   it('resumes a download after kill -9, fetching under 5% of the archive again', async () => {
     const big = await archive('1', { files: 4, fileBytes: 4 * 1024 * 1024 });
     big.server.script({ kind: 'stall', atByte: Math.floor(big.size * 0.6) });
@@ -220,6 +247,17 @@ describe('delivery end to end', { timeout: 240_000 }, () => {
     expect(existsSync(join(stateDir(), 'staging')) ? readdirSync(join(stateDir(), 'staging')).length : 0).toBe(0);
   });
 });
+
+/** A small tmpfs at `dir` (root only); undefined, with the reason printed, where mounting is not allowed. */
+function mountTmpfs(dir: string, size: string): (() => void) | undefined {
+  mkdirSync(dir, { recursive: true });
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    console.warn(`full-disk test skipped: cannot mount a tmpfs here (${(r.stderr || r.error?.message || '').trim()})`);
+    return undefined;
+  }
+  return () => void spawnSync('umount', ['-l', dir]);
+}
 
 function downloadedBytes(): number {
   const path = join(stateDir(), 'state.db');
