@@ -14,7 +14,7 @@ import { recoverState } from './reconcile/recover.js';
 import { Reporter } from './reconcile/report.js';
 import { Runner } from './reconcile/runner.js';
 import { specHash } from './reconcile/spec-hash.js';
-import { Serving } from './runtime/serving.js';
+import { Serving, type ServingDeps } from './runtime/serving.js';
 import { openStore, type Store } from './store/index.js';
 import { AGENT_VERSION } from './version.js';
 import type { AgentMetrics } from './metrics/metrics.js';
@@ -39,6 +39,8 @@ export interface StartOptions {
   serve?: boolean;
   /** Delay before retrying a version whose download failed for a passing reason. */
   retryDelayMs?: number;
+  /** Told each time a version takes traffic (benchmarks). */
+  onSwitch?: ServingDeps['onSwitch'];
   /** Prometheus metrics to feed (`modeld run` serves them on admin.metricsPort). */
   metrics?: AgentMetrics;
 }
@@ -88,6 +90,7 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
     let serving: Serving | undefined;
     if (opts.serve !== false) {
       serving = new Serving({
+        onSwitch: opts.onSwitch,
         config,
         paths,
         log,
