@@ -92,7 +92,7 @@ async function doRollback(req: IncomingMessage, res: ServerResponse, _url: URL, 
 
 async function gc(req: IncomingMessage, res: ServerResponse, _url: URL, { deps, maxBodyBytes }: HandlerContext) {
   const body = asObject(await readJson(req, maxBodyBytes));
-  const result = await runGc(deps, { dryRun: optBool(body, 'dryRun') ?? false, capBytes: optBool(body, 'all') ? 0 : undefined });
+  const result = await runGc(deps, { dryRun: optBool(body, 'dryRun') ?? false, all: optBool(body, 'all') ?? false });
   sendJson(res, 200, result);
 }
 

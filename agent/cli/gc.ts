@@ -10,7 +10,7 @@ export function registerGc(program: Command): void {
     .command('gc')
     .description('free space in the store: old versions and archives; never the current, serving, previous (rollback), held or target version')
     .option('--dry-run', 'only show what would be removed')
-    .option('--all', 'remove everything unprotected (default: only enough to get under store.capBytes)')
+    .option('--all', 'remove every unprotected version and every archive nothing needs (default: only enough to get under store.capBytes)')
     .option('--json', 'machine-readable output')
     .action(async (opts: { dryRun?: boolean; all?: boolean; json?: boolean }) => {
       const config = loadConfig({ path: program.opts().config });
@@ -18,7 +18,7 @@ export function registerGc(program: Command): void {
       const r = await withWriteTarget(config, 'modeld gc', async (t) =>
         t.kind === 'daemon'
           ? t.client.call<GcResult>('POST', '/v1/gc', { dryRun, all: opts.all ?? false })
-          : runGc(t.deps, { dryRun, capBytes: opts.all ? 0 : undefined }),
+          : runGc(t.deps, { dryRun, all: opts.all ?? false }),
       );
       if (opts.json) return printJson(r);
       const verb = dryRun ? 'would remove' : 'removed';

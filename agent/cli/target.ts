@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
-import { describeOwner, lockHolder } from '../admin/state-lock.js';
+import { setTimeout as delay } from 'node:timers/promises';
+import { describeOwner, lockHolder, type LockOwner } from '../admin/state-lock.js';
 import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
 import { statePaths } from '../paths.js';
@@ -12,31 +13,59 @@ import { openDirect, type Direct } from './direct.js';
 
 export type Target = { kind: 'daemon'; client: AdminClient } | ({ kind: 'direct' } & Direct);
 
-/** The daemon's client when it answers for this state directory; undefined when no daemon runs. */
-export async function daemonClient(config: Config): Promise<AdminClient | undefined> {
+/** How long a daemon that holds the state directory gets to start answering (it may be starting). */
+const DAEMON_STARTING_MS = 10_000;
+
+async function answering(config: Config): Promise<AdminClient | undefined> {
   const client = new AdminClient(config.admin.socket);
   const health = await client.health();
-  if (health) {
-    if (resolve(health.stateDir) !== resolve(config.stateDir)) {
-      throw new ModeldError(
-        'DaemonNotRunning',
-        `the daemon on ${config.admin.socket} (pid ${health.pid}) manages ${health.stateDir}, not ${config.stateDir}: check --config`,
-      );
-    }
-    return client;
+  if (!health) return undefined;
+  if (resolve(health.stateDir) !== resolve(config.stateDir)) {
+    throw new ModeldError(
+      'DaemonNotRunning',
+      `the daemon on ${config.admin.socket} (pid ${health.pid}) manages ${health.stateDir}, not ${config.stateDir}: check --config`,
+    );
   }
-  const holder = lockHolder(statePaths(config.stateDir).lockFile);
-  if (holder?.kind === 'daemon') {
-    throw new ModeldError('DaemonNotRunning', `${describeOwner(holder)} holds ${config.stateDir} but does not answer on ${config.admin.socket}; is it still starting?`);
+  return client;
+}
+
+function notAnswering(config: Config, holder: LockOwner): ModeldError {
+  return new ModeldError('DaemonNotRunning', `${describeOwner(holder)} holds ${config.stateDir} but does not answer on ${config.admin.socket}`);
+}
+
+/**
+ * The daemon's client when it answers for this state directory; undefined when no daemon runs.
+ * A daemon that holds the lock but does not answer yet is waited for (it may be starting), then
+ * DaemonNotRunning.
+ */
+export async function daemonClient(config: Config): Promise<AdminClient | undefined> {
+  const lockFile = statePaths(config.stateDir).lockFile;
+  const deadline = Date.now() + DAEMON_STARTING_MS;
+  for (;;) {
+    const client = await answering(config);
+    if (client) return client;
+    const holder = lockHolder(lockFile);
+    if (holder?.kind !== 'daemon') return undefined;
+    if (Date.now() > deadline) throw notAnswering(config, holder);
+    await delay(200);
   }
-  return undefined;
 }
 
 /** For commands that change state: the daemon if it runs, else the state directory under the lock. */
 export async function writeTarget(config: Config, command: string): Promise<Target> {
-  const client = await daemonClient(config);
-  if (client) return { kind: 'daemon', client };
-  return { kind: 'direct', ...openDirect(config, command) };
+  const deadline = Date.now() + DAEMON_STARTING_MS;
+  for (;;) {
+    const client = await daemonClient(config);
+    if (client) return { kind: 'daemon', client };
+    try {
+      return { kind: 'direct', ...openDirect(config, command) };
+    } catch (err) {
+      // A daemon took the lock between our look and our try: it is starting; go through it.
+      const owner = err instanceof ModeldError ? (err.details.owner as LockOwner | undefined) : undefined;
+      if (owner?.kind !== 'daemon') throw err;
+      if (Date.now() > deadline) throw notAnswering(config, owner);
+    }
+  }
 }
 
 /**

@@ -33,17 +33,28 @@ export interface GcResult extends GcPlan {
 /** One gc at a time per store (the runner after a switch, the CLI), without a module-wide singleton. */
 const running = new WeakMap<Store, Promise<unknown>>();
 
-export function runGc(deps: GcDeps, opts: { dryRun?: boolean; capBytes?: number } = {}): Promise<GcResult> {
+export interface GcOptions {
+  dryRun?: boolean;
+  /** Default config.store.capBytes: remove only what it takes to get under it. */
+  capBytes?: number;
+  /**
+   * `modeld gc --all`: remove every unprotected version and every archive nothing needs, but keep
+   * the archives of protected versions (so verify can still repair them without a download).
+   */
+  all?: boolean;
+}
+
+export function runGc(deps: GcDeps, opts: GcOptions = {}): Promise<GcResult> {
   const prev = running.get(deps.store) ?? Promise.resolve();
   const next = prev.catch(() => {}).then(() => gcOnce(deps, opts));
   running.set(deps.store, next);
   return next;
 }
 
-async function gcOnce(deps: GcDeps, opts: { dryRun?: boolean; capBytes?: number }): Promise<GcResult> {
+async function gcOnce(deps: GcDeps, opts: GcOptions): Promise<GcResult> {
   const { store, paths, blobStore, serving } = deps;
   const dryRun = opts.dryRun ?? false;
-  const capBytes = opts.capBytes ?? deps.config.store.capBytes;
+  const capBytes = opts.all ? 0 : (opts.capBytes ?? deps.config.store.capBytes);
 
   const protectedVersions: VersionRef[] = [];
   const wantedBlobs: string[] = [];
@@ -75,8 +86,12 @@ async function gcOnce(deps: GcDeps, opts: { dryRun?: boolean; capBytes?: number 
   }
   const blobs = store.blobs.list();
   const totalBefore = blobs.reduce((a, b) => a + b.size, 0) + versions.reduce((a, v) => a + v.sizeBytes, 0);
-  const plan = planGc({ blobs, versions, protectedVersions, wantedBlobs, capBytes });
-  const result: GcResult = { ...plan, dryRun, capBytes, totalBefore, protectedVersions };
+  let plan = planGc({ blobs, versions, protectedVersions, wantedBlobs, capBytes });
+  if (opts.all) {
+    plan = keepProtectedArchives(plan, versions, protectedVersions);
+    plan.overCap = plan.totalAfter > deps.config.store.capBytes;
+  }
+  const result: GcResult = { ...plan, dryRun, capBytes: deps.config.store.capBytes, totalBefore, protectedVersions };
   if (dryRun || (!plan.removeVersions.length && !plan.removeBlobs.length)) return result;
 
   const log = deps.log.child({ part: 'gc' });
@@ -90,7 +105,22 @@ async function gcOnce(deps: GcDeps, opts: { dryRun?: boolean; capBytes?: number 
     await blobStore.remove(b.sha256);
     log.info({ sha256: b.sha256, bytes: b.bytes }, 'gc removed blob');
   }
-  if (plan.overCap) log.warn({ totalAfter: plan.totalAfter, capBytes }, 'store is over store.capBytes with only protected content left');
+  if (plan.overCap) log.warn({ totalAfter: plan.totalAfter, capBytes: result.capBytes }, 'store is over store.capBytes with only protected content left');
   store.events.add({ kind: 'GC', message: `removed ${plan.removeVersions.length} versions and ${plan.removeBlobs.length} blobs, ${plan.freedBytes} bytes freed` });
   return result;
+}
+
+/** Drops from the plan the archives of versions that stay and are protected (planGc's last resort under a cap). */
+function keepProtectedArchives(plan: GcPlan, versions: Array<VersionRef & { sha256?: string }>, protectedVersions: VersionRef[]): GcPlan {
+  const key = (v: VersionRef) => `${v.namespace}\0${v.name}\0${v.version}`;
+  const prot = new Set(protectedVersions.map(key));
+  const needed = new Set(versions.filter((v) => prot.has(key(v)) && v.sha256).map((v) => v.sha256!.toLowerCase()));
+  const kept = plan.removeBlobs.filter((b) => needed.has(b.sha256.toLowerCase()));
+  const back = kept.reduce((a, b) => a + b.bytes, 0);
+  return {
+    ...plan,
+    removeBlobs: plan.removeBlobs.filter((b) => !needed.has(b.sha256.toLowerCase())),
+    freedBytes: plan.freedBytes - back,
+    totalAfter: plan.totalAfter + back,
+  };
 }

@@ -13,6 +13,7 @@ import { unpackArchive } from '../install/unpack.js';
 import type { Logger } from '../log.js';
 import type { StatePaths } from '../paths.js';
 import type { Store } from '../store/index.js';
+import { runGc } from './gc-run.js';
 import type { Step } from './plan.js';
 import type { Reporter } from './report.js';
 import type { ServingPort } from './serving-port.js';
@@ -107,6 +108,8 @@ export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: 
         servingVersion: step.version,
         previousVersion: old && old !== step.version ? old : before?.previousVersion,
       });
+      // An older version may have just lost its protection: keep the store under store.capBytes.
+      void runGc(deps).catch((err: Error) => deps.log.warn({ err: err.message }, 'gc after a switch failed'));
       return;
     }
     case 'stop':

@@ -54,3 +54,31 @@ export function expectOneLineError(r: CliResult): string {
   }
   return lines[0];
 }
+
+/** An InferenceModel resource for `modeld apply -f`; URLs default to a closed port (never fetched when seeded). */
+export function inferenceModel(
+  name: string,
+  versions: Array<{ version: string; sha256?: string; url?: string }>,
+  opts: { targetVersion?: string; namespace?: string; replicas?: number } = {},
+) {
+  return {
+    apiVersion: 'ai.kubeedge.io/v1alpha1',
+    kind: 'InferenceModel',
+    metadata: { name, namespace: opts.namespace ?? 'default' },
+    spec: {
+      modelName: name,
+      deployToLayer: 'edge',
+      frameworkType: 'onnx',
+      manifest: versions.map((v) => ({ version: v.version, downloadURL: v.url ?? `http://127.0.0.1:9/never/${v.version}.tar.gz`, ...(v.sha256 ? { sha256sum: v.sha256 } : {}) })),
+      ...(opts.targetVersion ? { targetVersion: opts.targetVersion } : {}),
+      ...(opts.replicas !== undefined ? { replicas: opts.replicas } : {}),
+    },
+  };
+}
+
+/** Writes `doc` as YAML to `file` and returns the path. */
+export function writeYaml(file: string, doc: unknown): string {
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, stringify(doc));
+  return file;
+}
