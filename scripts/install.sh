@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Installs modeld from a release tarball (scripts/build-release.sh), or removes it.
+#
+# usage: install.sh [options] modeld-<version>-linux-<arch>.tar.gz
+#        install.sh --uninstall [--purge] [options]
+#
+#   --prefix DIR   install directory (default /opt/modeld)
+#   --root DIR     install under DIR instead of / (images, tests): no user is created and
+#                  systemctl is not run
+#   --node PATH    the node binary the service runs (default: `command -v node`; must be >= 20.11)
+#   --no-start     enable the service but do not (re)start it
+#   --force        install even if the tarball's arch differs from this machine's
+#   --uninstall    stop and remove the service, the install directory and /usr/local/bin/modeld;
+#                  keeps /var/lib/modeld (models, store) and /etc/modeld
+#   --purge        with --uninstall: also remove /var/lib/modeld, /etc/modeld and the modeld user
+set -euo pipefail
+
+prefix=/opt/modeld
+root=
+node_bin=
+start=1
+force=0
+uninstall=0
+purge=0
+tarball=
+USER_NAME=modeld
+
+say() { printf 'install.sh: %s\n' "$*"; }
+die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
+
+while (($#)); do
+  case "$1" in
+    --prefix) prefix="${2:?--prefix needs a directory}"; shift 2 ;;
+    --root) root="${2:?--root needs a directory}"; shift 2 ;;
+    --node) node_bin="${2:?--node needs a path}"; shift 2 ;;
+    --no-start) start=0; shift ;;
+    --force) force=1; shift ;;
+    --uninstall) uninstall=1; shift ;;
+    --purge) purge=1; shift ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) printf 'install.sh: unknown option %s\n' "$1" >&2; exit 2 ;;
+    *) [[ -z "$tarball" ]] || { printf 'install.sh: one tarball only\n' >&2; exit 2; }; tarball="$1"; shift ;;
+  esac
+done
+
+[[ "$prefix" == /* && "$prefix" != / && "$prefix" != *..* ]] || die "--prefix must be an absolute directory other than / (got $prefix)"
+if [[ -n "$root" ]]; then
+  [[ -d "$root" ]] || die "--root $root is not a directory"
+  root="$(cd "$root" && pwd)"
+  [[ "$root" == / ]] && root=
+fi
+((purge == 0 || uninstall == 1)) || die "--purge goes with --uninstall"
+
+# Real system changes (user, systemctl) only when installing into / on a systemd machine.
+on_system=0
+[[ -z "$root" ]] && on_system=1
+has_systemd=0
+[[ $on_system == 1 && -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1 && has_systemd=1
+
+dest="$root$prefix"
+unit="$root/etc/systemd/system/modeld.service"
+link="$root/usr/local/bin/modeld"
+confdir="$root/etc/modeld"
+statedir="$root/var/lib/modeld"
+
+if ((uninstall)); then
+  [[ -z "$tarball" ]] || die "--uninstall takes no tarball"
+  if ((has_systemd)); then
+    systemctl disable --now modeld.service 2>/dev/null || true
+  else
+    say "systemctl skipped ($([[ $on_system == 1 ]] && echo 'no running systemd' || echo '--root'))"
+  fi
+  rm -f "$unit"
+  ((has_systemd)) && systemctl daemon-reload
+  [[ -L "$link" ]] && rm -f "$link"
+  rm -rf "$dest" "$dest.new" "$dest.old"
+  say "removed $dest, $unit and $link"
+  if ((purge)); then
+    rm -rf "$statedir" "$confdir"
+    say "purged $statedir and $confdir"
+    if ((on_system)) && getent passwd "$USER_NAME" >/dev/null; then
+      userdel "$USER_NAME" 2>/dev/null || say "could not remove user $USER_NAME"
+    fi
+  else
+    say "kept $statedir (models, store) and $confdir; --purge removes them"
+  fi
+  exit 0
+fi
+
+[[ -n "$tarball" ]] || { printf 'install.sh: which tarball? (install.sh --help)\n' >&2; exit 2; }
+[[ -f "$tarball" && -r "$tarball" ]] || die "cannot read tarball $tarball"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/modeld-install.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+tar -xzf "$tarball" -C "$work" || die "$tarball is not a gzip tar archive"
+top=("$work"/modeld-*)
+[[ ${#top[@]} == 1 && -f "${top[0]}/RELEASE" && -f "${top[0]}/dist/agent/cli/index.js" ]] || die "$tarball is not a modeld release (no modeld-*/RELEASE)"
+src="${top[0]}"
+release_arch="$(sed -n 's/^arch=//p' "$src/RELEASE")"
+release_version="$(sed -n 's/^version=//p' "$src/RELEASE")"
+case "$(uname -m)" in
+  x86_64) machine=x64 ;; aarch64|arm64) machine=arm64 ;; armv7l|armv7*|armv8l) machine=armv7 ;; *) machine="$(uname -m)" ;;
+esac
+if [[ "$release_arch" != "$machine" ]]; then
+  ((force)) || die "tarball is for $release_arch, this machine is $machine (--force to install anyway)"
+  say "warning: installing a $release_arch release on $machine (--force)"
+fi
+
+# Node: >= 20.11 (package.json engines).
+[[ -n "$node_bin" ]] || node_bin="$(command -v node || true)"
+[[ -n "$node_bin" && -x "$node_bin" ]] || die "node not found: install Node.js 20 (nodejs.org or NodeSource) or pass --node PATH"
+node_version="$("$node_bin" -p 'process.versions.node' 2>/dev/null)" || die "$node_bin does not run"
+IFS=. read -r nmaj nmin _ <<<"$node_version"
+if ((nmaj < 20 || (nmaj == 20 && nmin < 11))); then die "node $node_version at $node_bin is too old: modeld needs >= 20.11"; fi
+node_bin="$(readlink -f "$node_bin")"
+
+# The user the service runs as.
+if ((on_system)); then
+  if ! getent passwd "$USER_NAME" >/dev/null; then
+    useradd --system --user-group --home-dir /var/lib/modeld --no-create-home --shell /usr/sbin/nologin "$USER_NAME"
+    say "created system user $USER_NAME"
+  fi
+else
+  say "user $USER_NAME not created (--root)"
+fi
+
+# The tree: written beside the old one, then swapped in (an upgrade never leaves half a tree).
+mkdir -p "$(dirname "$dest")"
+rm -rf "$dest.new" "$dest.old"
+cp -a "$src" "$dest.new"
+sed -i "s#^NODE=.*#NODE=\"\${MODELD_NODE:-$node_bin}\"#" "$dest.new/bin/modeld"
+chmod 755 "$dest.new/bin/modeld"
+[[ -e "$dest" ]] && mv "$dest" "$dest.old"
+mv "$dest.new" "$dest"
+rm -rf "$dest.old"
+say "installed modeld $release_version ($release_arch) into $dest, node $node_version at $node_bin"
+
+# The command on PATH: a relative link, so it also resolves inside --root.
+mkdir -p "$(dirname "$link")"
+rel="$(realpath -m --relative-to="$(dirname "$link")" "$dest/bin/modeld")"
+ln -sfn "$rel" "$link"
+
+# Config from the template, only when there is none.
+mkdir -p "$confdir"
+if [[ -e "$confdir/config.yaml" ]]; then
+  say "kept $confdir/config.yaml (the new template is $dest/systemd/config.example.yaml)"
+else
+  install -m 0640 "$dest/systemd/config.example.yaml" "$confdir/config.yaml"
+  ((on_system)) && chgrp "$USER_NAME" "$confdir/config.yaml"
+  say "wrote $confdir/config.yaml from the template"
+fi
+
+# The unit, pointing at this prefix.
+mkdir -p "$(dirname "$unit")"
+sed "s#/opt/modeld#$prefix#g" "$dest/systemd/modeld.service" >"$unit.tmp"
+chmod 0644 "$unit.tmp"
+mv "$unit.tmp" "$unit"
+say "installed $unit"
+
+if ((has_systemd)); then
+  systemctl daemon-reload
+  systemctl enable modeld.service
+  if ((start)); then systemctl restart modeld.service && say "modeld started: systemctl status modeld"; fi
+else
+  say "systemctl skipped ($([[ $on_system == 1 ]] && echo 'no running systemd' || echo '--root')): enable with systemctl enable --now modeld"
+fi
