@@ -51,18 +51,20 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/modeld-release.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$out"
 
+# tsc into the work dir (the repo's dist/ is left alone); --skip-build packs the existing dist/.
+dist="$here/dist"
 if ((build)); then
-  echo "build-release: npm run build" >&2
-  npm run --silent build
+  echo "build-release: tsc (npm run build) into a fresh directory" >&2
+  "$here/node_modules/.bin/tsc" -p tsconfig.json --outDir "$work/dist"
+  dist="$work/dist"
 fi
-node dist/agent/cli/index.js --help >/dev/null
 
 # 1. npm pack of what the release needs (a staging copy: the repo's .gitignore excludes dist/).
 stage="$work/stage"
 mkdir -p "$stage/dist" "$stage/systemd" "$stage/scripts" "$stage/docs" "$stage/bin"
 cp package.json package-lock.json "$stage/"
 [[ -f README.md ]] && cp README.md "$stage/"
-cp -r dist/agent dist/shared "$stage/dist/"
+cp -r "$dist/agent" "$dist/shared" "$stage/dist/"
 find "$stage/dist" -name '*.map' -delete
 cp systemd/modeld.service systemd/config.example.yaml "$stage/systemd/"
 cp scripts/install.sh "$stage/scripts/"
@@ -135,6 +137,9 @@ if [[ "$arch" != "$(host_arch)" ]]; then
   }
 fi
 [[ -f "$bsq/build/Release/better_sqlite3.node" ]] || { echo "build-release: better-sqlite3 binary missing" >&2; exit 1; }
+
+# The packed agent runs (on this host's arch only: another arch cannot be executed here).
+if [[ "$arch" == "$(host_arch)" ]]; then node "$root/dist/agent/cli/index.js" --help >/dev/null; fi
 
 cat >"$root/RELEASE" <<REL
 version=$version

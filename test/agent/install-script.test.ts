@@ -1,0 +1,195 @@
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { startNotifySocket } from '../helpers/notify-socket.js';
+import { freePort } from '../helpers/ports.js';
+import { waitFor } from '../helpers/wait.js';
+
+// scripts/build-release.sh and scripts/install.sh against a scratch root folder (--root): the
+// tarball's contents, the installed layout, the packed daemon actually starting (READY) from the
+// scratch root, upgrade, uninstall, purge, and refusals. Not tried here: a real ARM board, a real
+// systemd boot (useradd, systemctl), and an arm64 tarball (needs better-sqlite3 built for arm64).
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const INSTALL = join(ROOT, 'scripts/install.sh');
+const version = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version as string;
+const arch = process.arch === 'arm' ? 'armv7' : process.arch;
+let work: string;
+let tarball: string;
+
+function sh(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...opts.env }, timeout: 300_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+const install = (...args: string[]) => sh(INSTALL, args);
+const freshRoot = () => mkdtempSync(join(work, 'root-'));
+
+beforeAll(() => {
+  work = mkdtempSync(join(tmpdir(), 'modeld-install-'));
+  const r = sh(join(ROOT, 'scripts/build-release.sh'), ['--out', join(work, 'out')]);
+  if (r.code !== 0) throw new Error(`build-release failed: ${r.stderr}`);
+  tarball = join(work, 'out', `modeld-${version}-linux-${arch}.tar.gz`);
+}, 600_000);
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe('the release tarball', () => {
+  it('holds the agent, its production dependencies only, the unit, the template and the installer', () => {
+    const list = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 }).split('\n');
+    const top = `modeld-${version}/`;
+    expect(list.every((p) => p === '' || p.startsWith(top))).toBe(true);
+    for (const f of ['dist/agent/cli/index.js', 'dist/agent/runtime/onnx-server.js', 'dist/shared/index.js', 'bin/modeld', 'RELEASE', 'package.json', 'systemd/modeld.service', 'systemd/config.example.yaml', 'scripts/install.sh', 'docs/operations.md', 'node_modules/better-sqlite3/build/Release/better_sqlite3.node', 'node_modules/mqtt/package.json', 'node_modules/prom-client/package.json']) {
+      expect(list, f).toContain(top + f);
+    }
+    const has = (prefix: string) => list.some((p) => p.startsWith(top + prefix));
+    // No dev dependencies, no controller-only ones, no tests or controller code.
+    for (const p of ['node_modules/vitest/', 'node_modules/typescript/', 'node_modules/tsx/', 'node_modules/aedes/', 'node_modules/@kubernetes/', 'dist/test/', 'dist/controller/', 'dist/scripts/']) expect(has(p), p).toBe(false);
+    // onnxruntime for this arch only.
+    const ort = list.filter((p) => p.includes('onnxruntime-node/bin/napi-v6/') && p.endsWith('.node'));
+    expect(ort.length).toBeGreaterThan(0);
+    expect(ort.every((p) => p.includes(`/linux/${process.arch}/`))).toBe(true);
+  });
+});
+
+describe('install.sh --root', () => {
+  it('installs the layout: tree, command, config from the template, unit', () => {
+    const root = freshRoot();
+    const r = install('--root', root, tarball);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/user modeld not created \(--root\)/);
+    expect(r.stdout).toMatch(/systemctl skipped \(--root\)/);
+    expect(existsSync(join(root, 'opt/modeld/dist/agent/cli/index.js'))).toBe(true);
+    expect(readFileSync(join(root, 'opt/modeld/bin/modeld'), 'utf8')).toContain(`NODE="\${MODELD_NODE:-`);
+    const link = join(root, 'usr/local/bin/modeld');
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(readlinkSync(link)).not.toMatch(/^\//); // relative: resolves inside the root too
+    expect(readFileSync(join(root, 'etc/modeld/config.yaml'), 'utf8')).toBe(readFileSync(join(ROOT, 'systemd/config.example.yaml'), 'utf8'));
+    expect(lstatSync(join(root, 'etc/modeld/config.yaml')).mode & 0o777).toBe(0o640);
+    expect(readFileSync(join(root, 'etc/systemd/system/modeld.service'), 'utf8')).toBe(readFileSync(join(ROOT, 'systemd/modeld.service'), 'utf8'));
+    // The command runs through the link, and checks the installed template as a valid config.
+    const help = sh(link, ['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/Usage: modeld/);
+    const doc = sh(link, ['--config', join(root, 'etc/modeld/config.yaml'), 'doctor', '--json', '--timeout', '500'], { env: { MODELD_STATE_DIR: join(root, 'var/lib/modeld'), MODELD_GATEWAY__PORT: '0', MODELD_ADMIN__METRICS_PORT: '0' } });
+    const checks = JSON.parse(doc.stdout).checks as Array<{ name: string; status: string }>;
+    expect(checks.find((c) => c.name === 'config')?.status).toBe('ok');
+    expect(checks.find((c) => c.name === 'runtime:onnx (built in)')?.status).toBe('ok'); // the packed native binary loads
+  });
+
+  it('the installed unit passes systemd-analyze verify with the installed launcher', (ctx) => {
+    if (spawnSync('systemd-analyze', ['--version']).status !== 0) {
+      console.warn('skipped: systemd-analyze is not installed');
+      return ctx.skip();
+    }
+    const root = freshRoot();
+    expect(install('--root', root, '--prefix', '/srv/modeld', tarball).code).toBe(0);
+    const unit = readFileSync(join(root, 'etc/systemd/system/modeld.service'), 'utf8');
+    expect(unit).toMatch(/^ExecStart=\/srv\/modeld\/bin\/modeld run$/m);
+    const dir = mkdtempSync(join(work, 'unit-'));
+    writeFileSync(join(dir, 'modeld.service'), unit.replace(/^ExecStart=\/srv/m, `ExecStart=${root}/srv`));
+    const r = sh('systemd-analyze', ['verify', join(dir, 'modeld.service')]);
+    expect(r.stderr + r.stdout).toBe('');
+    expect(r.code).toBe(0);
+  });
+
+  it('the installed daemon starts from the scratch root and says READY', async () => {
+    const root = freshRoot();
+    expect(install('--root', root, tarball).code).toBe(0);
+    const sock = await startNotifySocket(join(work, `n-${Date.now()}.sock`));
+    const config = join(root, 'etc/modeld/config.yaml');
+    writeFileSync(
+      config,
+      stringify({
+        node: { name: 'edge-inst', address: '127.0.0.1' },
+        broker: { url: `mqtt://127.0.0.1:${await freePort()}` },
+        stateDir: join(root, 'var/lib/modeld'),
+        gateway: { bind: '127.0.0.1', port: 0 },
+        admin: { socket: join(root, 'run/modeld/modeld.sock'), metricsPort: 0 },
+      }),
+    );
+    mkdirSync(join(root, 'run/modeld'), { recursive: true });
+    const child = spawn(join(root, 'opt/modeld/bin/modeld'), ['--config', config, 'run'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, NOTIFY_SOCKET: sock.path, MODELD_CONFIG: '' },
+    });
+    let stderr = '';
+    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    try {
+      await waitFor(() => sock.messages.some((m) => m.fields.READY === '1') || child.exitCode !== null, 60_000, 'READY from the installed daemon');
+      expect(stderr).toBe('');
+      // exec in the launcher: the main pid is node itself.
+      expect(sock.messages.find((m) => m.fields.READY === '1')!.fields.MAINPID).toBe(String(child.pid));
+      expect(existsSync(join(root, 'var/lib/modeld/state.db'))).toBe(true);
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await sock.stop();
+    }
+  }, 120_000);
+
+  it('an upgrade replaces the tree and keeps the config; uninstall keeps state and config; purge removes them', () => {
+    const root = freshRoot();
+    expect(install('--root', root, tarball).code).toBe(0);
+    writeFileSync(join(root, 'etc/modeld/config.yaml'), 'node:\n  name: mine\n');
+    writeFileSync(join(root, 'opt/modeld/stray-file'), 'old');
+    mkdirSync(join(root, 'var/lib/modeld/models'), { recursive: true });
+    writeFileSync(join(root, 'var/lib/modeld/state.db'), 'keep me');
+
+    const up = install('--root', root, tarball);
+    expect(up.code).toBe(0);
+    expect(up.stdout).toMatch(/kept .*config\.yaml/);
+    expect(readFileSync(join(root, 'etc/modeld/config.yaml'), 'utf8')).toBe('node:\n  name: mine\n');
+    expect(existsSync(join(root, 'opt/modeld/stray-file'))).toBe(false);
+    expect(readdirSync(join(root, 'opt')).sort()).toEqual(['modeld']); // no .new/.old left
+
+    const un = install('--root', root, '--uninstall');
+    expect(un.code).toBe(0);
+    for (const p of ['opt/modeld', 'etc/systemd/system/modeld.service', 'usr/local/bin/modeld']) expect(existsSync(join(root, p)), p).toBe(false);
+    expect(readFileSync(join(root, 'var/lib/modeld/state.db'), 'utf8')).toBe('keep me');
+    expect(existsSync(join(root, 'etc/modeld/config.yaml'))).toBe(true);
+
+    const purge = install('--root', root, '--uninstall', '--purge');
+    expect(purge.code).toBe(0);
+    expect(existsSync(join(root, 'var/lib/modeld'))).toBe(false);
+    expect(existsSync(join(root, 'etc/modeld'))).toBe(false);
+  });
+
+  it('refuses bad input with a one-line reason and a non-zero exit', () => {
+    const root = freshRoot();
+    const none = install('--root', root);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/which tarball/);
+    expect(install('--root', root, join(work, 'missing.tar.gz')).stderr).toMatch(/cannot read tarball/);
+    const junk = join(work, 'junk.tar.gz');
+    writeFileSync(junk, 'not a tarball');
+    expect(install('--root', root, junk)).toMatchObject({ code: 1, stderr: expect.stringMatching(/not a gzip tar archive/) });
+    expect(install('--root', root, '--purge')).toMatchObject({ code: 1, stderr: expect.stringMatching(/--purge goes with --uninstall/) });
+    expect(install('--root', root, '--prefix', '/', tarball).code).toBe(1);
+    expect(install('--root', root, '--bogus').code).toBe(2);
+
+    // A release for another arch: refused unless --force.
+    const other = mkdtempSync(join(work, 'other-'));
+    execFileSync('tar', ['-xzf', tarball, '-C', other]);
+    const rel = join(other, `modeld-${version}/RELEASE`);
+    writeFileSync(rel, readFileSync(rel, 'utf8').replace(/^arch=.*$/m, 'arch=mips'));
+    const otherTar = join(work, 'other.tar.gz');
+    execFileSync('tar', ['-czf', otherTar, '-C', other, `modeld-${version}`]);
+    expect(install('--root', root, otherTar)).toMatchObject({ code: 1, stderr: expect.stringMatching(/tarball is for mips, this machine is/) });
+    expect(install('--root', root, '--force', otherTar).code).toBe(0);
+
+    // Node too old.
+    const fakeNode = join(work, 'node18');
+    writeFileSync(fakeNode, '#!/bin/sh\necho 18.19.0\n');
+    chmodSync(fakeNode, 0o755);
+    expect(install('--root', freshRoot(), '--node', fakeNode, tarball)).toMatchObject({ code: 1, stderr: expect.stringMatching(/node 18\.19\.0 .* too old/) });
+    // Nothing was installed by the refusals into a fresh root.
+    const clean = freshRoot();
+    install('--root', clean, junk);
+    expect(readdirSync(clean)).toEqual([]);
+  });
+});
