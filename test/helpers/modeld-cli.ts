@@ -67,7 +67,7 @@ export function inferenceModel(
     metadata: { name, namespace: opts.namespace ?? 'default' },
     spec: {
       modelName: name,
-      deployToLayer: 'edge',
+      deployToLayer: 'edge' as const,
       frameworkType: 'onnx',
       manifest: versions.map((v) => ({ version: v.version, downloadURL: v.url ?? `http://127.0.0.1:9/never/${v.version}.tar.gz`, ...(v.sha256 ? { sha256sum: v.sha256 } : {}) })),
       ...(opts.targetVersion ? { targetVersion: opts.targetVersion } : {}),
