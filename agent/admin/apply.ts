@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { ModelContent } from '../../shared/index.js';
+import { resolveTarget, specProblems, type ModelContent } from '../../shared/index.js';
+import { fetchPolicyFromConfig } from '../fetch/policy.js';
+import { checkUrl } from '../fetch/url-policy.js';
 import { ModeldError, type ErrorCode } from '../errors.js';
 import { selectsNode } from '../reconcile/selector.js';
 import { specHash } from '../reconcile/spec-hash.js';
@@ -23,6 +25,17 @@ const SPEC_REASONS = new Set(['InvalidSpec', 'TargetVersionNotInManifest', 'Dupl
 export function applyLocal(deps: Pick<AdminDeps, 'config' | 'store' | 'intake'>, content: ModelContent): ApplyResult {
   const { namespace, name } = content.metadata;
   const key = `${namespace}/${name}`;
+  // Refused here, before intake, so a bad local file leaves no trace (no status, no event).
+  const problems = specProblems(content.spec, { requireDigest: !deps.config.allowUnverified });
+  if (problems.length) throw new ModeldError('BadRequest', `${key}: ${problems[0].reason}: ${problems.map((p) => p.message).join('; ')}`);
+  const target = content.spec.image ? undefined : resolveTarget(content.spec);
+  if (target) {
+    try {
+      checkUrl(target.downloadURL, fetchPolicyFromConfig(deps.config));
+    } catch (err) {
+      throw new ModeldError('BadRequest', `${key}: ${(err as ModeldError).code}: ${(err as Error).message}`);
+    }
+  }
   const selected = selectsNode(content.spec, deps.config.node);
   if (!selected.ok) throw new ModeldError('BadRequest', `${key} is not meant for this node: ${selected.why}`);
   const existing = deps.store.specs.get(namespace, name);

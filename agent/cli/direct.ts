@@ -32,8 +32,8 @@ export function openDirect(config: Config, command: string): Direct {
   const lock = acquireStateLock(paths.lockFile, { kind: 'cli', command });
   try {
     const store = openStore(paths.db);
-    // Warnings only, on stderr: stdout is the command's answer.
-    const log = createLogger({ level: 'warn', destination: process.stderr });
+    // Errors only, on stderr (stdout is the command's answer; refusals come back as one-line errors).
+    const log = createLogger({ level: 'error', destination: process.stderr });
     const blobStore = new BlobStore({ paths, blobs: store.blobs, log });
     const policy = fetchPolicyFromConfig(config);
     // Statuses go to the outbox; the daemon publishes them when it next connects.
