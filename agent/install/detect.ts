@@ -39,6 +39,11 @@ export async function detectArchive(path: string): Promise<ArchiveKind> {
   } finally {
     await fh.close();
   }
+  return archiveKind(head);
+}
+
+/** The kind from an archive's first 512 bytes (fewer only when the archive is that short). */
+export function archiveKind(head: Buffer): ArchiveKind {
   if (isGzipMagic(head)) return 'tar.gz';
   if (looksLikeTarHeader(head)) return 'tar';
   throw new ModeldError('UnsupportedArchive', `not a tar or tar.gz archive (first bytes: ${head.subarray(0, 8).toString('hex') || 'empty file'})`);

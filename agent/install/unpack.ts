@@ -6,12 +6,12 @@ import { createReadStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { once } from 'node:events';
 import { dirname, resolve, sep } from 'node:path';
-import { pipeline, type Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { untilAborted } from './until-aborted.js';
 import { ModeldError } from '../errors.js';
-import { detectArchive, isGzipMagic, looksLikeTarHeader } from './detect.js';
+import { archiveKind, detectArchive, isGzipMagic, looksLikeTarHeader, type ArchiveKind } from './detect.js';
 import { checkHeader, EntryWriter, isFileEntry, unsafe } from './entry-writer.js';
 import { rmTree } from './rm-tree.js';
 
@@ -40,24 +40,54 @@ function classify(err: unknown): ModeldError {
   return new ModeldError('InstallFailed', `unpack failed: ${e?.message ?? String(err)}`, { cause: err });
 }
 
-function openSource(archive: string, kind: 'tar' | 'tar.gz'): Readable {
-  const file = createReadStream(archive, { highWaterMark: 1024 * 1024 });
-  if (kind === 'tar') return file;
+/** An archive file, or its bytes as they arrive (unpacking while the download runs). */
+export type ArchiveSource = string | AsyncIterable<Buffer>;
+
+function tarStream(raw: Readable, kind: ArchiveKind): Readable {
+  if (kind === 'tar') return raw;
   // pipeline destroys both ends on error or when the consumer stops early.
-  return pipeline(file, createGunzip({ chunkSize: 256 * 1024 }), () => {});
+  return pipeline(raw, createGunzip({ chunkSize: 256 * 1024 }), () => {});
+}
+
+/** The tar bytes of `src`, its kind told by magic bytes (a stream is peeked, not rewound). */
+async function openArchive(src: ArchiveSource): Promise<Readable> {
+  if (typeof src === 'string') return tarStream(createReadStream(src, { highWaterMark: 1024 * 1024 }), await detectArchive(src));
+  const it = src[Symbol.asyncIterator]();
+  let head = Buffer.alloc(0);
+  let ended = false;
+  while (head.length < 512 && !ended) {
+    const next = await it.next();
+    if (next.done) ended = true;
+    else head = Buffer.concat([head, next.value]);
+  }
+  const kind = archiveKind(head);
+  async function* all() {
+    yield head;
+    while (!ended) {
+      const next = await it.next();
+      if (next.done) return;
+      yield next.value;
+    }
+  }
+  return tarStream(Readable.from(all(), { objectMode: false }), kind);
 }
 
 export async function unpackArchive(
-  archive: string,
+  archive: ArchiveSource,
   destDir: string,
   limits: UnpackLimits,
   opts: { signal?: AbortSignal } = {},
 ): Promise<{ files: number; bytes: number }> {
   assertInStaging(destDir);
-  const kind = await detectArchive(archive);
-  await mkdir(dirname(destDir), { recursive: true });
-  await rmTree(destDir); // debris of an earlier attempt
-  await mkdir(destDir, 0o755);
+  const source = await openArchive(archive);
+  try {
+    await mkdir(dirname(destDir), { recursive: true });
+    await rmTree(destDir); // debris of an earlier attempt
+    await mkdir(destDir, 0o755);
+  } catch (err) {
+    source.destroy();
+    throw classify(err);
+  }
 
   const parser = new Parser({ strict: false, brotli: false, zstd: false });
   const live = new Set<ReadEntry>();
@@ -108,7 +138,6 @@ export async function unpackArchive(
   const streamCap = limits.maxBytes + (limits.maxEntries + 2) * OVERHEAD_PER_ENTRY + 1024 * 1024;
   let inflated = 0;
   let head: Buffer | undefined = Buffer.alloc(0);
-  const source = openSource(archive, kind);
   const onAbort = () => fail(new ModeldError('Cancelled', 'unpack cancelled'));
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   try {
