@@ -5,6 +5,7 @@ import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
 import type { BlobStore } from '../fetch/blob-store.js';
 import { fetchBlob } from '../fetch/download.js';
+import { tailFile } from '../fetch/tail-file.js';
 import type { FetchPolicy } from '../fetch/policy.js';
 import { detectArchive } from '../install/detect.js';
 import { promoteVersion, removeCurrent, removeVersionDir, swapCurrent } from '../install/layout.js';
@@ -53,17 +54,27 @@ export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: 
   switch (step.kind) {
     case 'fetch': {
       reporter.report(ns, name, { phase: 'Downloading', progress: { bytes: 0 }, targetVersion: step.version });
-      const result = await fetchBlob(
-        { url: step.url, sha256: step.sha256 },
-        { paths, blobStore: deps.blobStore, downloads: store.downloads, policy: deps.fetchPolicy, log: deps.log.child({ model: `${ns}/${name}`, version: step.version }) },
-        {
-          signal: ctx.signal,
-          onProgress: (p) => reporter.report(ns, name, { phase: 'Downloading', progress: p, targetVersion: step.version }),
-          onBytes: deps.onFetchBytes && ((n) => deps.onFetchBytes!(ns, name, n)),
-        },
-      );
+      // With a known digest the archive is unpacked into staging while it downloads; it is
+      // promoted only once the download verified. Without one, or if that fails, install unpacks after.
+      const overlap = step.sha256 ? unpackWhileFetching(step.sha256, step.version, model, deps, ctx) : undefined;
+      let result;
+      try {
+        result = await fetchBlob(
+          { url: step.url, sha256: step.sha256 },
+          { paths, blobStore: deps.blobStore, downloads: store.downloads, policy: deps.fetchPolicy, log: deps.log.child({ model: `${ns}/${name}`, version: step.version }) },
+          {
+            signal: ctx.signal,
+            onProgress: (p) => reporter.report(ns, name, { phase: 'Downloading', progress: p, targetVersion: step.version }),
+            onBytes: deps.onFetchBytes && ((n) => deps.onFetchBytes!(ns, name, n)),
+          },
+        );
+      } catch (err) {
+        await overlap?.abandon(err);
+        throw err;
+      }
       ctx.learnt.set(step.version, result.sha256);
       reporter.report(ns, name, { phase: 'Verifying', message: `sha256 ${result.sha256} verified (${result.size} bytes)`, targetVersion: step.version });
+      await overlap?.finish(result.size);
       return;
     }
     case 'install': {
@@ -72,15 +83,14 @@ export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: 
       reporter.report(ns, name, { phase: 'Installing', targetVersion: step.version });
       const archive = deps.blobStore.pathOf(sha);
       await detectArchive(archive);
-      const staging = join(paths.stagingDir, `${ns}_${name}_${step.version}_${randomBytes(4).toString('hex')}`);
+      const staging = stagingFor(model, step.version, paths);
       try {
-        await unpackArchive(archive, staging, { maxBytes: deps.config.limits.unpackedBytes, maxEntries: deps.config.limits.entries }, { signal: ctx.signal });
+        await unpackArchive(archive, staging, unpackLimits(deps), { signal: ctx.signal });
         await promoteVersion(staging, paths.versionDir(ns, name, step.version), { sha256: sha });
       } finally {
         await rm(staging, { recursive: true, force: true });
       }
-      store.versions.put({ namespace: ns, name, version: step.version, sha256: sha });
-      store.blobs.touch(sha);
+      recordInstalled(model, step.version, sha, deps);
       return;
     }
     case 'start': {
@@ -130,4 +140,60 @@ export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: 
       return;
     }
   }
+}
+
+const stagingFor = (model: ModelRef, version: string, paths: StatePaths) =>
+  join(paths.stagingDir, `${model.namespace}_${model.name}_${version}_${randomBytes(4).toString('hex')}`);
+
+const unpackLimits = (deps: StepDeps) => ({ maxBytes: deps.config.limits.unpackedBytes, maxEntries: deps.config.limits.entries });
+
+function recordInstalled(model: ModelRef, version: string, sha256: string, deps: StepDeps): void {
+  deps.store.versions.put({ namespace: model.namespace, name: model.name, version, sha256 });
+  deps.store.blobs.touch(sha256);
+}
+
+/**
+ * Unpacks the download's bytes into staging as they land. `finish` (after the digest verified)
+ * promotes the version; `abandon` (the download failed) drops it. Any trouble on this path only
+ * costs the overlap: the install step then unpacks from the verified blob as usual.
+ */
+function unpackWhileFetching(sha256: string, version: string, model: ModelRef, deps: StepDeps, ctx: StepContext) {
+  const log = deps.log.child({ model: `${model.namespace}/${model.name}`, version });
+  const staging = stagingFor(model, version, deps.paths);
+  const stop = new AbortController();
+  const onAbort = () => stop.abort(ctx.signal.reason);
+  ctx.signal.addEventListener('abort', onAbort, { once: true });
+  let settle!: { resolve: (size: number) => void; reject: (err: unknown) => void };
+  const finished = new Promise<number>((resolve, reject) => (settle = { resolve, reject }));
+  finished.catch(() => {});
+  const unpacked = unpackArchive(tailFile(deps.paths.partial(sha256), finished, stop.signal), staging, unpackLimits(deps), { signal: stop.signal }).then(
+    () => true,
+    (err: unknown) => {
+      if (!stop.signal.aborted) log.debug({ err: (err as Error).message }, 'unpacking during the download did not work out; unpacking after it');
+      return false;
+    },
+  );
+  const cleanup = async () => {
+    ctx.signal.removeEventListener('abort', onAbort);
+    await rm(staging, { recursive: true, force: true });
+  };
+  return {
+    async abandon(err: unknown) {
+      settle.reject(err);
+      stop.abort(err);
+      await unpacked;
+      await cleanup();
+    },
+    async finish(size: number) {
+      settle.resolve(size);
+      try {
+        if (!(await unpacked)) return;
+        deps.reporter.report(model.namespace, model.name, { phase: 'Installing', targetVersion: version });
+        await promoteVersion(staging, deps.paths.versionDir(model.namespace, model.name, version), { sha256 });
+        recordInstalled(model, version, sha256, deps);
+      } finally {
+        await cleanup();
+      }
+    },
+  };
 }

@@ -108,6 +108,8 @@ describe('delivery end to end', { timeout: 240_000 }, () => {
     await cloud.waitStatus((s) => s.phase === 'Installed' && s.servingVersion === '1', { what: 'v1 installed' });
     expect(currentVersion()).toBe('1');
     assertCurrentComplete([v1, v2]);
+    // It was unpacked while downloading, not after (the fallback logs why it had to).
+    expect(agents[0].logs.filter((l) => String(l.msg).includes('unpacking during the download did not work out'))).toEqual([]);
 
     // Statuses for generation 1 come in pipeline order and answer the spec message.
     const gen1 = cloud.statuses.filter((s) => s.observedGeneration === 1 && s.name === 'resnet');
