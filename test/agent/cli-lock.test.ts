@@ -1,8 +1,9 @@
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { acquireStateLock } from '../../agent/admin/state-lock.js';
 import type { StatusReport } from '../../agent/admin/status-view.js';
@@ -129,4 +130,30 @@ describe('the state directory has one writer', () => {
     const verify = await cli('verify');
     expect(verify.code, verify.stdout).toBe(0);
   }, 240_000);
+
+  it('Ctrl-C during a seed without the daemon leaves no partial copy and no lock', async () => {
+    // A large sparse "archive" (gzip magic, then zeros) so the copy is still running when interrupted.
+    const big = join(work, 'big.tar.gz');
+    const fd = openSync(big, 'w');
+    writeSync(fd, Buffer.from([0x1f, 0x8b]));
+    closeSync(fd);
+    truncateSync(big, 2 * 1024 ** 3);
+    const root = resolve(import.meta.dirname, '../..');
+    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'agent/cli/index.ts'), '--config', configFile, 'seed', big, '--name', 'lin', '--version', '1'], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const partial = join(config.stateDir, 'blobs', 'partial');
+    const copying = () => (existsSync(partial) ? readdirSync(partial) : []).some((f) => statSync(join(partial, f)).size > 0);
+    await waitFor(copying, 60_000, 'the copy to start');
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toBe('modeld: Cancelled: import of ' + big + ' cancelled\n');
+    expect(readdirSync(partial)).toEqual([]);
+    expect(existsSync(join(config.stateDir, 'blobs', 'sha256'))).toBe(false);
+    expect(existsSync(join(config.stateDir, 'modeld.lock'))).toBe(false);
+  }, 120_000);
 });
