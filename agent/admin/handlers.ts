@@ -5,8 +5,8 @@ import { rollback } from '../reconcile/rollback.js';
 import { AGENT_VERSION } from '../version.js';
 import { applyLocal, deleteLocal } from './apply.js';
 import type { AdminDeps } from './context.js';
-import { asObject, optBool, optString, readJson, sendError, sendJson } from './http-json.js';
-import { resourceToContent } from './resource.js';
+import { asObject, optBool, optString, readJson, readText, sendError, sendJson } from './http-json.js';
+import { parseResources, resourceToContent } from './resource.js';
 import { seedArchive } from './seed.js';
 import { buildStatus, parseModelRef } from './status-view.js';
 import { verifyStore } from './verify.js';
@@ -16,7 +16,7 @@ import { verifyStore } from './verify.js';
 //
 //   GET    /v1/health                      {ok, pid, version, node, stateDir}
 //   GET    /v1/status[?model=ns/name]      StatusReport
-//   POST   /v1/apply                       an InferenceModel resource (JSON) -> ApplyResult
+//   POST   /v1/apply                       one InferenceModel resource (JSON, or YAML with content-type */yaml) -> ApplyResult
 //   DELETE /v1/models/<ns>/<name>          remove a local spec
 //   POST   /v1/rollback {namespace,name,to?}
 //   POST   /v1/gc {dryRun?, all?}          GcResult
@@ -75,7 +75,14 @@ async function status(_req: IncomingMessage, res: ServerResponse, url: URL, { de
 }
 
 async function apply(req: IncomingMessage, res: ServerResponse, _url: URL, { deps, maxBodyBytes }: HandlerContext) {
-  const content = resourceToContent(await readJson(req, maxBodyBytes), 'request body');
+  let content;
+  if (/yaml/i.test(req.headers['content-type'] ?? '')) {
+    const docs = parseResources(await readText(req, maxBodyBytes), 'request body');
+    if (docs.length !== 1) throw new ModeldError('BadRequest', `request body: one resource per request (got ${docs.length})`);
+    content = docs[0];
+  } else {
+    content = resourceToContent(await readJson(req, maxBodyBytes), 'request body');
+  }
   sendJson(res, 200, applyLocal(deps, content));
 }
 

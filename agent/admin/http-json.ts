@@ -31,8 +31,8 @@ export function sendError(res: ServerResponse, err: unknown): void {
   sendJson(res, STATUS[e.code] ?? 500, body);
 }
 
-/** The request body as parsed JSON (an empty body is `{}`); BadRequest when too large or not JSON. */
-export async function readJson(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+/** The request body as text; BadRequest when larger than maxBytes. */
+export async function readText(req: IncomingMessage, maxBytes: number): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
@@ -40,7 +40,12 @@ export async function readJson(req: IncomingMessage, maxBytes: number): Promise<
     if (size > maxBytes) throw new ModeldError('BadRequest', `request body larger than ${maxBytes} bytes`);
     chunks.push(chunk as Buffer);
   }
-  const text = Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The request body as parsed JSON (an empty body is `{}`); BadRequest when too large or not JSON. */
+export async function readJson(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+  const text = await readText(req, maxBytes);
   if (!text.trim()) return {};
   try {
     return JSON.parse(text);

@@ -4,6 +4,7 @@ import { request } from 'node:http';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { stringify } from 'yaml';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AdminServer } from '../../agent/admin/server.js';
 import { openDirect, type Direct } from '../../agent/cli/direct.js';
@@ -19,9 +20,9 @@ let direct: Direct;
 let server: AdminServer | undefined;
 const others: Server[] = [];
 
-function call(method: string, path: string, body?: string | Buffer): Promise<{ status: number; json: any }> {
+function call(method: string, path: string, body?: string | Buffer, contentType = 'application/json'): Promise<{ status: number; json: any }> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, method, path, headers: body ? { 'content-type': 'application/json' } : {} }, (res) => {
+    const req = request({ socketPath, method, path, headers: body ? { 'content-type': contentType } : {} }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', () => {}); // an oversized body: the server answers and closes before reading it all
@@ -145,6 +146,11 @@ describe('admin API requests', () => {
     const ok = await call('POST', '/v1/apply', JSON.stringify(inferenceModel('lin', [{ version: '1', sha256: 'a'.repeat(64) }])));
     expect(ok).toMatchObject({ status: 200, json: { model: 'default/lin', changed: true, generation: 1 } });
     expect(direct.deps.store.specs.get('default', 'lin')).toMatchObject({ source: 'local', generation: 1 });
+
+    const yaml = stringify(inferenceModel('lin', [{ version: '2', sha256: 'd'.repeat(64) }]));
+    expect(await call('POST', '/v1/apply', yaml, 'application/yaml')).toMatchObject({ status: 200, json: { changed: true, generation: 2 } });
+    expect(await call('POST', '/v1/apply', `${yaml}---\n${yaml}`, 'application/yaml')).toMatchObject({ status: 400, json: { reason: 'BadRequest' } });
+    expect(await call('POST', '/v1/apply', 'kind: [', 'application/yaml')).toMatchObject({ status: 400, json: { reason: 'BadRequest' } });
 
     const cloudSpec = inferenceModel('res', [{ version: '1', sha256: 'b'.repeat(64) }]).spec;
     direct.deps.store.specs.put({ namespace: 'default', name: 'res', generation: 3, spec: cloudSpec, msgId: 'm', source: 'cloud', updatedAt: Date.now() });
