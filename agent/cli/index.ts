@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { AGENT_VERSION } from '../version.js';
 import { registerApply } from './apply.js';
 import { registerDelete } from './delete.js';
+import { registerEvents } from './events.js';
 import { EXIT, errorLine, exitCodeFor } from './exit.js';
 import { registerGc } from './gc.js';
 import { registerRollback } from './rollback.js';
@@ -51,6 +52,7 @@ registerSeed(program);
 registerRollback(program);
 registerGc(program);
 registerVerify(program);
+registerEvents(program);
 registerVersion(program);
 
 // `modeld --version` (no subcommand) still prints the version.

@@ -52,6 +52,7 @@ describe('bad arguments', () => {
     { what: 'rollback: unknown model', args: () => ['rollback', 'nope'], code: 4, line: /^modeld: NotFound: no model default\/nope on this node$/ },
     { what: 'rollback: bad --to', args: () => ['rollback', 'lin', '--to', 'a b'], code: 2, line: /--to "a b" is not a version/ },
     { what: 'delete: unknown model', args: () => ['delete', 'x/nope'], code: 4, line: /^modeld: NotFound: no spec for x\/nope on this node$/ },
+    { what: 'events: bad --limit', args: () => ['events', '--limit', '0'], code: 2, line: /--limit must be an integer from 1 to 1000$/ },
     { what: 'unknown command', args: () => ['frobnicate'], code: 2, line: /^modeld: unknown command 'frobnicate'$/ },
     { what: 'unknown option', args: () => ['status', '--bogus'], code: 2, line: /^modeld: unknown option '--bogus'$/ },
     { what: 'invalid config', args: () => ['status'], code: 78, line: /^modeld: ConfigInvalid: .*bad-config\.yaml: /, config: () => join(work, 'bad-config.yaml') },
@@ -87,7 +88,7 @@ describe('bad arguments', () => {
 
 describe('--help and version', () => {
   it('every subcommand has --help (exit 0)', async () => {
-    for (const cmd of ['run', 'status', 'apply', 'delete', 'seed', 'rollback', 'gc', 'verify', 'version']) {
+    for (const cmd of ['run', 'status', 'apply', 'delete', 'seed', 'rollback', 'gc', 'verify', 'events', 'version']) {
       const r = await runCli(configFile, [cmd, '--help']);
       expect({ cmd, code: r.code }).toEqual({ cmd, code: 0 });
       expect(r.stdout).toMatch(new RegExp(`^Usage: modeld ${cmd}`));

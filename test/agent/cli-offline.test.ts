@@ -140,6 +140,11 @@ describe('modeld CLI on a node with no cloud and no broker', () => {
     expect((await inferX(gateway, 'lin', [1, 2])).body).toMatchObject({ model_version: '1', outputs: [{ data: [3, 5] }] });
     const m = (await status()).models[0];
     expect(m).toMatchObject({ targetVersion: '2', servingVersion: '1', heldVersion: '1', reason: 'RolledBack' });
+    const ev = await cli('events', 'lin', '--json', '--limit', '100');
+    expect(ev.code, ev.stderr).toBe(0);
+    expect((JSON.parse(ev.stdout) as { events: Array<{ kind: string; message: string }> }).events).toContainEqual(
+      expect.objectContaining({ kind: 'Rollback', message: expect.stringMatching(/^held at 1 \(was serving 2\)/) }),
+    );
 
     // Any spec change ends the hold: the target serves again.
     const changed = await cli('apply', '-f', writeSpec('v2b.yaml', resource(['1', '2'])));
