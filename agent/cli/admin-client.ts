@@ -34,6 +34,9 @@ export class AdminClient {
       if (code === 'EACCES' || code === 'EPERM') {
         throw new ModeldError('DaemonNotRunning', `permission denied on the admin socket ${this.socketPath} (run as the daemon's user or root)`);
       }
+      if (code === 'ETIMEDOUT' || code === 'ECONNRESET') {
+        throw new ModeldError('DaemonNotRunning', `the daemon accepts connections on ${this.socketPath} but does not answer`);
+      }
       throw err;
     }
   }
