@@ -28,9 +28,6 @@ export function registerRun(program: Command): void {
       });
       const agent = await startAgent(config, log, { serve: opts.serve, metrics });
       log.info({ node: config.node.name, stateDir: config.stateDir, broker: config.broker.url }, 'modeld started');
-      // Started = local models kicked and the gateway listening (startAgent returns after both).
-      await notifier.ready(`node ${config.node.name}: ${agent.store.models.list().length} models, broker ${config.broker.url}`);
-      notifier.startWatchdog();
       let stopping = false;
       const stop = async (signal: string) => {
         if (stopping) return;
@@ -44,5 +41,9 @@ export function registerRun(program: Command): void {
       };
       process.on('SIGTERM', () => void stop('SIGTERM'));
       process.on('SIGINT', () => void stop('SIGINT'));
+      // Started = local models kicked and the gateway listening (startAgent returns after both).
+      // After the handlers: a stop may come as soon as the manager has READY.
+      await notifier.ready(`node ${config.node.name}: ${agent.store.models.list().length} models, broker ${config.broker.url}`);
+      if (!stopping) notifier.startWatchdog();
     });
 }
