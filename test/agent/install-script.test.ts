@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { startNotifySocket } from '../helpers/notify-socket.js';
+import { canListenForNotify, startNotifySocket } from '../helpers/notify-socket.js';
 import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -95,7 +95,11 @@ describe('install.sh --root', () => {
     expect(r.code).toBe(0);
   });
 
-  it('the installed daemon starts from the scratch root and says READY', async () => {
+  it('the installed daemon starts from the scratch root and says READY', async (ctx) => {
+    if (!canListenForNotify()) {
+      console.warn('skipped: python3 is needed for the AF_UNIX datagram notify socket');
+      return ctx.skip();
+    }
     const root = freshRoot();
     expect(install('--root', root, tarball).code).toBe(0);
     const sock = await startNotifySocket(join(work, `n-${Date.now()}.sock`));

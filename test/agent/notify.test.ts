@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { silentLogger } from '../../agent/log.js';
 import { createNotifier, watchdogInterval } from '../../agent/notify/sd-notify.js';
-import { startNotifySocket, type NotifySocket } from '../helpers/notify-socket.js';
+import { canListenForNotify, startNotifySocket, type NotifySocket } from '../helpers/notify-socket.js';
 import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -75,7 +75,11 @@ describe('sd_notify', () => {
     expect(env).toEqual({ PATH: '/bin' });
   });
 
-  it('the real daemon sends READY once the gateway listens, WATCHDOG at half the interval, STOPPING on SIGTERM', async () => {
+  it('the real daemon sends READY once the gateway listens, WATCHDOG at half the interval, STOPPING on SIGTERM', async (ctx) => {
+    if (!canListenForNotify()) {
+      console.warn('skipped: python3 is needed for the AF_UNIX datagram notify socket (apt-get install python3)');
+      return ctx.skip();
+    }
     sock = await startNotifySocket(join(work, 'notify.sock'));
     const gatewayPort = await freePort();
     const brokerPort = await freePort(); // nothing listens: the agent starts without a broker

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { waitFor } from './wait.js';
 
 // A systemd-style notify socket: a real AF_UNIX SOCK_DGRAM socket (python3, since Node has none)
@@ -35,6 +35,9 @@ export interface NotifySocket {
   messages: NotifyMessage[];
   stop(): Promise<void>;
 }
+
+/** Whether the listener can run here (python3 on PATH); tests skip with a printed reason if not. */
+export const canListenForNotify = (): boolean => spawnSync('python3', ['--version']).status === 0;
 
 export async function startNotifySocket(path: string): Promise<NotifySocket> {
   const child: ChildProcess = spawn('python3', ['-c', LISTENER, path], { stdio: ['ignore', 'pipe', 'pipe'] });
