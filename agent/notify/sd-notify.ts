@@ -23,8 +23,11 @@ export interface Notifier {
   status(text: string): Promise<void>;
   stopping(status?: string): Promise<void>;
   watchdog(): Promise<void>;
-  /** Starts WATCHDOG=1 every watchdogIntervalMs (no-op without a watchdog). */
-  startWatchdog(): void;
+  /**
+   * Starts WATCHDOG=1 every watchdogIntervalMs (no-op without a watchdog). With `status`, its text
+   * rides along as STATUS= whenever it changed since the last one sent (no extra process).
+   */
+  startWatchdog(status?: () => string): void;
   /** Stops the watchdog timer. */
   close(): void;
 }
@@ -105,13 +108,22 @@ export function createNotifier(opts: NotifierOptions): Notifier {
     status: (text) => send([`--status=${oneLine(text)}`]),
     stopping: (status) => send(['STOPPING=1', ...(status ? [`STATUS=${oneLine(status)}`] : [])]),
     watchdog: () => send(['WATCHDOG=1']),
-    startWatchdog() {
+    startWatchdog(status) {
       if (!interval || timer) return;
+      let lastStatus: string | undefined;
       timer = setInterval(() => {
         // A stuck systemd-notify must not pile up children; the next tick tries again.
         if (watchdogPending) return;
         watchdogPending = true;
-        void notifier.watchdog().finally(() => (watchdogPending = false));
+        let text: string | undefined;
+        try {
+          text = status?.();
+        } catch {
+          text = undefined;
+        }
+        const changed = text !== undefined && text !== lastStatus;
+        if (changed) lastStatus = text;
+        void send(['WATCHDOG=1', ...(changed ? [`STATUS=${oneLine(text!)}`] : [])]).finally(() => (watchdogPending = false));
       }, interval);
       timer.unref();
     },

@@ -116,6 +116,9 @@ describe('sd_notify', () => {
     const firstWatchdog = sock.messages.findIndex((m) => 'WATCHDOG' in m.fields);
     expect(firstWatchdog).toBeGreaterThan(sock.messages.indexOf(ready)); // never before READY
     expect(find('WATCHDOG').every((m) => m.fields.WATCHDOG === '1' && m.fields.MAINPID === String(pid))).toBe(true);
+    // The live status rides on a keep-alive, once per change (no broker listens here).
+    const statuses = find('WATCHDOG').filter((m) => m.fields.STATUS !== undefined);
+    expect(statuses.map((m) => m.fields.STATUS)).toEqual(['0 models serving, broker unreachable']);
 
     const exited = new Promise<number | null>((r) => daemon!.once('exit', (code) => r(code)));
     daemon.kill('SIGTERM');
