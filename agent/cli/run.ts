@@ -44,6 +44,8 @@ export function registerRun(program: Command): void {
       // Started = local models kicked and the gateway listening (startAgent returns after both).
       // After the handlers: a stop may come as soon as the manager has READY.
       await notifier.ready(`node ${config.node.name}: ${agent.store.models.list().length} models, broker ${config.broker.url}`);
-      if (!stopping) notifier.startWatchdog();
+      if (!stopping) {
+        notifier.startWatchdog(() => `${agent.serving?.served().length ?? 0} models serving, broker ${agent.link.connected ? 'connected' : 'unreachable'}`);
+      }
     });
 }
