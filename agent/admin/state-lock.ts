@@ -107,16 +107,21 @@ function createExclusive(path: string, content: string): boolean {
   }
 }
 
-/** Removes the lock if it still holds exactly `staleRaw`; serialized by a mutex file. */
-function breakStale(path: string, staleRaw: string): void {
+/**
+ * Removes the lock if it still holds exactly `staleRaw` (what the caller judged stale): never a
+ * lock another process has taken meanwhile. Serialized by a mutex file; returns whether it ran.
+ * Exported for tests.
+ */
+export function breakStale(path: string, staleRaw: string): boolean {
   const mutex = `${path}.break`;
   if (!createExclusive(mutex, String(process.pid))) {
     const age = Date.now() - (statSafe(mutex)?.mtimeMs ?? Date.now());
     if (age > BREAK_MUTEX_STALE_MS) unlinkSafe(mutex);
-    return; // someone else is breaking it: try again
+    return false; // someone else is breaking it: try again
   }
   try {
     if (readRaw(path) === staleRaw) unlinkSafe(path);
+    return true;
   } finally {
     unlinkSafe(mutex);
   }

@@ -1,9 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { acquireStateLock, lockHolder, procStartTime } from '../../agent/admin/state-lock.js';
+import { acquireStateLock, breakStale, lockHolder, procStartTime } from '../../agent/admin/state-lock.js';
 import { waitFor } from '../helpers/wait.js';
 
 // The state directory's lock: one writer at a time, stale locks (dead pid, reused pid, garbage)
@@ -63,6 +63,25 @@ describe('state lock', () => {
   it('takes over a lock file with garbage in it', () => {
     writeFileSync(lockFile, 'not json');
     acquireStateLock(lockFile, { kind: 'cli', command: 'modeld gc' }).release();
+  });
+
+  it('breaking a stale lock never removes a lock taken since, nor runs while another breaker holds the mutex', () => {
+    const stale = JSON.stringify({ pid: deadPid(), kind: 'daemon', command: 'modeld run', since: 1 });
+    // Seen stale, but another process has replaced it by the time we break it: left alone.
+    const lock = acquireStateLock(lockFile, { kind: 'cli', command: 'winner' });
+    expect(breakStale(lockFile, stale)).toBe(true);
+    expect(lockHolder(lockFile)).toMatchObject({ command: 'winner' });
+    lock.release();
+    // Another breaker at work (fresh mutex): we do nothing and retry later.
+    writeFileSync(lockFile, stale);
+    writeFileSync(`${lockFile}.break`, '1');
+    expect(breakStale(lockFile, stale)).toBe(false);
+    expect(readFileSync(lockFile, 'utf8')).toBe(stale);
+    // Its mutex is removed once old enough, and the next try breaks the lock.
+    utimesSync(`${lockFile}.break`, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+    expect(breakStale(lockFile, stale)).toBe(false);
+    expect(breakStale(lockFile, stale)).toBe(true);
+    expect(existsSync(lockFile)).toBe(false);
   });
 
   it('among processes racing for a stale lock, exactly one wins', async () => {
