@@ -1,10 +1,14 @@
 import Database from 'better-sqlite3';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectOneLineError, inferenceModel, runCli, writeConfig, writeYaml } from '../helpers/modeld-cli.js';
 import { makeModelArchive } from '../helpers/models.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
 
 // Bad arguments, as a user types them: each gives one line on stderr with the reason, the
 // documented exit code, no stack trace, and changes nothing.
@@ -84,6 +88,23 @@ describe('bad arguments', () => {
       db.close();
     }
   }, 60_000);
+});
+
+describe('seed progress', () => {
+  const hasScript = spawnSync('script', ['--version']).status === 0;
+  it.skipIf(!hasScript)('draws a progress bar on stderr in a terminal, and nothing in a pipe', async () => {
+    const big = join(work, 'progress.tar.gz');
+    writeFileSync(big, Buffer.concat([Buffer.from([0x1f, 0x8b]), randomBytes(8 * 1024 * 1024)]));
+    const cfg = writeConfig({ stateDir: join(work, 'progress-state'), admin: { socket: join(work, 'progress.sock') } }, join(work, 'progress.yaml'));
+    // util-linux script(1) gives the command a pseudo-terminal.
+    const cmd = [process.execPath, '--import', 'tsx', join(ROOT, 'agent/cli/index.ts'), '--config', cfg, 'seed', big, '--name', 'lin', '--version', '1'].map((a) => `'${a}'`).join(' ');
+    const tty = spawnSync('script', ['-qec', cmd, '/dev/null'], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+    expect(tty.status).toBe(0);
+    expect(tty.stdout).toMatch(/seeding .*progress\.tar\.gz \[#+\] 100% 8\.0 MiB\/8\.0 MiB/);
+    const piped = await runCli(cfg, ['seed', big, '--name', 'lin', '--version', '1']);
+    expect(piped.code).toBe(0);
+    expect(piped.stderr).not.toMatch(/\[#/);
+  }, 180_000);
 });
 
 describe('--help and version', () => {
