@@ -113,6 +113,10 @@ describe('modeld CLI on a node with no cloud and no broker', () => {
     expect(s.models[0]).toMatchObject({ url: `http://127.0.0.1:${new URL(gateway).port}/v2/models/lin`, replicas: 1, readyReplicas: 1 });
     const out = await inferX(gateway, 'lin', [1, 2]);
     expect(out.body).toMatchObject({ model_version: '1', outputs: [{ data: [3, 5] }] });
+    // Only one version so far: nothing to roll back to.
+    const none = await cli('rollback', 'lin');
+    expect(none.code).toBe(1);
+    expect(none.stderr).toBe('modeld: NoRollbackVersion: default/lin has no previous version to roll back to; name one with --to\n');
     // The human table says the same.
     const table = await cli('status');
     expect(table.stdout).toMatch(/default\/lin\s+local\s+Serving\s+1\s+1\s+1\/1\s+http:\/\/127\.0\.0\.1:\d+\/v2\/models\/lin/);
