@@ -65,6 +65,7 @@ export async function verifyStore(
       if (actual !== b.sha256) problem = `content hashes to ${actual}`;
     }
     if (!problem) continue;
+    if (!store.blobs.get(b.sha256)) continue; // removed meanwhile (gc in the daemon), not corrupt
     badBlobs.add(b.sha256);
     let action: VerifyFinding['action'] = 'reported';
     if (repair) {
@@ -98,6 +99,7 @@ export async function verifyStore(
     }
     const actual = await treeDigest(dir).catch((err: Error) => `unreadable: ${err.message}`);
     if (actual === expected) continue;
+    if (!(await readMarker(dir))) continue; // removed meanwhile (gc, a delete), not corrupt
 
     const model = `${v.namespace}/${v.name}`;
     const isCurrent = (await readCurrent(paths.modelDir(v.namespace, v.name))) === v.version;
