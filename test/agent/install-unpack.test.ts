@@ -87,7 +87,7 @@ describe('unpackArchive: valid archives', () => {
     ['.tar.gz', true, 'weights.tar.gz'],
     ['gzip named .zip', true, 'weights.zip'],
     ['plain tar named .tgz', false, 'weights.tgz'],
-  ])('unpacks a real %s made by the tar package', async (_label, gzip, name) => {
+  ])('unpacks a real %s made by GNU tar', async (_label, gzip, name) => {
     const { src, big } = await sourceTree();
     const archive = await packDir(src, join(root, 'archives', name), { gzip });
     const res = await unpackArchive(archive, dest, LIMITS);
