@@ -200,7 +200,8 @@ export class Runner {
       // Stays Failed (the old version, if any, keeps serving) until the spec changes.
       if (model?.phase !== 'Failed') reporter.report(namespace, name, { phase: 'Failed', reason: model?.failedReason, message: model?.failedMessage });
       return;
-    }    const phase = serving ? 'Serving' : 'Installed';
+    }
+    const phase = serving ? 'Serving' : 'Installed';
     const held = model?.heldVersion && model.heldVersion === p.want && model.heldVersion !== resolveTarget(desired.spec)?.version;
     const stale = model?.phase !== phase || model.observedGeneration !== desired.generation || model.reason !== (held ? 'RolledBack' : undefined);
     if (stale) {
