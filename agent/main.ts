@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { AdminServer } from './admin/server.js';
-import { acquireStateLock } from './admin/state-lock.js';
+import { acquireStateLockWaiting } from './admin/state-lock.js';
 import type { Config } from './config/schema.js';
 import { ModeldError } from './errors.js';
 import { BlobStore } from './fetch/blob-store.js';
@@ -50,7 +50,7 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
   const paths = statePaths(config.stateDir);
   mkdirSync(paths.root, { recursive: true, mode: 0o750 });
   // Held for the daemon's whole life: the CLI writes the state directory only when it can take it.
-  const lock = acquireStateLock(paths.lockFile, { kind: 'daemon', command: 'modeld run' });
+  const lock = await acquireStateLockWaiting(paths.lockFile, { kind: 'daemon', command: 'modeld run' }, { waitMs: 10_000 });
   let store: Store;
   try {
     store = openStore(paths.db);

@@ -82,6 +82,15 @@ export async function seedArchive(
     message: `archive ${req.path}${req.version ? ` (version ${req.version})` : ''} seeded as sha256 ${r.sha256}${r.alreadyPresent ? ' (already present)' : ''}`,
   });
   deps.log.info({ sha256: r.sha256, size: r.size, path: req.path, model: model && `${model.namespace}/${model.name}`, version: req.version }, 'archive seeded');
-  if (model) deps.kick(model.namespace, model.name);
+  if (model) {
+    // Seeding is the remedy for a failed download: a failure of this very archive is forgotten,
+    // so the runner tries again now (from the store) instead of at its next retry.
+    const m = deps.store.models.get(model.namespace, model.name);
+    const wanted = spec?.spec.manifest?.find((e) => e.version === req.version)?.sha256sum?.toLowerCase();
+    if (m?.failedVersion === req.version && wanted === r.sha256) {
+      deps.store.models.update(model.namespace, model.name, { failedVersion: undefined, failedSpecHash: undefined, failedReason: undefined, failedMessage: undefined });
+    }
+    deps.kick(model.namespace, model.name);
+  }
   return { sha256: r.sha256, size: r.size, path: r.path, alreadyPresent: r.alreadyPresent, verifiedAgainst };
 }

@@ -10,6 +10,7 @@
 // stale and broken under a short-lived mutex, so two starters cannot both break it and both win.
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, linkSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
 import { ModeldError } from '../errors.js';
 
 export interface LockOwner {
@@ -175,4 +176,26 @@ export function acquireStateLock(path: string, who: { kind: LockOwner['kind']; c
     sleepSync(20 * (i + 1)); // a contender may be mid-break or mid-release
   }
   throw new ModeldError('StateLocked', `could not take the lock ${path} (contended)`);
+}
+
+/**
+ * acquireStateLock, waiting up to `waitMs` while a CLI command holds the lock (its commands are
+ * short; a daemon starting during `modeld apply` should not fail for it). A daemon holder, or a
+ * CLI holder still there after the wait, is StateLocked.
+ */
+export async function acquireStateLockWaiting(
+  path: string,
+  who: { kind: LockOwner['kind']; command: string },
+  opts: { waitMs: number; signal?: AbortSignal },
+): Promise<StateLock> {
+  const deadline = Date.now() + opts.waitMs;
+  for (;;) {
+    try {
+      return acquireStateLock(path, who);
+    } catch (err) {
+      const owner = err instanceof ModeldError ? (err.details.owner as LockOwner | undefined) : undefined;
+      if (owner?.kind !== 'cli' || Date.now() >= deadline) throw err;
+    }
+    await delay(200, undefined, { signal: opts.signal });
+  }
 }

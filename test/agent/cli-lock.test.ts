@@ -47,7 +47,7 @@ afterEach(async () => {
 });
 
 describe('the state directory has one writer', () => {
-  it('modeld run refuses to start while a CLI command holds the state directory', async () => {
+  it('modeld run waits for a CLI command holding the state directory, then refuses to start', async () => {
     mkdirSync(config.stateDir, { recursive: true });
     const lock = acquireStateLock(join(config.stateDir, 'modeld.lock'), { kind: 'cli', command: 'modeld seed' });
     try {
@@ -156,4 +156,52 @@ describe('the state directory has one writer', () => {
     expect(existsSync(join(config.stateDir, 'blobs', 'sha256'))).toBe(false);
     expect(existsSync(join(config.stateDir, 'modeld.lock'))).toBe(false);
   }, 120_000);
+
+  it('many CLI commands at once while the daemon runs all go through it; the store stays consistent', async () => {
+    const a = await makeModelArchive(join(work, 'a.tar.gz'), { w: 1, b: 0 });
+    const b = await makeModelArchive(join(work, 'b.tar.gz'), { w: 2, b: 0 });
+    daemon = startAgentProcess(config, ['--no-serve']);
+    await waitFor(async () => (JSON.parse((await cli('status', '--json')).stdout) as StatusReport).daemon, 60_000, 'the daemon to answer');
+    const spec = writeYaml(join(work, 'ab.yaml'), inferenceModel('lin', [{ version: '1', sha256: a.sha256 }, { version: '2', sha256: b.sha256 }], { targetVersion: '1' }));
+    const results = await Promise.all([
+      cli('seed', a.path, '--name', 'lin', '--version', '1'),
+      cli('seed', b.path, '--name', 'lin', '--version', '2'),
+      cli('seed', a.path, '--name', 'lin', '--version', '1'),
+      cli('gc', '--dry-run'),
+      cli('verify', '--no-repair'),
+      cli('events'),
+      cli('status'),
+    ]);
+    for (const r of results) expect(r.code, r.stderr).toBe(0);
+    expect((await cli('apply', '-f', spec)).code).toBe(0);
+    await waitFor(async () => (JSON.parse((await cli('status', '--json')).stdout) as StatusReport).models[0]?.phase === 'Installed', 120_000, 'installed');
+    expect((await cli('verify')).code).toBe(0);
+    await daemon.kill('SIGTERM');
+    daemon = undefined;
+    const db = new Database(join(config.stateDir, 'state.db'), { readonly: true });
+    try {
+      expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+      expect((db.prepare('SELECT sha256 FROM blobs ORDER BY sha256').all() as Array<{ sha256: string }>).map((r) => r.sha256)).toEqual([a.sha256, b.sha256].sort());
+    } finally {
+      db.close();
+    }
+    // Without the daemon, the same check directly on the state directory.
+    expect((await cli('verify')).code).toBe(0);
+  }, 240_000);
+
+  it('a download that failed is remedied by seeding the archive', async () => {
+    const a = await makeModelArchive(join(work, 'a.tar.gz'), { w: 1, b: 0 });
+    daemon = startAgentProcess(config, ['--no-serve']);
+    // The URL answers nothing: the download fails.
+    const spec = writeYaml(join(work, 'a.yaml'), inferenceModel('lin', [{ version: '1', sha256: a.sha256, url: `http://127.0.0.1:${await freePort()}/a.tar.gz` }]));
+    expect((await cli('apply', '-f', spec)).code).toBe(0);
+    await waitFor(async () => (JSON.parse((await cli('status', '--json')).stdout) as StatusReport).models[0]?.phase === 'Failed', 120_000, 'the download to fail');
+    const failed = (JSON.parse((await cli('status', '--json')).stdout) as StatusReport).models[0];
+    expect(failed.lastError).toMatchObject({ version: '1' });
+    const seeded = await cli('seed', a.path, '--name', 'lin', '--version', '1');
+    expect(seeded.code, seeded.stderr).toBe(0);
+    // The failure is forgotten at once (not at the runner's own retry, 60 s later), and it installs from the store.
+    expect((JSON.parse((await cli('status', '--json')).stdout) as StatusReport).models[0].lastError).toBeUndefined();
+    await waitFor(async () => (JSON.parse((await cli('status', '--json')).stdout) as StatusReport).models[0]?.phase === 'Installed', 120_000, 'installed from the seed');
+  }, 240_000);
 });
