@@ -18,7 +18,8 @@ import { registerVersion } from './version.js';
 //
 // Commands that change state go to the running daemon over its admin socket (config
 // admin.socket); when no daemon runs they work on the state directory directly under its lock
-// (and `modeld run` refuses to start meanwhile). `status` reads the store read-only then.
+// (and `modeld run` waits up to 10 s for it, then refuses to start). `status` and `events` read
+// the store read-only then. More in README.md beside this file.
 //
 // Exit codes:
 //   0   ok

@@ -127,5 +127,18 @@ describe('modeld verify', () => {
     expect(r.report.corrupt).toEqual([expect.objectContaining({ kind: 'version', version: '1', action: 'removed-for-reinstall' })]);
     expect(existsSync(join(config.stateDir, 'models/default/lin/versions/1'))).toBe(false);
     expect((await cli('verify')).code).toBe(0);
+
+    // The current version damaged and its archive too: the archive is quarantined, the version
+    // only reported (serving damaged files beats serving nothing; the operator decides).
+    flipByte(blobPath(archives['2'].sha256), 50);
+    flipByte(modelFile('2'), 25);
+    const both = await verify();
+    expect(both.code).toBe(1);
+    expect(both.report.corrupt).toEqual([
+      expect.objectContaining({ kind: 'blob', sha256: archives['2'].sha256, action: 'quarantined' }),
+      expect.objectContaining({ kind: 'version', version: '2', action: 'reported' }),
+    ]);
+    expect(existsSync(modelFile('2'))).toBe(true);
+    expect((await verify()).report.corrupt).toEqual([expect.objectContaining({ kind: 'version', version: '2', action: 'reported' })]);
   }, 120_000);
 });
