@@ -18,7 +18,7 @@ export interface AdminDeps {
   blobStore: BlobStore;
   log: Logger;
   intake: Intake;
-  serving?: ServingPort & { gatewayUrl?(): string };
+  serving?: ServingPort;
   kick(namespace: string, name: string, opts?: { cancel?: boolean }): void;
   /** True inside the daemon; false for the CLI on the state directory. */
   daemon: boolean;
