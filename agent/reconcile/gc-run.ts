@@ -69,7 +69,8 @@ async function gcOnce(deps: GcDeps, opts: GcOptions): Promise<GcResult> {
     keep(namespace, name, await readCurrent(paths.modelDir(namespace, name)));
     keep(namespace, name, model?.servingVersion);
     keep(namespace, name, model?.previousVersion);
-    keep(namespace, name, model?.heldVersion);
+    // A hold ends when the spec changes: a stale one protects nothing.
+    if (desired && model?.heldSpecHash === specHash(desired.spec)) keep(namespace, name, model.heldVersion);
     keep(namespace, name, serving?.state(namespace, name)?.version);
     if (desired && !desired.spec.image) {
       const target = resolveTarget(desired.spec);
