@@ -139,6 +139,16 @@ describe('delivery end to end', { timeout: 240_000 }, () => {
     expect(existsSync(modelDir())).toBe(false);
   });
 
+  it('installs correctly when the download starts over under the unpacker (server ignores Range)', async () => {
+    const v1 = await archive('1', { files: 4, fileBytes: 512 * 1024 });
+    v1.server.script({ kind: 'drop', atByte: Math.floor(v1.size / 2) }, { kind: 'ignoreRange' });
+    await agent();
+    await cloud.update(NODE, content(1, [v1], '1'));
+    await cloud.waitStatus((s) => s.phase === 'Installed', { what: 'installed' });
+    assertCurrentComplete([v1]);
+    expect(v1.server.requests.map((r) => r.action)).toEqual(['drop', 'ignoreRange']);
+  });
+
   it('does the work once when the same spec is sent ten times', async () => {
     const v1 = await archive('1');
     await agent();
