@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { fsyncDir } from '../fetch/fsync.js';
+import { fsyncPath } from '../durable.js';
 import { TRASH_PREFIX, readCurrent } from '../install/layout.js';
 import { readMarker } from '../install/marker.js';
 import { rmTree } from '../install/rm-tree.js';
@@ -73,7 +73,7 @@ export async function verifyStore(
         const qdir = join(paths.root, 'blobs', 'quarantine');
         await mkdir(qdir, { recursive: true });
         await rename(path, join(qdir, `${b.sha256}-${Date.now()}`));
-        await fsyncDir(dirname(path));
+        await fsyncPath(dirname(path));
       }
       store.blobs.delete(b.sha256);
       action = 'quarantined';
@@ -109,7 +109,7 @@ export async function verifyStore(
       // the planner sees it missing and installs it again from the blob if a spec still wants it.
       const trash = join(paths.versionsDir(v.namespace, v.name), `${TRASH_PREFIX}${v.version}-corrupt-${randomBytes(4).toString('hex')}`);
       await rename(dir, trash);
-      await fsyncDir(paths.versionsDir(v.namespace, v.name));
+      await fsyncPath(paths.versionsDir(v.namespace, v.name));
       store.versions.delete(v.namespace, v.name, v.version);
       await rmTree(trash);
       action = 'removed-for-reinstall';

@@ -6,7 +6,7 @@ import { ModeldError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { StatePaths } from '../paths.js';
 import type { BlobRecord, BlobTable } from '../store/blobs.js';
-import { fsyncDir, fsyncFile, mkdirDurable, renameDurable } from './fsync.js';
+import { fsyncPath, mkdirDurable, renameDurable } from '../durable.js';
 import { KeyLock } from './key-lock.js';
 import { PartialFile } from './partial-file.js';
 
@@ -78,7 +78,7 @@ export class BlobStore {
     const dest = this.pathOf(sha);
     const st = await stat(tmpFile);
     if (st.size !== size) throw new ModeldError('SizeMismatch', `refusing to adopt ${tmpFile}: ${st.size} bytes, expected ${size}`);
-    await fsyncFile(tmpFile);
+    await fsyncPath(tmpFile);
     await chmod(tmpFile, 0o444);
     await mkdirDurable(dirname(dest));
     await renameDurable(tmpFile, dest);
@@ -167,7 +167,7 @@ export class BlobStore {
     const path = this.pathOf(sha);
     try {
       await unlink(path);
-      await fsyncDir(dirname(path));
+      await fsyncPath(dirname(path));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }

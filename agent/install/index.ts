@@ -1,5 +1,5 @@
 // The install subsystem: detect -> unpack into staging -> promote into versions/<v> -> swap current; gc; recovery.
-export { fsyncPath, fsyncTree, writeFileAtomic } from './fsync.js';
+export { fsyncPath, fsyncTree, writeFileAtomic } from '../durable.js';
 export { detectArchive, type ArchiveKind } from './detect.js';
 export { unpackArchive, type UnpackLimits } from './unpack.js';
 export { clearStaging, promoteVersion, readCurrent, removeCurrent, removeVersionDir, swapCurrent } from './layout.js';

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, lstat, mkdir, readdir, readlink, rename, symlink, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ModeldError } from '../errors.js';
-import { fsyncPath, fsyncTree, writeFileAtomic } from './fsync.js';
+import { fsyncPath, fsyncTree, writeFileAtomic } from '../durable.js';
 import { COMPLETE_MARKER, isVersionComplete, type CompleteMarker } from './marker.js';
 import { makeReadOnly } from './read-only.js';
 import { treeDigest } from './tree-digest.js';
