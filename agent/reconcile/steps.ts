@@ -58,13 +58,18 @@ export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: 
       // promoted only once the download verified. Without one, or if that fails, install unpacks after.
       const overlap = step.sha256 ? unpackWhileFetching(step.sha256, step.version, model, deps, ctx) : undefined;
       let result;
+      let lastReported = 0;
       try {
         result = await fetchBlob(
           { url: step.url, sha256: step.sha256 },
           { paths, blobStore: deps.blobStore, downloads: store.downloads, policy: deps.fetchPolicy, log: deps.log.child({ model: `${ns}/${name}`, version: step.version }) },
           {
             signal: ctx.signal,
-            onProgress: (p) => reporter.report(ns, name, { phase: 'Downloading', progress: p, targetVersion: step.version }),
+            onProgress: (p) => {
+              if (p.bytes === lastReported) return; // the final call repeats the last chunk's figure
+              lastReported = p.bytes;
+              reporter.report(ns, name, { phase: 'Downloading', progress: p, targetVersion: step.version });
+            },
             onBytes: deps.onFetchBytes && ((n) => deps.onFetchBytes!(ns, name, n)),
           },
         );
