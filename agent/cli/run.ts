@@ -17,6 +17,8 @@ export function registerRun(program: Command): void {
       const edgecore = detectEdgecore();
       const config = loadConfig({ path: program.opts().config, defaults: edgecore.defaults });
       const log = createLogger({ level: config.log.level });
+      // A promise nobody awaited failed: a bug, but not one worth dropping every served model for.
+      process.on('unhandledRejection', (err) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'unhandled rejection; the daemon keeps running'));
       if (edgecore.found) log.info({ edgecore: edgecore.path, nodeName: edgecore.nodeName, brokerUrl: edgecore.brokerUrl, problems: edgecore.problems }, 'edgecore detected');
       // Before anything is spawned: it takes NOTIFY_SOCKET out of the environment runtimes inherit.
       const notifier = createNotifier({ log });
