@@ -122,6 +122,7 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
       log,
       serving,
       enqueue: (topic, payload) => link.enqueue(topic, payload),
+      online: () => link.connected,
       onReport: opts.metrics && ((s) => opts.metrics!.onStatus(s)),
     });
     reporterRef = reporter;

@@ -36,6 +36,8 @@ export class Reporter {
       enqueue: (topic: string, payload: string) => void;
       /** Every status made (metrics). Must not throw. */
       onReport?: (status: StatusContent) => void;
+      /** Whether the broker is there: progress made while it is not would only pile up, stale, in the outbox. */
+      online?: () => boolean;
     },
   ) {}
 
@@ -88,15 +90,19 @@ export class Reporter {
       resource: resourcePath(namespace, name),
       parentMsgId: update.parentMsgId ?? desired?.msgId ?? '',
     });
-    if (update.phase !== 'Downloading' || update.progress === undefined) {
+    const progressOnly = update.phase === 'Downloading' && update.progress !== undefined;
+    if (!progressOnly) {
       store.events.add({ namespace, name, kind: update.phase, message: [update.reason, update.message].filter(Boolean).join(': ') || update.phase });
     }
     const log = this.deps.log.child({ model: `${namespace}/${name}`, version: status.targetVersion });
-    log[update.phase === 'Failed' ? 'warn' : 'info'](
+    log[update.phase === 'Failed' ? 'warn' : progressOnly ? 'debug' : 'info'](
       { phase: update.phase, reason: update.reason, servingVersion: status.servingVersion, progress: update.progress },
       update.message ?? `phase ${update.phase}`,
     );
-    this.deps.enqueue(statusTopic(config.topics.status, config.node.name), JSON.stringify(envelope));
+    // Phase changes are always kept; byte progress only while someone can hear it.
+    if (!progressOnly || (this.deps.online?.() ?? true)) {
+      this.deps.enqueue(statusTopic(config.topics.status, config.node.name), JSON.stringify(envelope));
+    }
     this.deps.onReport?.(status);
     return status;
   }
