@@ -8,6 +8,7 @@
 // lock name: link() fails with EEXIST atomically, like O_EXCL, and a reader never sees half a
 // file). A lock whose pid is gone (or was reused by another process: the start time differs) is
 // stale and broken under a short-lived mutex, so two starters cannot both break it and both win.
+import { procStartTime } from '../runtime/pidfiles.js';
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, linkSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -33,17 +34,6 @@ export interface StateLock {
 /** A mutex left by a process that died while breaking a stale lock is itself stale after this. */
 const BREAK_MUTEX_STALE_MS = 10_000;
 const MAX_TRIES = 20;
-
-/** The start time of a process, or undefined where /proc is not available. */
-export function procStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name (which may hold spaces and parens): state is field 3, starttime 22.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
-}
 
 /** Whether the process that wrote the lock still runs (same pid and, where known, same start time). */
 export function isOwnerAlive(owner: LockOwner): boolean {

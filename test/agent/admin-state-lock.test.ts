@@ -3,7 +3,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { acquireStateLock, breakStale, lockHolder, procStartTime } from '../../agent/admin/state-lock.js';
+import { acquireStateLock, breakStale, lockHolder } from '../../agent/admin/state-lock.js';
+import { procStartTime } from '../../agent/runtime/pidfiles.js';
 import { waitFor } from '../helpers/wait.js';
 
 // The state directory's lock: one writer at a time, stale locks (dead pid, reused pid, garbage)
