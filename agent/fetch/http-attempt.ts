@@ -1,3 +1,4 @@
+import { untilAborted } from '../until-aborted.js';
 import { request, type Dispatcher } from 'undici';
 import { ModeldError } from '../errors.js';
 import { parseRetryAfter } from './backoff.js';
@@ -72,27 +73,9 @@ function parseLength(v: string | undefined): number | undefined {
  * and release a response that arrives after we gave up.
  */
 function abortable(p: Promise<Dispatcher.ResponseData>, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
-  if (signal.aborted) {
-    p.then((r) => r.body.destroy(), () => {});
-    return Promise.reject(signal.reason);
-  }
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      p.then((r) => r.body.destroy(), () => {});
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (r) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(r);
-      },
-      (err) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
+  // Registered first, so it sees the abort that made untilAborted reject: nobody else will read that body.
+  p.then((r) => signal.aborted && r.body.destroy(), () => {});
+  return untilAborted(p, signal);
 }
 
 export async function runAttempt(startUrl: URL, file: PartialFile, known: RemoteValidators, deps: AttemptDeps): Promise<ResponseMeta> {

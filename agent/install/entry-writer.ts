@@ -2,7 +2,7 @@
 // Every refusal is an UnsafeArchive naming the entry; nothing is created outside the root because
 // names are checked as components, parents must be directories this unpack created (never links),
 // and files are opened with O_EXCL|O_NOFOLLOW.
-import { untilAborted } from './until-aborted.js';
+import { untilAborted } from '../until-aborted.js';
 import { constants } from 'node:fs';
 import { link, mkdir, open, symlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';

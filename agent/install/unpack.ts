@@ -9,7 +9,7 @@ import { dirname, resolve, sep } from 'node:path';
 import { pipeline, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
-import { untilAborted } from './until-aborted.js';
+import { untilAborted } from '../until-aborted.js';
 import { ModeldError } from '../errors.js';
 import { archiveKind, detectArchive, isGzipMagic, looksLikeTarHeader, type ArchiveKind } from './detect.js';
 import { checkHeader, EntryWriter, isFileEntry, unsafe } from './entry-writer.js';
