@@ -7,9 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatusReport } from '../../agent/admin/status-view.js';
 import type { GcResult } from '../../agent/reconcile/gc-run.js';
 import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
-import { inferenceModel, runCli, writeConfig, writeYaml } from '../helpers/modeld-cli.js';
+import { inferenceModel, runCli, writeConfig, writeYaml, offlineNodeConfig } from '../helpers/modeld-cli.js';
 import { makeModelArchive } from '../helpers/models.js';
-import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';
 
 // `modeld gc`: --dry-run changes nothing (the whole state directory and every database row are
@@ -88,12 +87,7 @@ async function gc(...args: string[]): Promise<GcResult> {
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'modeld-cli-gc-'));
-  config = {
-    node: { name: 'edge-1' },
-    broker: { url: `mqtt://127.0.0.1:${await freePort()}`, reconnectMs: 60_000 },
-    stateDir: join(work, 'state'),
-    admin: { socket: join(work, 'admin.sock') },
-  };
+  config = await offlineNodeConfig(work);
   configFile = writeConfig(config);
   for (const [v, w] of [['1', 1], ['2', 2], ['3', 3], ['4', 4]] as const) {
     archives[v] = await makeModelArchive(join(work, `lin-${v}.tar.gz`), { w, b: 0 });

@@ -9,7 +9,7 @@ import { acquireStateLock } from '../../agent/admin/state-lock.js';
 import type { StatusReport } from '../../agent/admin/status-view.js';
 import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
 import { startChaosServer, type ChaosServer } from '../helpers/chaos-server.js';
-import { expectOneLineError, inferenceModel, runCli, writeConfig, writeYaml } from '../helpers/modeld-cli.js';
+import { expectOneLineError, inferenceModel, runCli, writeConfig, writeYaml, offlineNodeConfig } from '../helpers/modeld-cli.js';
 import { makeModelArchive } from '../helpers/models.js';
 import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';
@@ -28,13 +28,9 @@ const cli = (...args: string[]) => runCli(configFile, args);
 
 beforeEach(async () => {
   work = mkdtempSync(join(tmpdir(), 'modeld-cli-lock-'));
-  config = {
-    node: { name: 'edge-1' },
-    broker: { url: `mqtt://127.0.0.1:${await freePort()}`, reconnectMs: 60_000 },
-    stateDir: join(work, 'state'),
-    admin: { socket: join(work, 'admin.sock') },
+  config = await offlineNodeConfig(work, {
     fetch: { stallTimeoutMs: 8000, backoffBaseMs: 50, backoffMaxMs: 200, progressIntervalMs: 100 },
-  };
+  });
   configFile = writeConfig(config);
 });
 

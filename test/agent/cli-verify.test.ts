@@ -5,9 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatusReport } from '../../agent/admin/status-view.js';
 import type { VerifyReport } from '../../agent/admin/verify.js';
 import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
-import { inferenceModel, runCli, writeConfig, writeYaml } from '../helpers/modeld-cli.js';
+import { inferenceModel, runCli, writeConfig, writeYaml, offlineNodeConfig } from '../helpers/modeld-cli.js';
 import { makeModelArchive } from '../helpers/models.js';
-import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';
 
 // `modeld verify` finds a byte flipped on disk in a stored archive and in an installed file,
@@ -57,12 +56,7 @@ async function verify(...args: string[]): Promise<{ code: number | null; report:
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'modeld-cli-verify-'));
-  config = {
-    node: { name: 'edge-1' },
-    broker: { url: `mqtt://127.0.0.1:${await freePort()}`, reconnectMs: 60_000 },
-    stateDir: join(work, 'state'),
-    admin: { socket: join(work, 'admin.sock') },
-  };
+  config = await offlineNodeConfig(work);
   configFile = writeConfig(config);
   archives['1'] = await makeModelArchive(join(work, 'lin-1.tar.gz'), { w: 1, b: 1 });
   archives['2'] = await makeModelArchive(join(work, 'lin-2.tar.gz'), { w: 2, b: 2 });

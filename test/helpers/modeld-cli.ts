@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
+import { freePort } from './ports.js';
 
 // `modeld <command>` as a user runs it: a child process from source through tsx, with a config
 // file, its exit code, stdout and stderr.
@@ -36,6 +37,20 @@ export function runCli(configFile: string | undefined, args: string[], opts: { i
     if (opts.input !== undefined) child.stdin!.end(opts.input);
     else child.stdin!.end();
   });
+}
+
+/**
+ * A node with no reachable broker (a free port nobody listens on), its state and admin socket
+ * under `work`: the offline node most CLI tests start from.
+ */
+export async function offlineNodeConfig(work: string, extra: Record<string, unknown> = {}): Promise<Record<string, unknown> & { stateDir: string }> {
+  return {
+    node: { name: 'edge-1' },
+    broker: { url: `mqtt://127.0.0.1:${await freePort()}`, reconnectMs: 60_000 },
+    stateDir: join(work, 'state'),
+    admin: { socket: join(work, 'admin.sock') },
+    ...extra,
+  };
 }
 
 /** Writes a config file for the CLI (and the daemon: pass the same object to startAgentProcess). */
