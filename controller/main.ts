@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import './node-check.js';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { pino, type Logger } from 'pino';

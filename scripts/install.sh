@@ -106,12 +106,13 @@ if [[ "$release_arch" != "$machine" ]]; then
   say "warning: installing a $release_arch release on $machine (--force)"
 fi
 
-# Node: >= 20.11 (package.json engines).
+# Node: >=24.11 <25 (package.json engines; Node 20 is end-of-life).
 [[ -n "$node_bin" ]] || node_bin="$(command -v node || true)"
-[[ -n "$node_bin" && -x "$node_bin" ]] || die "node not found: install Node.js 20 (nodejs.org or NodeSource) or pass --node PATH"
+[[ -n "$node_bin" && -x "$node_bin" ]] || die "node not found: install Node.js 24 LTS (nodejs.org, NodeSource, or the npm package node-linux-<arch>) or pass --node PATH"
 node_version="$("$node_bin" -p 'process.versions.node' 2>/dev/null)" || die "$node_bin does not run"
 IFS=. read -r nmaj nmin _ <<<"$node_version"
-if ((nmaj < 20 || (nmaj == 20 && nmin < 11))); then die "node $node_version at $node_bin is too old: modeld needs >= 20.11"; fi
+if ((nmaj < 24 || (nmaj == 24 && nmin < 11))); then die "node $node_version at $node_bin is too old: modeld needs Node.js 24 LTS (>= 24.11 < 25)"; fi
+if ((nmaj > 24)); then die "node $node_version at $node_bin is newer than modeld supports: it needs Node.js 24 LTS (>= 24.11 < 25)"; fi
 node_bin="$(readlink -f "$node_bin")"
 
 # The user the service runs as.

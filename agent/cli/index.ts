@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import './node-check.js';
 import { Command, CommanderError } from 'commander';
 import { AGENT_VERSION } from '../version.js';
 import { registerApply } from './apply.js';

@@ -1,0 +1,4 @@
+// Imported first by the entry point, so that an old Node.js gets one clear line, not a stack from a dependency.
+import { exitUnlessSupportedNode } from '../../shared/node-support.js';
+
+exitUnlessSupportedNode('modeld');
