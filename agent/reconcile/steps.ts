@@ -175,6 +175,8 @@ function unpackWhileFetching(sha256: string, version: string, model: ModelRef, d
     () => true,
     (err: unknown) => {
       if (!stop.signal.aborted) log.debug({ err: (err as Error).message }, 'unpacking during the download did not work out; unpacking after it');
+      // The tail may be waiting for bytes the download has not written yet: end it, and close the file now.
+      stop.abort(err);
       return false;
     },
   );
