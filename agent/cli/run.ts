@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { detectEdgecore } from '../config/edgecore.js';
 import { loadConfig } from '../config/load.js';
+import { CrashGuard } from '../crash-guard.js';
 import { createLogger } from '../log.js';
 import { startAgent } from '../main.js';
 import { AgentMetrics, startMetricsServer, type MetricsServer } from '../metrics/index.js';
@@ -17,8 +18,8 @@ export function registerRun(program: Command): void {
       const edgecore = detectEdgecore();
       const config = loadConfig({ path: program.opts().config, defaults: edgecore.defaults });
       const log = createLogger({ level: config.log.level });
-      // A promise nobody awaited failed: a bug, but not one worth dropping every served model for.
-      process.on('unhandledRejection', (err) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'unhandled rejection; the daemon keeps running'));
+      const guard = new CrashGuard(log);
+      guard.install();
       if (edgecore.found) log.info({ edgecore: edgecore.path, nodeName: edgecore.nodeName, brokerUrl: edgecore.brokerUrl, problems: edgecore.problems }, 'edgecore detected');
       // Before anything is spawned: it takes NOTIFY_SOCKET out of the environment runtimes inherit.
       const notifier = createNotifier({ log });
@@ -29,6 +30,7 @@ export function registerRun(program: Command): void {
         return undefined;
       });
       const agent = await startAgent(config, log, { serve: opts.serve, metrics });
+      guard.attach({ events: agent.store.events, onEscape: (origin) => metrics.onEscapedError(origin) });
       log.info({ node: config.node.name, stateDir: config.stateDir, broker: config.broker.url }, 'modeld started');
       let stopping = false;
       const stop = async (signal: string) => {

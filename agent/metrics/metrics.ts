@@ -28,6 +28,7 @@ export class AgentMetrics {
   readonly runtimeRestarts = new Counter({ name: 'modeld_runtime_restarts_total', help: 'Runtime instances restarted after an unexpected exit or a start timeout.', labelNames: ['namespace', 'name'] as const, registers: [this.registry] });
   readonly gatewayRequests = new Counter({ name: 'modeld_gateway_requests_total', help: 'Requests the gateway routed to a model, by HTTP status.', labelNames: ['model', 'code'] as const, registers: [this.registry] });
   readonly gatewayLatency = new Histogram({ name: 'modeld_gateway_request_duration_seconds', help: 'Gateway request time per model, until the response is sent.', labelNames: ['model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly escapedErrors = new Counter({ name: 'modeld_escaped_errors_total', help: 'Errors that escaped every handler (logged with their stack; the daemon kept running), by origin.', labelNames: ['origin'] as const, registers: [this.registry] });
   readonly brokerConnected = new Gauge({ name: 'modeld_broker_connected', help: '1 while the MQTT link to the broker is up.', registers: [this.registry] });
 
   constructor(opts: { processMetrics?: boolean; agentVersion?: string; node?: string; now?: () => number } = {}) {
@@ -56,6 +57,7 @@ export class AgentMetrics {
       1,
     );
     this.brokerConnected.set(0);
+    for (const origin of ['uncaughtException', 'unhandledRejection']) this.escapedErrors.inc({ origin }, 0);
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
@@ -93,6 +95,10 @@ export class AgentMetrics {
   onGatewayRequest(model: string, status: number, seconds: number): void {
     this.gatewayRequests.inc({ model, code: String(status) });
     this.gatewayLatency.observe({ model }, seconds);
+  }
+
+  onEscapedError(origin: string): void {
+    this.escapedErrors.inc({ origin });
   }
 
   onBrokerConnection(connected: boolean): void {

@@ -24,12 +24,21 @@ export class EventTable {
     if (++this.added % 500 === 0) this.db.prepare('DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?').run(KEEP);
   }
 
+  /** Events of `kind` newer than the latest event of kind `after` (all of them if there is none), newest first. */
+  since(after: string, kind: string): EventRecord[] {
+    const rows = this.db
+      .prepare('SELECT * FROM events WHERE kind = ? AND id > COALESCE((SELECT MAX(id) FROM events WHERE kind = ?), 0) ORDER BY id DESC')
+      .all(kind, after);
+    return toRecords(rows);
+  }
+
   recent(limit: number, model?: { namespace: string; name: string }): EventRecord[] {
     const rows = model
       ? this.db.prepare('SELECT * FROM events WHERE namespace = ? AND name = ? ORDER BY id DESC LIMIT ?').all(model.namespace, model.name, limit)
       : this.db.prepare('SELECT * FROM events ORDER BY id DESC LIMIT ?').all(limit);
-    return (rows as Array<EventRecord & { namespace: string | null; name: string | null }>).map((r) => ({
-      ...r, namespace: r.namespace ?? undefined, name: r.name ?? undefined,
-    }));
+    return toRecords(rows);
   }
 }
+
+const toRecords = (rows: unknown[]): EventRecord[] =>
+  (rows as Array<EventRecord & { namespace: string | null; name: string | null }>).map((r) => ({ ...r, namespace: r.namespace ?? undefined, name: r.name ?? undefined }));

@@ -132,4 +132,52 @@ describe('the daemon survives what outside peers send', { timeout: 180_000 }, ()
     await waitFor(() => openStateFiles(agent.child.pid!).length === 0, 5_000, 'the agent to close the refused archive').catch(() => {});
     expect(openStateFiles(agent.child.pid!)).toEqual([]);
   });
+
+  it("hostile MQTT messages from Debian's mosquitto_pub get a reason each; the daemon lives on and its models are untouched", async () => {
+    await startAgent();
+    const whole = await tgz('whole.tgz', 4, 16 * 1024);
+    await cloud.update(NODE, spec('good', 'whole.tgz', whole));
+    await untilStatus((s) => s.name === 'good' && s.phase === 'Installed', 'the good model installed');
+    const from = cloud.statuses.length;
+    const specTopic = (name: string) => `ai/inferencemodel/${NODE}/default/${name}`;
+    const envelope = (name: string, content: unknown, operation = 'update') =>
+      JSON.stringify({ header: { msg_id: `m-${name}`, parent_msg_id: '', timestamp: Date.now() }, route: { source: 'x', group: 'user', operation, resource: `default/inferencemodel/${name}` }, content });
+    const file = (name: string, data: string | Buffer) => (writeFileSync(join(work, name), data), join(work, name));
+    const corpus: Array<[topic: string, payload: { m?: string; f?: string; n?: true }]> = [
+      [specTopic('good'), { m: 'not json' }],
+      [specTopic('good'), { f: file('binary', randomBytes(4096)) }],
+      [specTopic('good'), { n: true }],
+      [specTopic('good'), { m: 'null' }],
+      [specTopic('good'), { m: '[]' }],
+      [specTopic('good'), { m: '{"__proto__":{"polluted":true},"header":{}}' }],
+      [specTopic('good'), { f: file('deep', '['.repeat(500_000) + ']'.repeat(500_000)) }],
+      [specTopic('good'), { f: file('huge', JSON.stringify({ pad: 'x'.repeat(2 * 1024 * 1024) })) }],
+      [specTopic('good'), { m: envelope('good', { metadata: { name: 'good', namespace: 'default', generation: 'two' }, spec: { modelName: 7 } }) }],
+      [specTopic('good'), { m: envelope('good', { metadata: { name: 'good', namespace: 'default', generation: 9 } }, 'explode') }],
+      [specTopic('bad1'), { m: envelope('bad1', { metadata: { name: 'bad1', namespace: 'default', generation: 1 }, spec: { modelName: 'bad1', deployToLayer: 'edge', manifest: [{ version: '1', downloadURL: 'file:///etc/shadow', sha256sum: 'a'.repeat(64) }], targetVersion: '1' } }) }],
+      [specTopic('bad2'), { m: envelope('bad2', { metadata: { name: 'bad2', namespace: 'default', generation: 1 }, spec: { modelName: 'bad2', deployToLayer: 'edge', manifest: [{ version: '1', downloadURL: http.url('x'), sha256sum: 'zz' }], targetVersion: '9' } }) }],
+      [`ai/inferencemodel/${NODE}/_sync`, { m: envelope('sync', { node: NODE, items: 'all of them' }, 'sync') }],
+      [`ai/inferencemodel/${NODE}/../../etc`, { m: '{}' }],
+      [`ai/inferencemodel/${NODE}/default/${'n'.repeat(300)}`, { m: '{}' }],
+    ];
+    for (const [topic, p] of corpus) {
+      const payload = p.n ? ['-n'] : p.f ? ['-f', p.f] : ['-m', p.m!];
+      execFileSync('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(broker.port), '-q', '1', '-t', topic, ...payload], { stdio: 'pipe' });
+    }
+    // Each model the corpus names is answered with a reason; the good model keeps its version.
+    const bad1 = await untilStatus((s) => s.name === 'bad1' && s.phase === 'Failed', 'bad1 refused');
+    expect(bad1.reason).toBe('URLNotAllowed');
+    const bad2 = await untilStatus((s) => s.name === 'bad2' && s.phase === 'Failed', 'bad2 refused');
+    expect(['InvalidSpec', 'TargetVersionNotInManifest']).toContain(bad2.reason);
+    // A marker after the corpus: once it is through, every message before it was handled.
+    await cloud.update(NODE, spec('after', 'whole.tgz', whole));
+    await untilStatus((s) => s.name === 'after' && s.phase === 'Installed', 'a model sent after the corpus installed');
+    expect(agent.child.exitCode).toBeNull();
+    const goodRefusals = cloud.statuses.slice(from).filter((s) => s.name === 'good');
+    expect(goodRefusals.length).toBeGreaterThan(0);
+    for (const s of goodRefusals) expect(s.phase === 'Failed' ? s.reason : 'ok').toMatch(/^(BadMessage|MessageTooLarge|InvalidSpec|UnknownOperation|ok)$/);
+    expect(readFileSync(join(work, 'state', 'models', 'default', 'good', 'current', 'version.txt'), 'utf8')).toBe('whole.tgz');
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(agent.logs.filter((l) => l.level === 60)).toEqual([]);
+  });
 });
