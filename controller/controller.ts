@@ -21,6 +21,7 @@ import {
 import { computeDesired, type Desired, type Verdict } from './desired.js';
 import { deleteObject, ensureObject } from './image/apply.js';
 import { MANAGED_BY, ownedObjects, serviceUrl, workloadName } from './image/resources.js';
+import { EventRecorder } from './kube/events.js';
 import { createInformer, type Informer } from './kube/informer.js';
 import type { KubeRest } from './kube/rest.js';
 import { objectKey, type KubeObject } from './kube/types.js';
@@ -69,6 +70,7 @@ export class Controller {
   private readonly deployments: Informer<KubeObject>;
   private readonly intake = new StatusIntake();
   readonly writer: StatusWriter;
+  private readonly events: EventRecorder;
   private readonly sent: Sent = new Map();
   /** Nodes whose agent said hello or announced presence. */
   private readonly agentNodes = new Set<string>();
@@ -122,6 +124,7 @@ export class Controller {
         if (owner) this.writer.mark(`${obj.metadata.namespace}/${owner.name}`);
       },
     });
+    this.events = new EventRecorder({ rest, log, component: opts.source ?? 'modeld-controller' });
     this.writer = new StatusWriter({
       rest,
       log,
@@ -275,7 +278,8 @@ export class Controller {
       envelope = makeEnvelope('delete', { metadata: s.metadata }, { source, resource: resourcePath(namespace, name) });
     } else {
       topic = syncTopic(prefix, s.node);
-      envelope = makeEnvelope('sync', { node: s.node, items: [...s.items.values()] }, { source, resource: `${s.node}/inferencemodel/_sync` });
+      const nodeKnown = this.nodes.get(s.node) !== undefined;
+      envelope = makeEnvelope('sync', { node: s.node, items: [...s.items.values()], nodeKnown }, { source, resource: `${s.node}/inferencemodel/_sync` });
     }
     await this.deps.transport.publish(s.node, topic, JSON.stringify(envelope));
     this.stats.sends++;
@@ -384,6 +388,12 @@ export class Controller {
       this.agentNodes.add(node);
       this.pendingSyncs.add(node);
       this.deps.metrics.inbound.inc({ result: 'hello' });
+      // Its sync says nodeKnown: false, so the agent keeps what it serves; people learn of it here.
+      if (!this.nodes.get(node)) {
+        const message = `an agent said hello as node ${node}, but the cluster has no Node of that name: it keeps serving what it has and gets no specs until its node.name matches a Node`;
+        this.deps.log.warn({ node }, 'hello from a node the cluster does not know');
+        void this.events.warning({ apiVersion: 'v1', kind: 'Node', name: node }, 'UnknownNode', message);
+      }
       this.kick();
       return;
     }

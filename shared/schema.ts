@@ -71,6 +71,12 @@ export type DeleteContent = z.infer<typeof DeleteContentSchema>;
 export const SyncContentSchema = z.object({
   node: NodeName.optional(),
   items: z.array(ModelContentSchema).max(1000),
+  /**
+   * Whether the cluster has a Node of this name. `false`: the set is empty only because the cloud
+   * does not know the node (a renamed or unregistered node), and the agent removes nothing.
+   * Absent (an older controller): the agent refuses a sync that would remove every model it has.
+   */
+  nodeKnown: z.boolean().optional(),
 });
 export type SyncContent = z.output<typeof SyncContentSchema>;
 

@@ -148,7 +148,7 @@ export class Intake {
 
   /** The node's complete desired set from the cloud: anything from the cloud not in it goes. */
   private sync(topic: string, msg: Extract<Message, { route: { operation: 'sync' } }>): IntakeOutcome {
-    const { store } = this.deps;
+    const { store, log } = this.deps;
     const changed: string[] = [];
     const keep = new Set<string>();
     for (const item of msg.content.items) {
@@ -157,10 +157,17 @@ export class Intake {
       const out = this.upsert(topic, item, msg.header.msg_id);
       if (out.accepted) changed.push(...out.changed);
     }
-    for (const s of store.specs.list()) {
-      const key = `${s.namespace}/${s.name}`;
-      if (s.source === 'cloud' && !keep.has(key) && this.remove(s.namespace, s.name, 'cloud')) changed.push(key);
+    const gone = store.specs.list().filter((s) => s.source === 'cloud' && !keep.has(`${s.namespace}/${s.name}`));
+    // Guarantee 10: a renamed or unregistered node is reported, not wiped. Only a controller that
+    // knows this node may take away everything it has from the cloud.
+    const known = msg.content.nodeKnown;
+    if (gone.length && (known === false || (known === undefined && keep.size === 0))) {
+      const why = known === false ? `the cluster has no Node named ${this.deps.config.node.name}` : 'the sync would remove every model and does not say the node is known';
+      log.error({ topic, node: this.deps.config.node.name, kept: gone.map((s) => `${s.namespace}/${s.name}`) }, 'the controller does not know this node: nothing is removed');
+      store.events.add({ kind: 'UnknownNode', message: `sync not applied: ${why}; check node.name (kept ${gone.length} models)` });
+      return { accepted: false, reason: 'UnknownNode', message: why };
     }
+    for (const s of gone) if (this.remove(s.namespace, s.name, 'cloud')) changed.push(`${s.namespace}/${s.name}`);
     return { accepted: true, changed };
   }
 

@@ -157,6 +157,36 @@ describe('intake', () => {
     expect(s?.source).toBe('cloud');
     expect(statuses().at(-1)).toMatchObject({ reason: 'CloudOverridesLocal' });
   });
+
+  describe('a sync from a controller that does not know this node (guarantee 10)', () => {
+    const SYNC = 'ai/inferencemodel/n1/_sync';
+    const other = () => ({ ...content(), metadata: { name: 'other', namespace: 'default', generation: 1 } });
+    beforeEach(() => {
+      intake.handle(TOPIC, msg('update', content()));
+      intake.handle('ai/inferencemodel/n1/default/other', msg('update', other()));
+    });
+
+    it('nodeKnown: false removes nothing, and says why', () => {
+      const before = snapshot();
+      const out = intake.handle(SYNC, msg('sync', { node: 'n1', items: [], nodeKnown: false }));
+      expect(out).toMatchObject({ accepted: false, reason: 'UnknownNode' });
+      expect(snapshot()).toBe(before);
+      expect(store.events.recent(1)[0]).toMatchObject({ kind: 'UnknownNode' });
+    });
+
+    it('an empty sync that does not say the node is known (an older controller) removes nothing', () => {
+      const before = snapshot();
+      expect(intake.handle(SYNC, msg('sync', { node: 'n1', items: [] }))).toMatchObject({ accepted: false, reason: 'UnknownNode' });
+      expect(snapshot()).toBe(before);
+    });
+
+    it('a controller that knows the node may remove everything, and a non-empty sync removes the rest as before', () => {
+      expect(intake.handle(SYNC, msg('sync', { node: 'n1', items: [content()] }))).toMatchObject({ accepted: true });
+      expect(store.specs.list().map((s) => s.name)).toEqual(['resnet']);
+      expect(intake.handle(SYNC, msg('sync', { node: 'n1', items: [], nodeKnown: true }))).toMatchObject({ accepted: true });
+      expect(store.specs.list()).toEqual([]);
+    });
+  });
 });
 
 function parseContent(c: unknown): ModelContent {

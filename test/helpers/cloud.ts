@@ -53,7 +53,7 @@ export async function connectCloud(brokerUrl: string, statusFilter = 'default/ai
       await publish(specTopic(prefix, node, namespace, name), env);
     },
     async sync(node, items) {
-      const env = makeEnvelope('sync', { node, items }, { source: 'modeld-controller', resource: `node/${node}` });
+      const env = makeEnvelope('sync', { node, items, nodeKnown: true }, { source: 'modeld-controller', resource: `node/${node}` });
       await publish(syncTopic(prefix, node), env);
     },
     async waitStatus(pred, opts = {}) {

@@ -64,6 +64,8 @@ const BUILTIN: ResourceType[] = [
   { group: '', version: 'v1', plural: 'namespaces', singular: 'namespace', kind: 'Namespace', namespaced: false, shortNames: ['ns'], statusSubresource: true, custom: false },
   { group: '', version: 'v1', plural: 'nodes', singular: 'node', kind: 'Node', namespaced: false, shortNames: ['no'], statusSubresource: true, custom: false },
   { group: '', version: 'v1', plural: 'services', singular: 'service', kind: 'Service', namespaced: true, shortNames: ['svc'], statusSubresource: true, custom: false },
+  // core/v1 Event: no spec or status; involvedObject, reason, message, type, source, count at the top level.
+  { group: '', version: 'v1', plural: 'events', singular: 'event', kind: 'Event', namespaced: true, shortNames: ['ev'], statusSubresource: false, custom: false },
   { group: '', version: 'v1', plural: 'configmaps', singular: 'configmap', kind: 'ConfigMap', namespaced: true, shortNames: ['cm'], statusSubresource: false, custom: false },
   { group: '', version: 'v1', plural: 'serviceaccounts', singular: 'serviceaccount', kind: 'ServiceAccount', namespaced: true, shortNames: ['sa'], statusSubresource: false, custom: false },
   { group: 'apps', version: 'v1', plural: 'deployments', singular: 'deployment', kind: 'Deployment', namespaced: true, shortNames: ['deploy'], statusSubresource: true, custom: false },
@@ -646,6 +648,7 @@ async function readBody(req: IncomingMessage): Promise<any> {
 
 export const TYPES = {
   nodes: '/v1/nodes',
+  events: '/v1/events',
   services: '/v1/services',
   deployments: 'apps/v1/deployments',
   leases: 'coordination.k8s.io/v1/leases',
