@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, unlink } from 'node:fs/promises';
-import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, type Dispatcher } from 'undici';
+import { sleep } from '../../shared/sleep.js';
 import { ModeldError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { StatePaths } from '../paths.js';
@@ -41,6 +41,7 @@ export interface FetchDeps {
   downloads: DownloadTable;
   policy: FetchPolicy;
   log: Logger;
+  /** The wait between attempts (tests record it); default the shared sleep. May resolve or reject on abort. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** Shared when several downloads must share one bandwidth cap; default: one per call from policy.bandwidth. */
   throttle?: Throttle;
@@ -61,8 +62,6 @@ const MAX_RESTARTS = 3;
 const CHECKPOINT_MS = 1000;
 const CHECKPOINT_MIN_BYTES = 64 * 1024;
 const CHECKPOINT_MAX_BYTES = 16 * 1024 * 1024;
-
-const defaultSleep = (ms: number, signal?: AbortSignal) => delay(ms, undefined, { signal });
 
 /**
  * Gets the blob with this digest into the store: from the store if already there, else by a
@@ -176,7 +175,7 @@ class Download {
     const { policy } = this.deps;
     const dispatcher = this.deps.dispatcher ?? new Agent({ connect: { timeout: policy.connectTimeoutMs }, headersTimeout: 0, bodyTimeout: 0 });
     const throttle = this.deps.throttle ?? (policy.bandwidth > 0 ? new Throttle(policy.bandwidth) : undefined);
-    const sleep = this.deps.sleep ?? defaultSleep;
+    const backoff = this.deps.sleep ?? sleep;
     let restarts = 0;
     let lastStatus: number | undefined;
     try {
@@ -224,7 +223,8 @@ class Download {
           const waitMs = retryWait(attempt, policy, e.details.retryAfterMs as number | undefined);
           this.log.warn({ code: e.code, msg: e.message, attempt, waitMs, bytes: this.file.size }, 'download attempt failed, retrying');
           try {
-            await sleep(waitMs, this.opts.signal);
+            await backoff(waitMs, this.opts.signal);
+            this.opts.signal?.throwIfAborted();
           } catch (sleepErr) {
             throw this.withContext(new ModeldError('Cancelled', 'download cancelled', { cause: sleepErr }), lastStatus);
           }
