@@ -85,18 +85,22 @@ export async function fetchBlob(req: FetchRequest, deps: FetchDeps, opts: FetchO
   if (stored) return stored;
 
   const key = expected ?? `url-${createHash('sha256').update(url.href).digest('hex')}`;
-  return blobStore.locks.run(
-    key,
-    async () => {
-      // Someone else may have finished it while we waited.
-      const now = fromStore();
-      if (now) return now;
-      if (expected && (await blobStore.recoverUnrecorded(expected, opts.signal))) return fromStore()!;
-      if (url.protocol === 'file:') return copyLocalFile(url, expected, deps, opts);
-      return new Download(url, req.url, key, expected, deps, opts).run();
-    },
-    opts.signal,
-  );
+  let release: () => void;
+  try {
+    release = await blobStore.locks.acquire(key, opts.signal);
+  } catch (err) {
+    throw new ModeldError('Cancelled', 'cancelled while waiting for another download of the same blob', { cause: err });
+  }
+  try {
+    // Someone else may have finished it while we waited.
+    const now = fromStore();
+    if (now) return now;
+    if (expected && (await blobStore.recoverUnrecorded(expected, opts.signal))) return fromStore()!;
+    if (url.protocol === 'file:') return await copyLocalFile(url, expected, deps, opts);
+    return await new Download(url, req.url, key, expected, deps, opts).run();
+  } finally {
+    release();
+  }
 }
 
 /** One call's download of one blob over HTTP(S). */
