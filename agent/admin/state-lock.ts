@@ -11,7 +11,7 @@
 import { procStartTime } from '../runtime/pidfiles.js';
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, linkSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { setTimeout as delay } from 'node:timers/promises';
+import { sleep } from '../../shared/sleep.js';
 import { ModeldError } from '../errors.js';
 
 export interface LockOwner {
@@ -186,6 +186,7 @@ export async function acquireStateLockWaiting(
       const owner = err instanceof ModeldError ? (err.details.owner as LockOwner | undefined) : undefined;
       if (owner?.kind !== 'cli' || Date.now() >= deadline) throw err;
     }
-    await delay(200, undefined, { signal: opts.signal });
+    await sleep(200, opts.signal);
+    opts.signal?.throwIfAborted();
   }
 }

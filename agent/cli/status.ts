@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { setTimeout as delay } from 'node:timers/promises';
+import { sleep } from '../../shared/sleep.js';
 import { buildStatus, parseModelRef, type ModelStatusView, type StatusReport } from '../admin/status-view.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -101,7 +101,7 @@ export function registerStatus(program: Command): void {
           else if (process.stdout.isTTY) process.stdout.write(`\x1b[H\x1b[2J${new Date().toISOString()}\n${renderStatus(r)}`);
           else process.stdout.write(`${new Date().toISOString()}\n${renderStatus(r)}\n`);
         }
-        await delay(interval, undefined, { signal: stop.signal }).catch(() => {});
+        await sleep(interval, stop.signal);
       }
     });
 }

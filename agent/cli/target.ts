@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
+import { sleep } from '../../shared/sleep.js';
 import { describeOwner, lockHolder, type LockOwner } from '../admin/state-lock.js';
 import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
@@ -47,7 +47,7 @@ export async function daemonClient(config: Config): Promise<AdminClient | undefi
     const holder = lockHolder(lockFile);
     if (holder?.kind !== 'daemon') return undefined;
     if (Date.now() > deadline) throw notAnswering(config, holder);
-    await delay(200);
+    await sleep(200);
   }
 }
 

@@ -2,12 +2,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, stat, unlink } from 'node:fs/promises';
 import { createReadStream, statSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { KeyedMutex } from '../../shared/keyed-mutex.js';
 import { ModeldError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { StatePaths } from '../paths.js';
 import type { BlobRecord, BlobTable } from '../store/blobs.js';
 import { fsyncPath, mkdirDurable, renameDurable } from '../durable.js';
-import { KeyLock } from './key-lock.js';
 import { PartialFile } from './partial-file.js';
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
@@ -34,8 +34,8 @@ export class BlobStore {
   private readonly paths: StatePaths;
   private readonly blobs: BlobTable;
   private readonly log: Logger;
-  /** Serializes work on one digest in this process (fetches, imports). */
-  readonly locks = new KeyLock();
+  /** One fetch per digest at a time in this process: two fetches of the same blob do not share a partial file. */
+  readonly locks = new KeyedMutex();
 
   constructor(deps: { paths: StatePaths; blobs: BlobTable; log: Logger }) {
     this.paths = deps.paths;

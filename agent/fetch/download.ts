@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, unlink } from 'node:fs/promises';
-import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, type Dispatcher } from 'undici';
+import { sleep } from '../../shared/sleep.js';
 import { ModeldError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { StatePaths } from '../paths.js';
@@ -41,6 +41,7 @@ export interface FetchDeps {
   downloads: DownloadTable;
   policy: FetchPolicy;
   log: Logger;
+  /** The wait between attempts (tests record it); default the shared sleep. May resolve or reject on abort. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** Shared when several downloads must share one bandwidth cap; default: one per call from policy.bandwidth. */
   throttle?: Throttle;
@@ -61,8 +62,6 @@ const MAX_RESTARTS = 3;
 const CHECKPOINT_MS = 1000;
 const CHECKPOINT_MIN_BYTES = 64 * 1024;
 const CHECKPOINT_MAX_BYTES = 16 * 1024 * 1024;
-
-const defaultSleep = (ms: number, signal?: AbortSignal) => delay(ms, undefined, { signal });
 
 /**
  * Gets the blob with this digest into the store: from the store if already there, else by a
@@ -86,18 +85,22 @@ export async function fetchBlob(req: FetchRequest, deps: FetchDeps, opts: FetchO
   if (stored) return stored;
 
   const key = expected ?? `url-${createHash('sha256').update(url.href).digest('hex')}`;
-  return blobStore.locks.run(
-    key,
-    async () => {
-      // Someone else may have finished it while we waited.
-      const now = fromStore();
-      if (now) return now;
-      if (expected && (await blobStore.recoverUnrecorded(expected, opts.signal))) return fromStore()!;
-      if (url.protocol === 'file:') return copyLocalFile(url, expected, deps, opts);
-      return new Download(url, req.url, key, expected, deps, opts).run();
-    },
-    opts.signal,
-  );
+  let release: () => void;
+  try {
+    release = await blobStore.locks.acquire(key, opts.signal);
+  } catch (err) {
+    throw new ModeldError('Cancelled', 'cancelled while waiting for another download of the same blob', { cause: err });
+  }
+  try {
+    // Someone else may have finished it while we waited.
+    const now = fromStore();
+    if (now) return now;
+    if (expected && (await blobStore.recoverUnrecorded(expected, opts.signal))) return fromStore()!;
+    if (url.protocol === 'file:') return await copyLocalFile(url, expected, deps, opts);
+    return await new Download(url, req.url, key, expected, deps, opts).run();
+  } finally {
+    release();
+  }
 }
 
 /** One call's download of one blob over HTTP(S). */
@@ -176,7 +179,7 @@ class Download {
     const { policy } = this.deps;
     const dispatcher = this.deps.dispatcher ?? new Agent({ connect: { timeout: policy.connectTimeoutMs }, headersTimeout: 0, bodyTimeout: 0 });
     const throttle = this.deps.throttle ?? (policy.bandwidth > 0 ? new Throttle(policy.bandwidth) : undefined);
-    const sleep = this.deps.sleep ?? defaultSleep;
+    const backoff = this.deps.sleep ?? sleep;
     let restarts = 0;
     let lastStatus: number | undefined;
     try {
@@ -224,7 +227,8 @@ class Download {
           const waitMs = retryWait(attempt, policy, e.details.retryAfterMs as number | undefined);
           this.log.warn({ code: e.code, msg: e.message, attempt, waitMs, bytes: this.file.size }, 'download attempt failed, retrying');
           try {
-            await sleep(waitMs, this.opts.signal);
+            await backoff(waitMs, this.opts.signal);
+            this.opts.signal?.throwIfAborted();
           } catch (sleepErr) {
             throw this.withContext(new ModeldError('Cancelled', 'download cancelled', { cause: sleepErr }), lastStatus);
           }

@@ -1,5 +1,5 @@
 import { open, type FileHandle } from 'node:fs/promises';
-import { setTimeout as delay } from 'node:timers/promises';
+import { sleep } from '../../shared/sleep.js';
 import { ModeldError } from '../errors.js';
 
 const CHUNK = 1024 * 1024;
@@ -27,7 +27,7 @@ export async function* tailFile(path: string, finished: Promise<number>, signal?
         if (err.code !== 'ENOENT' || finalSize !== undefined) throw err;
         return undefined;
       });
-      if (!fh) await delay(POLL_MS, undefined, { signal });
+      if (!fh) await sleep(POLL_MS, signal); // an abort is thrown at the top of the loop
     }
     let offset = 0;
     for (;;) {
@@ -44,7 +44,7 @@ export async function* tailFile(path: string, finished: Promise<number>, signal?
         continue;
       }
       if (finalSize !== undefined && offset >= finalSize) return;
-      await delay(POLL_MS, undefined, { signal });
+      await sleep(POLL_MS, signal);
     }
   } finally {
     await fh?.close();

@@ -1,4 +1,4 @@
-import { setTimeout as delay } from 'node:timers/promises';
+import { sleep } from '../../shared/sleep.js';
 
 /**
  * Token bucket for the bandwidth cap. Tokens may go negative (a chunk bigger than the bucket
@@ -23,7 +23,8 @@ export class Throttle {
     this.last = t;
     this.tokens -= bytes;
     if (this.tokens < 0) {
-      await delay(Math.ceil((-this.tokens / this.bytesPerSecond) * 1000), undefined, { signal });
+      await sleep(Math.ceil((-this.tokens / this.bytesPerSecond) * 1000), signal);
+      signal?.throwIfAborted();
     }
   }
 }

@@ -9,6 +9,7 @@ import { dirname, resolve, sep } from 'node:path';
 import { pipeline, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
+import { KeyedMutex } from '../../shared/keyed-mutex.js';
 import { untilAborted } from '../until-aborted.js';
 import { ModeldError } from '../errors.js';
 import { archiveKind, detectArchive, isGzipMagic, looksLikeTarHeader, type ArchiveKind } from './detect.js';
@@ -104,7 +105,8 @@ export async function unpackArchive(
   let entries = 0;
   let declaredBytes = 0;
   let sawEnd = false;
-  let chain: Promise<void> = Promise.resolve();
+  // Entries are written one at a time, in archive order (a link may name an earlier entry).
+  const writes = new KeyedMutex();
   parser.on('warn', (_code: string, message: string) => fail(new ModeldError('CorruptArchive', `corrupt tar data: ${message}`)));
   parser.on('error', (err: Error) => fail(new ModeldError('CorruptArchive', `corrupt tar data: ${err.message}`)));
   parser.on('ignoredEntry', (e: ReadEntry) => fail(unsafe(e.path, e.meta ? 'oversized metadata header' : `entry type ${e.type} is not allowed`)));
@@ -129,7 +131,7 @@ export async function unpackArchive(
       const parts = checkHeader(entry);
       live.add(entry);
       entry.on('end', () => live.delete(entry));
-      chain = chain.then(() => (failure ? undefined : writer.write(entry, parts))).catch(fail);
+      void writes.run('entries', () => (failure ? undefined : writer.write(entry, parts))).catch(fail);
     } catch (err) {
       fail(err);
     }
@@ -170,7 +172,7 @@ export async function unpackArchive(
       const done = once(parser, 'end');
       parser.end();
       await untilAborted(done, stop.signal);
-      await chain;
+      await writes.idle();
       if (!failure && !sawEnd) fail(new ModeldError('CorruptArchive', 'truncated archive: no end-of-archive marker'));
       if (!failure) writer.checkAllLinks();
     }
@@ -179,7 +181,7 @@ export async function unpackArchive(
   } catch (err) {
     fail(err);
     source.destroy();
-    await chain.catch(() => {});
+    await writes.idle();
     await rmTree(destDir);
     const refused = failure ?? classify(err);
     refused.details.inflatedBytes ??= inflated; // lets callers (and tests) see how early a refusal stopped

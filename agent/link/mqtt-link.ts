@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { makeEnvelope, nodeFilter, presenceTopic, statusTopic, type HelloContent } from '../../shared/index.js';
+import { sleep } from '../../shared/sleep.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { OutboxTable } from '../store/outbox.js';
@@ -155,13 +156,13 @@ export class MqttLink {
     const client = this.client;
     if (!client) return;
     if (client.connected) {
-      await Promise.race([
-        client.publishAsync(presenceTopic(this.prefix, this.node), presencePayload('offline', this.node, this.deps.agentVersion), {
-          qos: 1,
-          retain: true,
-        }),
-        new Promise((r) => setTimeout(r, 2000)),
-      ]).catch(() => {});
+      // Up to 2 s for the PUBACK; the wait ends (its timer cleared) as soon as it comes.
+      const acked = new AbortController();
+      client
+        .publishAsync(presenceTopic(this.prefix, this.node), presencePayload('offline', this.node, this.deps.agentVersion), { qos: 1, retain: true })
+        .catch(() => {})
+        .finally(() => acked.abort());
+      await sleep(2000, acked.signal);
     }
     await client.endAsync(true).catch(() => {});
   }

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { KeyedMutex } from '../../shared/keyed-mutex.js';
 import type { Logger } from '../log.js';
 
 // sd_notify(3) for Type=notify units: READY=1, STATUS=, STOPPING=1 and WATCHDOG=1 at half of
@@ -65,7 +66,7 @@ export function createNotifier(opts: NotifierOptions): Notifier {
   const log = opts.log;
   const command = opts.command ?? 'systemd-notify';
   const timeoutMs = opts.timeoutMs ?? 10_000;
-  let chain: Promise<void> = Promise.resolve();
+  const inOrder = new KeyedMutex();
   let timer: NodeJS.Timeout | undefined;
   let watchdogPending = false;
   let warnedMissing = false;
@@ -97,8 +98,7 @@ export function createNotifier(opts: NotifierOptions): Notifier {
   // One message at a time, in order: READY is never overtaken by a WATCHDOG.
   const send = (args: string[]): Promise<void> => {
     if (!socket) return Promise.resolve();
-    chain = chain.then(() => sendNow(args));
-    return chain;
+    return inOrder.run('sd_notify', () => sendNow(args));
   };
 
   const notifier: Notifier = {

@@ -1,4 +1,5 @@
 import { resolveTarget } from '../../shared/index.js';
+import { KeyedMutex } from '../../shared/keyed-mutex.js';
 import type { Config } from '../config/schema.js';
 import type { BlobStore } from '../fetch/blob-store.js';
 import { dirSize, planGc, type GcPlan, type VersionRef } from '../install/gc.js';
@@ -30,8 +31,8 @@ export interface GcResult extends GcPlan {
   protectedVersions: VersionRef[];
 }
 
-/** One gc at a time per store (the runner after a switch, the CLI), without a module-wide singleton. */
-const running = new WeakMap<Store, Promise<unknown>>();
+/** One gc at a time per store (the runner after a switch, the CLI): keyed by the store, not one lock for the process. */
+const gcs = new KeyedMutex<Store>();
 
 export interface GcOptions {
   dryRun?: boolean;
@@ -45,10 +46,7 @@ export interface GcOptions {
 }
 
 export function runGc(deps: GcDeps, opts: GcOptions = {}): Promise<GcResult> {
-  const prev = running.get(deps.store) ?? Promise.resolve();
-  const next = prev.catch(() => {}).then(() => gcOnce(deps, opts));
-  running.set(deps.store, next);
-  return next;
+  return gcs.run(deps.store, () => gcOnce(deps, opts));
 }
 
 async function gcOnce(deps: GcDeps, opts: GcOptions): Promise<GcResult> {

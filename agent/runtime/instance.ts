@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { createInterface } from 'node:readline';
 import { Pool } from 'undici';
+import { sleep } from '../../shared/sleep.js';
 import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -42,19 +43,6 @@ const BACKOFF_CAP_MS = 60_000;
 
 /** A crash is forgiven once the instance has stayed ready this long. */
 const stableMs = (s: Config['serving']) => Math.max(10_000, s.restartBackoffMs * 10);
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
 
 /** GET http://127.0.0.1:port/path -> status code, or undefined when nothing answers. */
 function probeOnce(port: number, path: string, signal: AbortSignal): Promise<number | undefined> {

@@ -1,5 +1,6 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { sleep } from '../../shared/sleep.js';
 import type { Logger } from '../log.js';
 
 // One pid file per running instance, so that an agent killed with -9 does not leave runtimes
@@ -123,7 +124,7 @@ export async function reapOrphans(runDir: string, opts: { log?: Logger; graceMs?
     killGroup(v.pid, 'SIGTERM');
   }
   const deadline = Date.now() + (opts.graceMs ?? 5000);
-  while (victims.some((v) => alive(v.pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+  while (victims.some((v) => alive(v.pid)) && Date.now() < deadline) await sleep(25);
   for (const v of victims) killGroup(v.pid, 'SIGKILL');
   return victims.map((v) => v.pid);
 }

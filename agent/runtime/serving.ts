@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs';
+import { KeyedMutex } from '../../shared/keyed-mutex.js';
 import type { Config } from '../config/schema.js';
 import { ModeldError, toModeldError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -46,7 +47,8 @@ export class Serving {
   readonly gateway: Gateway;
   private readonly ports: PortAllocator;
   private readonly models = new Map<string, Served>();
-  private readonly locks = new Map<string, Promise<unknown>>();
+  /** One activation or deactivation per model at a time, in call order. */
+  private readonly changing = new KeyedMutex();
   private closed = false;
   /** Aborts activations in progress when the agent shuts down. */
   private readonly closing = new AbortController();
@@ -74,12 +76,12 @@ export class Serving {
    * Cancelled) is thrown. Same version and replicas already serving: nothing to do.
    */
   activate(target: ServeTarget, opts: { signal?: AbortSignal } = {}): Promise<{ url: string }> {
-    return this.exclusive(keyOf(target.namespace, target.name), () => this.doActivate(target, opts.signal));
+    return this.changing.run(keyOf(target.namespace, target.name), () => this.doActivate(target, opts.signal));
   }
 
   /** Unroutes the model, lets requests in flight finish (bounded), stops its instances. */
   deactivate(namespace: string, name: string): Promise<void> {
-    return this.exclusive(keyOf(namespace, name), async () => {
+    return this.changing.run(keyOf(namespace, name), async () => {
       const cur = this.models.get(keyOf(namespace, name));
       if (!cur) return;
       this.models.delete(keyOf(namespace, name));
@@ -111,7 +113,7 @@ export class Serving {
   async close(): Promise<void> {
     this.closed = true;
     this.closing.abort();
-    await Promise.allSettled([...this.locks.values()]);
+    await this.changing.idle();
     const all = [...this.models.values()];
     this.models.clear();
     for (const s of all) this.gateway.removeRoute(s.target.modelName, s.group);
@@ -214,18 +216,6 @@ export class Serving {
     } catch (e) {
       this.d.log.error({ err: (e as Error).message }, 'onFailure callback threw');
     }
-  }
-
-  /** Runs `fn` after every earlier call for the same model has settled. */
-  private exclusive<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(key) ?? Promise.resolve();
-    const next = prev.catch(() => {}).then(fn);
-    const settled = next.catch(() => {});
-    this.locks.set(key, settled);
-    void settled.then(() => {
-      if (this.locks.get(key) === settled) this.locks.delete(key);
-    });
-    return next;
   }
 }
 

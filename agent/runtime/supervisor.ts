@@ -1,3 +1,4 @@
+import { sleep } from '../../shared/sleep.js';
 import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -131,7 +132,7 @@ export class InstanceGroup {
   /** Waits until no request is in flight here, at most `timeoutMs`; returns what was left. */
   async drain(timeoutMs: number, signal?: AbortSignal): Promise<number> {
     const deadline = Date.now() + timeoutMs;
-    while (this.inFlight() > 0 && Date.now() < deadline && !signal?.aborted) await new Promise((r) => setTimeout(r, 10));
+    while (this.inFlight() > 0 && Date.now() < deadline && !signal?.aborted) await sleep(10, signal);
     return this.inFlight();
   }
 

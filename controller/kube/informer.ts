@@ -1,5 +1,6 @@
 import { Watch, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { sleep } from '../../shared/sleep.js';
 import type { KubeRest } from './rest.js';
 import { objectKey, type KubeObject } from './types.js';
 
@@ -34,18 +35,6 @@ export interface Informer<T extends KubeObject> {
 }
 
 class Gone extends Error {}
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 
 export function createInformer<T extends KubeObject>(opts: InformerOptions<T>): Informer<T> {
   const cache = new Map<string, T>();

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { sleep } from '../../shared/sleep.js';
 import { isStatus, type KubeRest } from './rest.js';
 
 // Leader election on a coordination.k8s.io/v1 Lease, the way client-go's leaderelection does it:
@@ -26,12 +27,6 @@ interface Lease {
 }
 
 const micro = (d: Date) => d.toISOString().replace('Z', '000Z'); // MicroTime: RFC 3339 with microseconds
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
-  });
 
 export class LeaderElector {
   private readonly path: string;

@@ -1,4 +1,6 @@
 import type { Logger } from 'pino';
+import { KeyedMutex } from '../../shared/keyed-mutex.js';
+import { sleep } from '../../shared/sleep.js';
 import { isStatus, type KubeRest } from '../kube/rest.js';
 
 // Status writes through the status subresource, coalesced: at most one write per resource per
@@ -20,16 +22,18 @@ export interface StatusWriterOptions {
 export class StatusWriter {
   private readonly last = new Map<string, { at: number; json: string }>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
-  private readonly running = new Map<string, Promise<void>>();
+  /** At most one write per resource at a time; a mark meanwhile asks for one more after it. */
+  private readonly writing = new KeyedMutex();
   private readonly again = new Set<string>();
-  private stopped = false;
+  /** Aborted by stop(): also ends a retry wait at once. */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly opts: StatusWriterOptions) {}
 
   /** Asks for a write of this resource's status, soon but not more often than the interval. */
   mark(key: string): void {
-    if (this.stopped || this.timers.has(key)) return;
-    if (this.running.has(key)) {
+    if (this.stopping.signal.aborted || this.timers.has(key)) return;
+    if (this.writing.busy(key)) {
       this.again.add(key);
       return;
     }
@@ -39,11 +43,9 @@ export class StatusWriter {
       key,
       setTimeout(() => {
         this.timers.delete(key);
-        const p = this.flush(key).finally(() => {
-          this.running.delete(key);
+        void this.writing.run(key, () => this.flush(key)).finally(() => {
           if (this.again.delete(key)) this.mark(key);
         });
-        this.running.set(key, p);
       }, wait),
     );
   }
@@ -54,18 +56,18 @@ export class StatusWriter {
 
   /** Waits for pending writes; used at shutdown and by tests. */
   async idle(): Promise<void> {
-    while (this.timers.size || this.running.size) await Promise.all([...this.running.values(), new Promise((r) => setTimeout(r, 20))]);
+    while (this.timers.size || this.writing.size) await Promise.all([this.writing.idle(), sleep(20)]);
   }
 
   stop(): void {
-    this.stopped = true;
+    this.stopping.abort();
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
   }
 
   private async flush(key: string): Promise<void> {
     const attempts = this.opts.attempts ?? 5;
-    for (let attempt = 1; attempt <= attempts && !this.stopped; attempt++) {
+    for (let attempt = 1; attempt <= attempts && !this.stopping.signal.aborted; attempt++) {
       const status = this.opts.compute(key);
       if (!status) return;
       const json = JSON.stringify(status);
@@ -89,7 +91,7 @@ export class StatusWriter {
         const retryable = conflict || isStatus(err, 429) || (err as { status?: number }).status === undefined || (err as { status: number }).status >= 500;
         this.opts.log.warn({ model: key, attempt, err: (err as Error).message }, 'status write failed');
         if (!retryable) return;
-        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)));
+        await sleep(Math.min(2000, 50 * 2 ** attempt), this.stopping.signal);
       }
     }
     // Out of budget: leave it for the next report or the periodic resync to try again.

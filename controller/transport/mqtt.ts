@@ -1,6 +1,7 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { allPresenceFilter, statusFilter } from '../../shared/index.js';
+import { sleep } from '../../shared/sleep.js';
 import type { Inbound, Transport } from './types.js';
 
 // Publish/subscribe on one broker (nodes on a shared broker, or edge brokers bridged to it).
@@ -41,12 +42,12 @@ export function mqttTransport(opts: MqttTransportOptions): Transport {
       c.on('error', (err) => opts.log.warn({ err: err.message }, 'broker error'));
       c.on('offline', () => opts.log.warn({ broker: opts.brokerUrl }, 'broker offline'));
       c.on('message', (topic, payload) => onMessage({ topic, payload }));
-      await new Promise<void>((resolve) => {
-        if (c.connected) resolve();
-        else c.once('connect', () => resolve());
-        // Not connecting is not fatal: publishes queue and go out on connect.
-        setTimeout(resolve, 5000).unref();
-      });
+      // Up to 5 s for the first connect. Not connecting is not fatal: publishes queue and go out on connect.
+      if (!c.connected) {
+        const connected = new AbortController();
+        c.once('connect', () => connected.abort());
+        await sleep(5000, connected.signal, { unref: true });
+      }
     },
     async publish(_node, topic, payload) {
       if (!client) throw new Error('mqtt transport not started');

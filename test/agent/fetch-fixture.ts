@@ -1,13 +1,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { BlobStore } from '../../agent/fetch/blob-store.js';
 import { fetchBlob, type FetchOptions, type FetchRequest } from '../../agent/fetch/download.js';
 import type { FetchPolicy } from '../../agent/fetch/policy.js';
 import { silentLogger } from '../../agent/log.js';
 import { statePaths, type StatePaths } from '../../agent/paths.js';
 import { openStore, type Store } from '../../agent/store/index.js';
+import { sleep } from '../../shared/sleep.js';
 
 // Shared set-up for the fetch tests: a temp state dir with a real SQLite file, and a policy
 // with short waits so retries do not slow the suite.
@@ -53,9 +53,9 @@ export function openAgent(root: string, policy: FetchPolicy, dbPath?: string): A
   const paths = statePaths(root);
   const log = silentLogger();
   const a = {} as Agentish;
-  const sleep = (ms: number, signal?: AbortSignal) => {
+  const recordingSleep = (ms: number, signal?: AbortSignal) => {
     a.waits.push(ms);
-    return delay(ms, undefined, { signal });
+    return sleep(ms, signal);
   };
   const open = () => {
     a.store = openStore(dbPath ?? paths.db);
@@ -68,7 +68,7 @@ export function openAgent(root: string, policy: FetchPolicy, dbPath?: string): A
     policy,
     waits: [],
     fetch: (req: FetchRequest, opts?: FetchOptions) =>
-      fetchBlob(req, { paths, blobStore: a.blobStore, downloads: a.store.downloads, policy: a.policy, log, sleep }, opts),
+      fetchBlob(req, { paths, blobStore: a.blobStore, downloads: a.store.downloads, policy: a.policy, log, sleep: recordingSleep }, opts),
     reopen: () => {
       a.store.close();
       open();
