@@ -63,11 +63,16 @@ async function openArchive(src: ArchiveSource): Promise<Readable> {
   }
   const kind = archiveKind(head);
   async function* all() {
-    yield head;
-    while (!ended) {
-      const next = await it.next();
-      if (next.done) return;
-      yield next.value;
+    try {
+      yield head;
+      while (!ended) {
+        const next = await it.next();
+        if (next.done) return;
+        yield next.value;
+      }
+    } finally {
+      // A consumer that stops early (a refused archive) ends the source too: a tailed download is closed now, not at a GC.
+      await it.return?.();
     }
   }
   return tarStream(Readable.from(all(), { objectMode: false }), kind);

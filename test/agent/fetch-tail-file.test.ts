@@ -3,7 +3,10 @@ import { mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { gzipSync } from 'node:zlib';
 import { tailFile } from '../../agent/fetch/tail-file.js';
+import { unpackArchive } from '../../agent/install/unpack.js';
+import { rawTar } from '../helpers/archives.js';
 
 // The overlapped unpack reads a download in flight through tailFile. Whenever it ends — its
 // consumer stops, the download fails, or its signal aborts (the unpack refused the archive) — the
@@ -38,6 +41,16 @@ describe('tailFile', () => {
     expect(openOn(partial)).toBe(1);
     stop.abort(new Error('the unpack refused the archive'));
     await expect(waiting).rejects.toThrow();
+    expect(openOn(partial)).toBe(0);
+  });
+
+  it('an unpack that refuses the archive ends the tail it reads, while the tail waits at a chunk it has read', async () => {
+    const partial = join(dir, 'partial');
+    // Ten 1 MiB chunks and a hostile first entry: the unpack stops after the first chunk, the tail is suspended at the next.
+    const archive = gzipSync(rawTar([{ path: '../escape', body: 'x' }, ...Array.from({ length: 40 }, (_, i) => ({ path: `f${i}`, body: randomBytes(256 * 1024) }))]));
+    writeFileSync(partial, archive);
+    const unfinished = new Promise<number>(() => {}); // the download has not said it is done
+    await expect(unpackArchive(tailFile(partial, unfinished), join(dir, 'staging', 'x'), { maxBytes: 1e9, maxEntries: 1000 })).rejects.toMatchObject({ code: 'UnsafeArchive' });
     expect(openOn(partial)).toBe(0);
   });
 
