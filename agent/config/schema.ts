@@ -61,6 +61,8 @@ export const ConfigSchema = z.strictObject({
       archiveBytes: Size.default(8 * GiB),
       unpackedBytes: Size.default(16 * GiB),
       entries: z.number().int().positive().default(100_000),
+      /** A .tar.gz may inflate at most this many times its size (past 64 MiB inflated): model weights inflate 1-3:1, a gzip bomb 1000:1. */
+      compressionRatio: z.number().min(1).default(100),
     })
     .prefault({}),
   fetch: z

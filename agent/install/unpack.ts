@@ -21,7 +21,14 @@ export interface UnpackLimits {
   maxBytes: number;
   /** Entries of any kind (files, directories, links). */
   maxEntries: number;
+  /** Inflated bytes per compressed byte, checked once past RATIO_FLOOR inflated (gzip only). */
+  maxRatio?: number;
+  /** Bytes of file contents the disk may still take beyond its reserve (asked at each header). */
+  roomBytes?: () => number;
 }
+
+/** Below this many inflated bytes no ratio is too high: small, very compressible files (configs, vocabularies) are fine. */
+const RATIO_FLOOR = 64 * 1024 * 1024;
 
 /** Headers, pax records and padding allowed per entry on top of maxBytes in the inflated stream. */
 const OVERHEAD_PER_ENTRY = 16 * 1024;
@@ -50,9 +57,25 @@ function tarStream(raw: Readable, kind: ArchiveKind): Readable {
   return pipeline(raw, createGunzip({ chunkSize: 256 * 1024 }), () => {});
 }
 
+interface OpenedArchive {
+  tar: Readable;
+  kind: ArchiveKind;
+  /** Archive bytes read so far (compressed, for a .tar.gz). */
+  readBytes(): number;
+}
+
 /** The tar bytes of `src`, its kind told by magic bytes (a stream is peeked, not rewound). */
-async function openArchive(src: ArchiveSource): Promise<Readable> {
-  if (typeof src === 'string') return tarStream(createReadStream(src, { highWaterMark: 1024 * 1024 }), await detectArchive(src));
+async function openArchive(src: ArchiveSource): Promise<OpenedArchive> {
+  let read = 0;
+  const readBytes = () => read;
+  if (typeof src === 'string') {
+    const kind = await detectArchive(src);
+    const raw = createReadStream(src, { highWaterMark: 1024 * 1024 });
+    // Beside pipe() (attached in the same tick): counts what gunzip is fed. Not on a plain tar, whose
+    // stream is read later by the loop itself: a 'data' listener would start it flowing now.
+    if (kind === 'tar.gz') raw.on('data', (c) => void (read += c.length));
+    return { tar: tarStream(raw, kind), kind, readBytes };
+  }
   const it = src[Symbol.asyncIterator]();
   let head = Buffer.alloc(0);
   let ended = false;
@@ -62,12 +85,14 @@ async function openArchive(src: ArchiveSource): Promise<Readable> {
     else head = Buffer.concat([head, next.value]);
   }
   const kind = archiveKind(head);
+  read = head.length;
   async function* all() {
     try {
       yield head;
       while (!ended) {
         const next = await it.next();
         if (next.done) return;
+        read += next.value.length;
         yield next.value;
       }
     } finally {
@@ -75,7 +100,7 @@ async function openArchive(src: ArchiveSource): Promise<Readable> {
       await it.return?.();
     }
   }
-  return tarStream(Readable.from(all(), { objectMode: false }), kind);
+  return { tar: tarStream(Readable.from(all(), { objectMode: false }), kind), kind, readBytes };
 }
 
 export async function unpackArchive(
@@ -85,7 +110,8 @@ export async function unpackArchive(
   opts: { signal?: AbortSignal } = {},
 ): Promise<{ files: number; bytes: number }> {
   assertInStaging(destDir);
-  const source = await openArchive(archive);
+  const opened = await openArchive(archive);
+  const source = opened.tar;
   try {
     await mkdir(dirname(destDir), { recursive: true });
     await rmTree(destDir); // debris of an earlier attempt
@@ -132,6 +158,13 @@ export async function unpackArchive(
         if (declaredBytes > limits.maxBytes) {
           throw new ModeldError('ArchiveTooLarge', `unpacked size exceeds ${limits.maxBytes} bytes at '${entry.path}' (${entry.size} bytes)`, { details: { entry: entry.path, limit: limits.maxBytes } });
         }
+        const room = limits.roomBytes?.();
+        if (room !== undefined && declaredBytes > room) {
+          throw new ModeldError('NoSpace', `unpacking needs more than ${Math.max(0, room)} bytes, all the disk has beyond its free-space reserve (at '${entry.path}')`, {
+            retryable: true,
+            details: { entry: entry.path, roomBytes: room },
+          });
+        }
       }
       const parts = checkHeader(entry);
       live.add(entry);
@@ -154,6 +187,11 @@ export async function unpackArchive(
       inflated += chunk.length;
       if (inflated > streamCap) {
         fail(new ModeldError('ArchiveTooLarge', `archive inflates past ${streamCap} bytes`, { details: { inflatedBytes: inflated } }));
+        break;
+      }
+      if (limits.maxRatio && opened.kind === 'tar.gz' && inflated > RATIO_FLOOR && inflated > limits.maxRatio * opened.readBytes()) {
+        const ratio = Math.round(inflated / Math.max(1, opened.readBytes()));
+        fail(new ModeldError('ArchiveTooLarge', `archive inflates ${ratio}:1, past the compression ratio limit of ${limits.maxRatio}:1 (limits.compressionRatio): a gzip bomb, or set the limit higher`, { details: { inflatedBytes: inflated, ratio, limit: limits.maxRatio } }));
         break;
       }
       if (head) {

@@ -4,13 +4,14 @@ import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
 import type { BlobStore } from '../fetch/blob-store.js';
+import { freeBytes } from '../fetch/disk-space.js';
 import { fetchBlob } from '../fetch/download.js';
 import { tailFile } from '../fetch/tail-file.js';
 import type { FetchPolicy } from '../fetch/policy.js';
 import { detectArchive } from '../install/detect.js';
 import { promoteVersion, removeCurrent, removeVersionDir, swapCurrent } from '../install/layout.js';
 import { rmTree } from '../install/rm-tree.js';
-import { unpackArchive } from '../install/unpack.js';
+import { unpackArchive, type UnpackLimits } from '../install/unpack.js';
 import type { Logger } from '../log.js';
 import type { StatePaths } from '../paths.js';
 import type { Store } from '../store/index.js';
@@ -66,6 +67,7 @@ export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: 
           {
             signal: ctx.signal,
             onProgress: (p) => {
+              overlap?.progress(p);
               if (p.bytes === lastReported) return; // the final call repeats the last chunk's figure
               lastReported = p.bytes;
               reporter.report(ns, name, { phase: 'Downloading', progress: p, targetVersion: step.version });
@@ -90,7 +92,7 @@ export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: 
       await detectArchive(archive);
       const staging = stagingFor(model, step.version, paths);
       try {
-        await unpackArchive(archive, staging, unpackLimits(deps), { signal: ctx.signal });
+        await unpackArchive(archive, staging, await unpackLimits(deps), { signal: ctx.signal });
         await promoteVersion(staging, paths.versionDir(ns, name, step.version), { sha256: sha });
       } finally {
         await rm(staging, { recursive: true, force: true });
@@ -150,7 +152,21 @@ export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: 
 const stagingFor = (model: ModelRef, version: string, paths: StatePaths) =>
   join(paths.stagingDir, `${model.namespace}_${model.name}_${version}_${randomBytes(4).toString('hex')}`);
 
-const unpackLimits = (deps: StepDeps) => ({ maxBytes: deps.config.limits.unpackedBytes, maxEntries: deps.config.limits.entries });
+/**
+ * What an unpack may write: the configured limits, the store's cap (one tree cannot be larger), and
+ * the disk's free space less fetch.reserveBytes — measured now, less `pendingBytes` still to come
+ * (the rest of a download running beside an overlapped unpack).
+ */
+async function unpackLimits(deps: StepDeps, pendingBytes: () => number = () => 0): Promise<UnpackLimits> {
+  const { limits, store, fetch } = deps.config;
+  const free = await freeBytes(deps.paths.stagingDir).catch(() => Infinity);
+  return {
+    maxBytes: Math.min(limits.unpackedBytes, store.capBytes),
+    maxEntries: limits.entries,
+    maxRatio: limits.compressionRatio,
+    roomBytes: () => free - fetch.reserveBytes - pendingBytes(),
+  };
+}
 
 function recordInstalled(model: ModelRef, version: string, sha256: string, deps: StepDeps): void {
   deps.store.versions.put({ namespace: model.namespace, name: model.name, version, sha256 });
@@ -171,7 +187,10 @@ function unpackWhileFetching(sha256: string, version: string, model: ModelRef, d
   let settle!: { resolve: (size: number) => void; reject: (err: unknown) => void };
   const finished = new Promise<number>((resolve, reject) => (settle = { resolve, reject }));
   finished.catch(() => {});
-  const unpacked = unpackArchive(tailFile(deps.paths.partial(sha256), finished, stop.signal), staging, unpackLimits(deps), { signal: stop.signal }).then(
+  // The download still to come takes disk space too: the unpack's room leaves it out.
+  let download = { bytes: 0, totalBytes: undefined as number | undefined };
+  const pending = () => (download.totalBytes === undefined ? 0 : download.totalBytes - download.bytes);
+  const unpacked = unpackLimits(deps, pending).then((limits) => unpackArchive(tailFile(deps.paths.partial(sha256), finished, stop.signal), staging, limits, { signal: stop.signal })).then(
     () => true,
     (err: unknown) => {
       if (!stop.signal.aborted) log.debug({ err: (err as Error).message }, 'unpacking during the download did not work out; unpacking after it');
@@ -185,6 +204,9 @@ function unpackWhileFetching(sha256: string, version: string, model: ModelRef, d
     await rm(staging, { recursive: true, force: true });
   };
   return {
+    progress(p: { bytes: number; totalBytes?: number }) {
+      download = { bytes: p.bytes, totalBytes: p.totalBytes };
+    },
     async abandon(err: unknown) {
       settle.reject(err);
       stop.abort(err);
