@@ -54,7 +54,12 @@ export type ArchiveSource = string | AsyncIterable<Buffer>;
 function tarStream(raw: Readable, kind: ArchiveKind): Readable {
   if (kind === 'tar') return raw;
   // pipeline destroys both ends on error or when the consumer stops early.
-  return pipeline(raw, createGunzip({ chunkSize: 256 * 1024 }), () => {});
+  const gunzip = createGunzip({ chunkSize: 256 * 1024 });
+  // The unpack learns of a failure through its read loop. zlib may report one more after the loop
+  // has stopped reading and pipeline has let go (Z_BUF_ERROR on a flush of a refused archive):
+  // with no listener that one would end the daemon.
+  gunzip.on('error', () => {});
+  return pipeline(raw, gunzip, () => {});
 }
 
 interface OpenedArchive {

@@ -6,7 +6,6 @@ import { ModeldError } from '../errors.js';
 import type { BlobStore } from '../fetch/blob-store.js';
 import { freeBytes } from '../fetch/disk-space.js';
 import { fetchBlob } from '../fetch/download.js';
-import { tailFile } from '../fetch/tail-file.js';
 import type { FetchPolicy } from '../fetch/policy.js';
 import { detectArchive } from '../install/detect.js';
 import { promoteVersion, removeCurrent, removeVersionDir, swapCurrent } from '../install/layout.js';
@@ -16,6 +15,7 @@ import type { Logger } from '../log.js';
 import type { StatePaths } from '../paths.js';
 import type { Store } from '../store/index.js';
 import { runGc } from './gc-run.js';
+import { unpackWhileFetching } from './overlap-unpack.js';
 import type { Step } from './plan.js';
 import type { Reporter } from './report.js';
 import type { ServingPort } from './serving-port.js';
@@ -57,7 +57,16 @@ export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: 
       reporter.report(ns, name, { phase: 'Downloading', progress: { bytes: 0 }, targetVersion: step.version });
       // With a known digest the archive is unpacked into staging while it downloads; it is
       // promoted only once the download verified. Without one, or if that fails, install unpacks after.
-      const overlap = step.sha256 ? unpackWhileFetching(step.sha256, step.version, model, deps, ctx) : undefined;
+      const overlap = step.sha256
+        ? unpackWhileFetching({
+            partialPath: paths.partial(step.sha256),
+            sha256: step.sha256,
+            staging: stagingFor(model, step.version, paths),
+            log: deps.log.child({ model: `${ns}/${name}`, version: step.version }),
+            signal: ctx.signal,
+            limits: (pending) => unpackLimits(deps, pending),
+          })
+        : undefined;
       let result;
       let lastReported = 0;
       try {
@@ -81,7 +90,13 @@ export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: 
       }
       ctx.learnt.set(step.version, result.sha256);
       reporter.report(ns, name, { phase: 'Verifying', message: `sha256 ${result.sha256} verified (${result.size} bytes)`, targetVersion: step.version });
-      await overlap?.finish(result.size);
+      const outcome = await overlap?.finish(result.size, result.path, async (staging) => {
+        reporter.report(ns, name, { phase: 'Installing', targetVersion: step.version });
+        await promoteVersion(staging, paths.versionDir(ns, name, step.version), { sha256: result.sha256 });
+        recordInstalled(model, step.version, result.sha256, deps);
+      });
+      // Refused while it downloaded, and those were the verified bytes: not unpacked a second time.
+      if (outcome?.kind === 'refused') throw outcome.error;
       return;
     }
     case 'install': {
@@ -171,58 +186,4 @@ async function unpackLimits(deps: StepDeps, pendingBytes: () => number = () => 0
 function recordInstalled(model: ModelRef, version: string, sha256: string, deps: StepDeps): void {
   deps.store.versions.put({ namespace: model.namespace, name: model.name, version, sha256 });
   deps.store.blobs.touch(sha256);
-}
-
-/**
- * Unpacks the download's bytes into staging as they land. `finish` (after the digest verified)
- * promotes the version; `abandon` (the download failed) drops it. Any trouble on this path only
- * costs the overlap: the install step then unpacks from the verified blob as usual.
- */
-function unpackWhileFetching(sha256: string, version: string, model: ModelRef, deps: StepDeps, ctx: StepContext) {
-  const log = deps.log.child({ model: `${model.namespace}/${model.name}`, version });
-  const staging = stagingFor(model, version, deps.paths);
-  const stop = new AbortController();
-  const onAbort = () => stop.abort(ctx.signal.reason);
-  ctx.signal.addEventListener('abort', onAbort, { once: true });
-  let settle!: { resolve: (size: number) => void; reject: (err: unknown) => void };
-  const finished = new Promise<number>((resolve, reject) => (settle = { resolve, reject }));
-  finished.catch(() => {});
-  // The download still to come takes disk space too: the unpack's room leaves it out.
-  let download = { bytes: 0, totalBytes: undefined as number | undefined };
-  const pending = () => (download.totalBytes === undefined ? 0 : download.totalBytes - download.bytes);
-  const unpacked = unpackLimits(deps, pending).then((limits) => unpackArchive(tailFile(deps.paths.partial(sha256), finished, stop.signal), staging, limits, { signal: stop.signal })).then(
-    () => true,
-    (err: unknown) => {
-      if (!stop.signal.aborted) log.debug({ err: (err as Error).message }, 'unpacking during the download did not work out; unpacking after it');
-      // The tail may be waiting for bytes the download has not written yet: end it, and close the file now.
-      stop.abort(err);
-      return false;
-    },
-  );
-  const cleanup = async () => {
-    ctx.signal.removeEventListener('abort', onAbort);
-    await rm(staging, { recursive: true, force: true });
-  };
-  return {
-    progress(p: { bytes: number; totalBytes?: number }) {
-      download = { bytes: p.bytes, totalBytes: p.totalBytes };
-    },
-    async abandon(err: unknown) {
-      settle.reject(err);
-      stop.abort(err);
-      await unpacked;
-      await cleanup();
-    },
-    async finish(size: number) {
-      settle.resolve(size);
-      try {
-        if (!(await unpacked)) return;
-        deps.reporter.report(model.namespace, model.name, { phase: 'Installing', targetVersion: version });
-        await promoteVersion(staging, deps.paths.versionDir(model.namespace, model.name, version), { sha256 });
-        recordInstalled(model, version, sha256, deps);
-      } finally {
-        await cleanup();
-      }
-    },
-  };
 }

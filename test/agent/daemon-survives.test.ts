@@ -119,6 +119,23 @@ describe('the daemon survives what outside peers send', { timeout: 180_000 }, ()
     expect(existsSync(join(work, 'state', 'models', 'default', 'next', 'current', 'version.txt'))).toBe(true);
   });
 
+  it('a truncated .tar.gz the unpacker refuses before gzip notices the cut is reported once; nothing escapes to the process', async () => {
+    await startAgent();
+    // The first entry is refused at its header; the cut at 50% is met by gunzip only after the unpacker stopped reading.
+    const whole = gzipSync(rawTar([{ path: '../escape', body: 'x' }, ...Array.from({ length: 8 }, (_, i) => ({ path: `w/${i}.bin`, body: randomBytes(64 * 1024) }))]));
+    const cut = whole.subarray(0, Math.floor(whole.length / 2));
+    writeFileSync(join(www, 'cut.tgz'), cut);
+    await cloud.update(NODE, spec('cut', 'cut.tgz', cut));
+    const failed = await untilStatus((s) => s.name === 'cut' && s.phase === 'Failed', 'the cut archive refused');
+    expect(failed.reason).toBe('UnsafeArchive');
+    // A model after it: everything before it was handled (and any late stream error logged by then).
+    const next = await tgz('next.tgz', 2, 1024);
+    await cloud.update(NODE, spec('next', 'next.tgz', next));
+    await untilStatus((s) => s.name === 'next' && s.phase === 'Installed', 'the next model installed');
+    expect(agent.child.exitCode).toBeNull();
+    expect(agent.logs.filter((l) => l.msg === 'an error escaped every handler; the daemon keeps running').map((l) => String(l.err).split('\n')[0])).toEqual([]);
+  });
+
   it('an archive refused while it still downloads is closed at once, not when the garbage collector finds its handle', async () => {
     // 2 MB/s: the download goes on for seconds after the unpack refused the first entry.
     await startAgent({ bandwidth: 2 * 1024 * 1024 });
@@ -128,6 +145,8 @@ describe('the daemon survives what outside peers send', { timeout: 180_000 }, ()
     const failed = await untilStatus((s) => s.name === 'hostile' && s.phase === 'Failed', 'the hostile archive refused');
     expect(failed.reason).toBe('UnsafeArchive');
     expect(agent.child.exitCode).toBeNull();
+    // Refused while it downloaded, and those were the verified bytes: not unpacked a second time.
+    expect(cloud.statuses.filter((s) => s.name === 'hostile').map((s) => s.phase)).not.toContain('Installing');
     // The install step's own read stream closes a moment after it reports; a leaked handle stays open until a GC.
     await waitFor(() => openStateFiles(agent.child.pid!).length === 0, 5_000, 'the agent to close the refused archive').catch(() => {});
     expect(openStateFiles(agent.child.pid!)).toEqual([]);
