@@ -42,6 +42,8 @@ const HELP: Record<string, string> = {
   'fetch.backoffMaxMs': 'Longest retry delay, ms.',
   'fetch.connectTimeoutMs': 'TCP/TLS connect timeout of a download, ms.',
   'fetch.stallTimeoutMs': 'A download receiving nothing for this long is cut and resumed, ms.',
+  'fetch.lowSpeedBytesPerSec': 'A download averaging less than this over fetch.lowSpeedWindowMs (a trickle) is cut and resumed as Stalled; 0: off. Kept under half of fetch.bandwidth.',
+  'fetch.lowSpeedWindowMs': 'The window of fetch.lowSpeedBytesPerSec, ms.',
   'fetch.bandwidth': 'Download bandwidth cap in bytes per second (sizes like "2MiB" work); 0: no cap.',
   'fetch.reserveBytes': 'Free space kept on the state directory\'s disk beyond the archive and its unpacked content.',
   'fetch.allowedSchemes': 'URL schemes allowed in manifests: https, http, file.',

@@ -72,6 +72,9 @@ export const ConfigSchema = z.strictObject({
       backoffMaxMs: z.number().int().min(1).default(60_000),
       connectTimeoutMs: z.number().int().min(1).default(15_000),
       stallTimeoutMs: z.number().int().min(1).default(30_000),
+      /** Slower than this on average over lowSpeedWindowMs is Stalled too (a trickle never trips stallTimeoutMs); 0: off. */
+      lowSpeedBytesPerSec: Size.default(1024),
+      lowSpeedWindowMs: z.number().int().min(1).default(60_000),
       /** Bytes per second; 0 means no cap. */
       bandwidth: Size.default(0),
       /** Free space to keep on the state directory's disk beyond the archive itself. */

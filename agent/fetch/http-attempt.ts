@@ -185,6 +185,7 @@ export async function runAttempt(startUrl: URL, file: PartialFile, known: Remote
     await deps.onStart(meta, startedOver);
 
     const it = res.body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    const speed = lowSpeedCheck(policy);
     for (;;) {
       arm(policy.stallTimeoutMs);
       const next = await it.next();
@@ -198,6 +199,7 @@ export async function runAttempt(startUrl: URL, file: PartialFile, known: Remote
       if (after > policy.maxBytes) {
         throw new ModeldError('TooLarge', `archive exceeds the limit of ${policy.maxBytes} bytes`, { details: { maxBytes: policy.maxBytes, status } });
       }
+      speed(chunk.length, file.size);
       if (deps.throttle) await deps.throttle.take(chunk.length, ctl.signal);
       await file.write(chunk);
       await deps.onChunk(chunk.length);
@@ -233,4 +235,29 @@ export async function runAttempt(startUrl: URL, file: PartialFile, known: Remote
     deps.signal?.removeEventListener('abort', onOuterAbort);
     if (body && !body.destroyed) body.destroy();
   }
+}
+
+/**
+ * curl's --speed-limit/--speed-time: a body that trickles (a slowloris server, a link that is
+ * nearly dead) keeps the stall watchdog quiet forever; an average below the floor over a whole
+ * window is Stalled too, and the attempt is cut and resumed like a stall.
+ */
+function lowSpeedCheck(policy: FetchPolicy): (bytes: number, done: number) => void {
+  let since = performance.now();
+  let bytes = 0;
+  return (n, done) => {
+    if (policy.lowSpeedBytesPerSec <= 0) return;
+    bytes += n;
+    const elapsed = performance.now() - since;
+    if (elapsed < policy.lowSpeedWindowMs) return;
+    const rate = (bytes * 1000) / elapsed;
+    if (rate < policy.lowSpeedBytesPerSec) {
+      throw new ModeldError('Stalled', `slower than ${policy.lowSpeedBytesPerSec} bytes/s for ${policy.lowSpeedWindowMs} ms (${Math.round(rate)} bytes/s) after ${done} bytes`, {
+        retryable: true,
+        details: { bytesPerSec: Math.round(rate), bytes: done },
+      });
+    }
+    since = performance.now();
+    bytes = 0;
+  };
 }

@@ -8,6 +8,9 @@ export interface FetchPolicy {
   connectTimeoutMs: number;
   /** No bytes (or no response headers) for this long aborts the attempt as Stalled. */
   stallTimeoutMs: number;
+  /** An average below this many bytes per second over lowSpeedWindowMs aborts the attempt as Stalled; 0: off. */
+  lowSpeedBytesPerSec: number;
+  lowSpeedWindowMs: number;
   /** Bytes per second; 0 means no cap. */
   bandwidth: number;
   /** Free space to keep on the state directory's disk beyond the archive. */
@@ -29,6 +32,9 @@ export function fetchPolicyFromConfig(config: Config): FetchPolicy {
     backoffMaxMs: f.backoffMaxMs,
     connectTimeoutMs: f.connectTimeoutMs,
     stallTimeoutMs: f.stallTimeoutMs,
+    // A bandwidth cap below the floor would make every download "slow": the floor stays under the cap.
+    lowSpeedBytesPerSec: f.bandwidth > 0 ? Math.min(f.lowSpeedBytesPerSec, Math.floor(f.bandwidth / 2)) : f.lowSpeedBytesPerSec,
+    lowSpeedWindowMs: f.lowSpeedWindowMs,
     bandwidth: f.bandwidth,
     reserveBytes: f.reserveBytes,
     maxBytes: config.limits.archiveBytes,

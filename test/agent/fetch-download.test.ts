@@ -1,4 +1,6 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { dirname } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startChaosServer, type ChaosServer } from '../helpers/chaos-server.js';
@@ -104,6 +106,26 @@ describe('fetchBlob over HTTP', () => {
     const err = await rejection(agent.fetch({ url: server.url, sha256: server.sha256 }));
     expect(err).toMatchObject({ code: 'Stalled', details: { url: server.url, attempts: 2 } });
     expect(server.requests.length).toBe(2);
+  });
+
+  it('ends a body that trickles under the low-speed floor in Stalled (a slowloris server never trips the stall timeout)', async () => {
+    // 16 bytes every 20 ms: 800 bytes/s, never quiet for the 20 s stall timeout, never done.
+    const trickle = createServer((_req, res) => {
+      res.writeHead(200, { 'content-length': String(SIZE) });
+      const t = setInterval(() => res.write(Buffer.alloc(16)), 20);
+      res.on('close', () => clearInterval(t));
+    });
+    await new Promise<void>((r) => trickle.listen(0, '127.0.0.1', () => r()));
+    try {
+      agent.policy = testPolicy({ attempts: 2, lowSpeedBytesPerSec: 4096, lowSpeedWindowMs: 500 });
+      const url = `http://127.0.0.1:${(trickle.address() as AddressInfo).port}/m.tgz`;
+      const err = await rejection(agent.fetch({ url, sha256: server.sha256 }));
+      expect(err).toMatchObject({ code: 'Stalled', details: { attempts: 2 } });
+      expect(err.message).toMatch(/slower than 4096 bytes\/s for 500 ms/);
+    } finally {
+      trickle.closeAllConnections();
+      await new Promise((r) => trickle.close(r));
+    }
   });
 
   it('retries a 500 and then succeeds', async () => {

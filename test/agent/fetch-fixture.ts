@@ -19,6 +19,8 @@ export function testPolicy(over: Partial<FetchPolicy> = {}): FetchPolicy {
     backoffMaxMs: 100,
     connectTimeoutMs: 5_000,
     stallTimeoutMs: 20_000,
+    lowSpeedBytesPerSec: 1024,
+    lowSpeedWindowMs: 60_000,
     bandwidth: 0,
     reserveBytes: 0,
     maxBytes: 1024 ** 3,
