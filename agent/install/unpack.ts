@@ -174,6 +174,9 @@ export async function unpackArchive(
       const parts = checkHeader(entry);
       live.add(entry);
       entry.on('end', () => live.delete(entry));
+      // A refusal destroys the entries in flight; tar may still write a truncated body's last bytes
+      // into one as it ends, and that 'error' (write after destroy) must not reach the process.
+      entry.on('error', () => {});
       void writes.run('entries', () => (failure ? undefined : writer.write(entry, parts))).catch(fail);
     } catch (err) {
       fail(err);
