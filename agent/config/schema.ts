@@ -61,6 +61,10 @@ export const ConfigSchema = z.strictObject({
       archiveBytes: Size.default(8 * GiB),
       unpackedBytes: Size.default(16 * GiB),
       entries: z.number().int().positive().default(100_000),
+      /** Node-wide: downloads, installs (unpacking) and runtime starts in progress at once, over all models. */
+      fetches: z.number().int().min(1).max(64).default(2),
+      installs: z.number().int().min(1).max(64).default(1),
+      starts: z.number().int().min(1).max(64).default(1),
     })
     .prefault({}),
   fetch: z
@@ -70,7 +74,7 @@ export const ConfigSchema = z.strictObject({
       backoffMaxMs: z.number().int().min(1).default(60_000),
       connectTimeoutMs: z.number().int().min(1).default(15_000),
       stallTimeoutMs: z.number().int().min(1).default(30_000),
-      /** Bytes per second; 0 means no cap. */
+      /** Bytes per second for the whole node (every download shares it); 0 means no cap. */
       bandwidth: Size.default(0),
       /** Free space to keep on the state directory's disk beyond the archive itself. */
       reserveBytes: Size.default(64 * MiB),

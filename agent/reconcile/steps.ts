@@ -15,6 +15,7 @@ import type { Logger } from '../log.js';
 import type { StatePaths } from '../paths.js';
 import type { Store } from '../store/index.js';
 import { runGc } from './gc-run.js';
+import type { NodeLimits, SlotKind } from './node-limits.js';
 import type { Step } from './plan.js';
 import type { Reporter } from './report.js';
 import type { ServingPort } from './serving-port.js';
@@ -31,6 +32,8 @@ export interface StepDeps {
   fetchPolicy: FetchPolicy;
   serving?: ServingPort;
   reporter: Reporter;
+  /** Node-wide slots for downloads, installs and starts, and the one bandwidth budget (built once in main.ts). */
+  limits: NodeLimits;
   /** Bytes received by a download, as they arrive (metrics). */
   onFetchBytes?: (namespace: string, name: string, bytes: number) => void;
 }
@@ -48,7 +51,24 @@ export interface StepContext {
   learnt: Map<string, string>;
 }
 
+/** The node-wide slot a step holds while it runs. */
+const SLOTS: Partial<Record<Step['kind'], { kind: SlotKind; phase: 'Downloading' | 'Installing' | 'Starting' }>> = {
+  fetch: { kind: 'fetch', phase: 'Downloading' },
+  install: { kind: 'install', phase: 'Installing' },
+  start: { kind: 'start', phase: 'Starting' },
+};
+
 export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: StepContext): Promise<void> {
+  const slot = SLOTS[step.kind];
+  if (!slot) return execute(step, model, deps, ctx);
+  const targetVersion = 'version' in step ? step.version : undefined;
+  await deps.limits.withSlot(slot.kind, () => execute(step, model, deps, ctx), {
+    signal: ctx.signal,
+    onWait: (message) => deps.reporter.report(model.namespace, model.name, { phase: slot.phase, message, targetVersion }),
+  });
+}
+
+async function execute(step: Step, model: ModelRef, deps: StepDeps, ctx: StepContext): Promise<void> {
   const { namespace: ns, name } = model;
   const { paths, store, reporter } = deps;
   switch (step.kind) {
@@ -62,7 +82,7 @@ export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: 
       try {
         result = await fetchBlob(
           { url: step.url, sha256: step.sha256 },
-          { paths, blobStore: deps.blobStore, downloads: store.downloads, policy: deps.fetchPolicy, log: deps.log.child({ model: `${ns}/${name}`, version: step.version }) },
+          { paths, blobStore: deps.blobStore, downloads: store.downloads, policy: deps.fetchPolicy, throttle: deps.limits.bandwidth, log: deps.log.child({ model: `${ns}/${name}`, version: step.version }) },
           {
             signal: ctx.signal,
             onProgress: (p) => {
