@@ -102,6 +102,10 @@ export const ConfigSchema = z.strictObject({
       restartBackoffMs: z.number().int().min(10).default(1000),
       /** Instances listen on loopback ports from here up. 0 lets the OS choose. */
       basePort: z.number().int().min(0).max(65535).default(0),
+      /** Tries a version gets to become ready (each up to its start timeout) before it is Failed NotReady. */
+      startAttempts: z.number().int().min(1).max(20).default(3),
+      /** Longest wait before the second try (a random wait up to this, doubling for each further try), ms. */
+      startBackoffMs: z.number().int().min(0).default(10_000),
     })
     .prefault({}),
   /** frameworkType -> runtime. `onnx` is built in; others are commands. */

@@ -19,6 +19,7 @@ import type { NodeLimits, SlotKind } from './node-limits.js';
 import type { Step } from './plan.js';
 import type { Reporter } from './report.js';
 import type { ServingPort } from './serving-port.js';
+import { startVersion } from './start-version.js';
 
 // Executors: one function per step kind. Each is idempotent, so a restart at any instant can
 // simply plan again and run what is left.
@@ -51,11 +52,10 @@ export interface StepContext {
   learnt: Map<string, string>;
 }
 
-/** The node-wide slot a step holds while it runs. */
-const SLOTS: Partial<Record<Step['kind'], { kind: SlotKind; phase: 'Downloading' | 'Installing' | 'Starting' }>> = {
+/** The node-wide slot a step holds while it runs (the start step takes its own: start-version.ts). */
+const SLOTS: Partial<Record<Step['kind'], { kind: SlotKind; phase: 'Downloading' | 'Installing' }>> = {
   fetch: { kind: 'fetch', phase: 'Downloading' },
   install: { kind: 'install', phase: 'Installing' },
-  start: { kind: 'start', phase: 'Starting' },
 };
 
 export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: StepContext): Promise<void> {
@@ -120,8 +120,7 @@ async function execute(step: Step, model: ModelRef, deps: StepDeps, ctx: StepCon
     }
     case 'start': {
       if (!deps.serving) return;
-      reporter.report(ns, name, { phase: 'Starting', targetVersion: step.version });
-      await deps.serving.activate(
+      await startVersion(
         {
           namespace: ns,
           name,
@@ -131,7 +130,8 @@ async function execute(step: Step, model: ModelRef, deps: StepDeps, ctx: StepCon
           frameworkType: model.frameworkType,
           replicas: step.replicas,
         },
-        { signal: ctx.signal },
+        { ...deps, serving: deps.serving },
+        ctx.signal,
       );
       return;
     }
