@@ -11,6 +11,9 @@ import { Semaphore } from './semaphore.js';
 
 export type SlotKind = 'fetch' | 'install' | 'start';
 
+/** The status reason of a model kept waiting for a slot (its phase is the step's: Downloading...). */
+export const WAITING_FOR_SLOT = 'WaitingForSlot';
+
 const WHAT: Record<SlotKind, string> = { fetch: 'a download slot', install: 'an install slot', start: 'a runtime start slot' };
 
 export interface SlotOptions {

@@ -3,7 +3,7 @@ import type { Config } from '../config/schema.js';
 import { ModeldError, toModeldError } from '../errors.js';
 import { backoffDelay } from '../fetch/backoff.js';
 import type { Logger } from '../log.js';
-import type { NodeLimits } from './node-limits.js';
+import { WAITING_FOR_SLOT, type NodeLimits } from './node-limits.js';
 import type { StatusUpdate } from './report.js';
 import type { ServeTarget, ServingPort } from './serving-port.js';
 
@@ -47,7 +47,7 @@ export async function startVersion(target: ServeTarget, deps: StartDeps, signal:
           // Free the slot once the version takes traffic: draining the old one is no start.
           await deps.serving.activate(target, { signal, onRouted: release });
         },
-        { signal, onWait: (message) => report({ message: label ? `${label}, ${message}` : message }) },
+        { signal, onWait: (message) => report({ reason: WAITING_FOR_SLOT, message: label ? `${label}, ${message}` : message }) },
       );
       return;
     } catch (err) {

@@ -15,7 +15,7 @@ import type { Logger } from '../log.js';
 import type { StatePaths } from '../paths.js';
 import type { Store } from '../store/index.js';
 import { runGc } from './gc-run.js';
-import type { NodeLimits, SlotKind } from './node-limits.js';
+import { WAITING_FOR_SLOT, type NodeLimits, type SlotKind } from './node-limits.js';
 import type { Step } from './plan.js';
 import type { Reporter } from './report.js';
 import type { ServingPort } from './serving-port.js';
@@ -64,7 +64,7 @@ export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: 
   const targetVersion = 'version' in step ? step.version : undefined;
   await deps.limits.withSlot(slot.kind, () => execute(step, model, deps, ctx), {
     signal: ctx.signal,
-    onWait: (message) => deps.reporter.report(model.namespace, model.name, { phase: slot.phase, message, targetVersion }),
+    onWait: (message) => deps.reporter.report(model.namespace, model.name, { phase: slot.phase, reason: WAITING_FOR_SLOT, message, targetVersion }),
   });
 }
 

@@ -155,7 +155,7 @@ describe('node-wide limits end to end', { timeout: 240_000 }, () => {
     expect(server.maxInFlight).toBeLessThanOrEqual(2);
     expect(server.maxInFlight).toBe(2); // the slots are used, not one download after the other
     // A model kept out by the limit says so while it waits.
-    const waiting = cloud.statuses.filter((s) => s.phase === 'Downloading' && /waiting for a download slot \(2 of 2 in use/.test(s.message ?? ''));
+    const waiting = cloud.statuses.filter((s) => s.phase === 'Downloading' && s.reason === 'WaitingForSlot' && /waiting for a download slot \(2 of 2 in use/.test(s.message ?? ''));
     expect(waiting.length).toBeGreaterThan(0);
   });
 

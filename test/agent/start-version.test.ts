@@ -122,7 +122,7 @@ describe('startVersion', () => {
     const b = startVersion(target('b'), db, new AbortController().signal);
     await tick();
     expect(calls.map((c) => c.name)).toEqual(['a']);
-    expect(reportsB.map((r) => r.message)).toEqual(['waiting for a runtime start slot (1 of 1 in use)']);
+    expect(reportsB.map((r) => [r.phase, r.reason, r.message])).toEqual([['Starting', 'WaitingForSlot', 'waiting for a runtime start slot (1 of 1 in use)']]);
     gate.open();
     await Promise.all([a, b]);
     expect(calls.map((c) => c.name)).toEqual(['a', 'b']);
