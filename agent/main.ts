@@ -10,6 +10,7 @@ import { MqttLink } from './link/mqtt-link.js';
 import type { Logger } from './log.js';
 import { statePaths, type StatePaths } from './paths.js';
 import { Intake } from './reconcile/intake.js';
+import { nodeLimitsFromConfig } from './reconcile/node-limits.js';
 import { recoverState } from './reconcile/recover.js';
 import { Reporter } from './reconcile/report.js';
 import { Runner } from './reconcile/runner.js';
@@ -127,7 +128,8 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
     });
     reporterRef = reporter;
     const runner = new Runner(
-      { config, paths, store, log, blobStore, fetchPolicy, serving, reporter, onFetchBytes: opts.metrics && ((ns, name, n) => opts.metrics!.onDownloadBytes(ns, name, n)) },
+      // One set of node-wide limits (slots, bandwidth budget) for every model's steps.
+      { config, paths, store, log, blobStore, fetchPolicy, serving, reporter, limits: nodeLimitsFromConfig(config), onFetchBytes: opts.metrics && ((ns, name, n) => opts.metrics!.onDownloadBytes(ns, name, n)) },
       { retryDelayMs: opts.retryDelayMs ?? 60_000 },
     );
     runnerRef = runner;

@@ -63,6 +63,10 @@ export const ConfigSchema = z.strictObject({
       entries: z.number().int().positive().default(100_000),
       /** A .tar.gz may inflate at most this many times its size (past 64 MiB inflated): model weights inflate 1-3:1, a gzip bomb 1000:1. */
       compressionRatio: z.number().min(1).default(100),
+      /** Node-wide: downloads, installs (unpacking) and runtime starts in progress at once, over all models. */
+      fetches: z.number().int().min(1).max(64).default(2),
+      installs: z.number().int().min(1).max(64).default(1),
+      starts: z.number().int().min(1).max(64).default(1),
     })
     .prefault({}),
   fetch: z
@@ -75,7 +79,7 @@ export const ConfigSchema = z.strictObject({
       /** Slower than this on average over lowSpeedWindowMs is Stalled too (a trickle never trips stallTimeoutMs); 0: off. */
       lowSpeedBytesPerSec: Size.default(1024),
       lowSpeedWindowMs: z.number().int().min(1).default(60_000),
-      /** Bytes per second; 0 means no cap. */
+      /** Bytes per second for the whole node (every download shares it); 0 means no cap. */
       bandwidth: Size.default(0),
       /** Free space to keep on the state directory's disk beyond the archive itself. */
       reserveBytes: Size.default(64 * MiB),
@@ -103,6 +107,10 @@ export const ConfigSchema = z.strictObject({
       restartBackoffMs: z.number().int().min(10).default(1000),
       /** Instances listen on loopback ports from here up. 0 lets the OS choose. */
       basePort: z.number().int().min(0).max(65535).default(0),
+      /** Tries a version gets to become ready (each up to its start timeout) before it is Failed NotReady. */
+      startAttempts: z.number().int().min(1).max(20).default(3),
+      /** Longest wait before the second try (a random wait up to this, doubling for each further try), ms. */
+      startBackoffMs: z.number().int().min(0).default(10_000),
     })
     .prefault({}),
   /** frameworkType -> runtime. `onnx` is built in; others are commands. */

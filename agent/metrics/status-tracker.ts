@@ -1,4 +1,5 @@
 import type { StatusContent } from '../../shared/index.js';
+import { WAITING_FOR_SLOT } from '../reconcile/node-limits.js';
 
 // Turns the stream of statuses (Reporter.report is the one place they are made) into the events
 // metrics count: a download or an install finished (with its duration), a digest failure, a
@@ -36,14 +37,17 @@ export class StatusTracker {
       return out;
     }
     const next: Seen = { ...(seen ?? {}), phase: s.phase, reason: s.reason };
+    // Waiting for a node-wide slot (limits.*) is queueing, not work: the clock starts after it.
+    const waiting = s.reason === WAITING_FOR_SLOT;
+    const started = (phase: string) => s.phase === phase && !waiting && (seen?.phase !== phase || seen.reason === WAITING_FOR_SLOT);
 
-    if (s.phase === 'Downloading' && seen?.phase !== 'Downloading') next.downloadSince = t;
+    if (started('Downloading')) next.downloadSince = t;
     if (s.phase === 'Verifying' && seen?.downloadSince !== undefined) {
       out.push({ kind: 'downloaded', ...ref, seconds: (t - seen.downloadSince) / 1000 });
     }
     if (s.phase !== 'Downloading') next.downloadSince = undefined;
 
-    if (s.phase === 'Installing' && seen?.phase !== 'Installing') next.installSince = t;
+    if (started('Installing')) next.installSince = t;
     if (seen?.phase === 'Installing' && s.phase !== 'Installing' && s.phase !== 'Failed' && seen.installSince !== undefined) {
       out.push({ kind: 'installed', ...ref, seconds: (t - seen.installSince) / 1000 });
     }

@@ -6,8 +6,11 @@ export type { ServeTarget };
 // Kept as an interface so a node can also run delivery-only, with no serving at all.
 
 export interface ServingPort {
-  /** Blue/green: the new version takes traffic only once ready; on failure the old keeps serving. */
-  activate(target: ServeTarget, opts?: { signal?: AbortSignal }): Promise<{ url: string }>;
+  /**
+   * Blue/green: the new version takes traffic only once ready; on failure the old keeps serving.
+   * `onRouted` is called when the new version takes traffic, before the old one is drained.
+   */
+  activate(target: ServeTarget, opts?: { signal?: AbortSignal; onRouted?: () => void }): Promise<{ url: string }>;
   deactivate(namespace: string, name: string): Promise<void>;
   state(namespace: string, name: string): { version: string; replicas: number; readyReplicas: number; url: string } | undefined;
 }

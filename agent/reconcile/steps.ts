@@ -15,10 +15,12 @@ import type { Logger } from '../log.js';
 import type { StatePaths } from '../paths.js';
 import type { Store } from '../store/index.js';
 import { runGc } from './gc-run.js';
+import { WAITING_FOR_SLOT, type NodeLimits, type SlotKind } from './node-limits.js';
 import { unpackWhileFetching } from './overlap-unpack.js';
 import type { Step } from './plan.js';
 import type { Reporter } from './report.js';
 import type { ServingPort } from './serving-port.js';
+import { startVersion } from './start-version.js';
 
 // Executors: one function per step kind. Each is idempotent, so a restart at any instant can
 // simply plan again and run what is left.
@@ -32,6 +34,8 @@ export interface StepDeps {
   fetchPolicy: FetchPolicy;
   serving?: ServingPort;
   reporter: Reporter;
+  /** Node-wide slots for downloads, installs and starts, and the one bandwidth budget (built once in main.ts). */
+  limits: NodeLimits;
   /** Bytes received by a download, as they arrive (metrics). */
   onFetchBytes?: (namespace: string, name: string, bytes: number) => void;
 }
@@ -49,7 +53,23 @@ export interface StepContext {
   learnt: Map<string, string>;
 }
 
+/** The node-wide slot a step holds while it runs (the start step takes its own: start-version.ts). */
+const SLOTS: Partial<Record<Step['kind'], { kind: SlotKind; phase: 'Downloading' | 'Installing' }>> = {
+  fetch: { kind: 'fetch', phase: 'Downloading' },
+  install: { kind: 'install', phase: 'Installing' },
+};
+
 export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: StepContext): Promise<void> {
+  const slot = SLOTS[step.kind];
+  if (!slot) return execute(step, model, deps, ctx);
+  const targetVersion = 'version' in step ? step.version : undefined;
+  await deps.limits.withSlot(slot.kind, () => execute(step, model, deps, ctx), {
+    signal: ctx.signal,
+    onWait: (message) => deps.reporter.report(model.namespace, model.name, { phase: slot.phase, reason: WAITING_FOR_SLOT, message, targetVersion }),
+  });
+}
+
+async function execute(step: Step, model: ModelRef, deps: StepDeps, ctx: StepContext): Promise<void> {
   const { namespace: ns, name } = model;
   const { paths, store, reporter } = deps;
   switch (step.kind) {
@@ -72,7 +92,7 @@ export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: 
       try {
         result = await fetchBlob(
           { url: step.url, sha256: step.sha256 },
-          { paths, blobStore: deps.blobStore, downloads: store.downloads, policy: deps.fetchPolicy, log: deps.log.child({ model: `${ns}/${name}`, version: step.version }) },
+          { paths, blobStore: deps.blobStore, downloads: store.downloads, policy: deps.fetchPolicy, throttle: deps.limits.bandwidth, log: deps.log.child({ model: `${ns}/${name}`, version: step.version }) },
           {
             signal: ctx.signal,
             onProgress: (p) => {
@@ -117,8 +137,7 @@ export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: 
     }
     case 'start': {
       if (!deps.serving) return;
-      reporter.report(ns, name, { phase: 'Starting', targetVersion: step.version });
-      await deps.serving.activate(
+      await startVersion(
         {
           namespace: ns,
           name,
@@ -128,7 +147,8 @@ export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: 
           frameworkType: model.frameworkType,
           replicas: step.replicas,
         },
-        { signal: ctx.signal },
+        { ...deps, serving: deps.serving },
+        ctx.signal,
       );
       return;
     }

@@ -73,10 +73,11 @@ export class Serving {
    * ready before the route moves to them; requests in flight on the old version finish (bounded
    * by serving.drainTimeoutMs) before it stops. On failure the new instances are stopped, the old
    * version keeps serving, and the error (RuntimeNotFound, NotReady, CrashLoop, StartFailed,
-   * Cancelled) is thrown. Same version and replicas already serving: nothing to do.
+   * Cancelled) is thrown. Same version and replicas already serving: nothing to do. `onRouted`
+   * hears when the new instances take traffic, before the old ones drain and stop.
    */
-  activate(target: ServeTarget, opts: { signal?: AbortSignal } = {}): Promise<{ url: string }> {
-    return this.changing.run(keyOf(target.namespace, target.name), () => this.doActivate(target, opts.signal));
+  activate(target: ServeTarget, opts: { signal?: AbortSignal; onRouted?: () => void } = {}): Promise<{ url: string }> {
+    return this.changing.run(keyOf(target.namespace, target.name), () => this.doActivate(target, opts.signal, opts.onRouted));
   }
 
   /** Unroutes the model, lets requests in flight finish (bounded), stops its instances. */
@@ -121,7 +122,7 @@ export class Serving {
     await this.gateway.close();
   }
 
-  private async doActivate(target: ServeTarget, callerSignal?: AbortSignal): Promise<{ url: string }> {
+  private async doActivate(target: ServeTarget, callerSignal?: AbortSignal, onRouted?: () => void): Promise<{ url: string }> {
     const started = performance.now();
     const signal = callerSignal ? AbortSignal.any([callerSignal, this.closing.signal]) : this.closing.signal;
     if (this.closed) throw new ModeldError('Cancelled', 'serving is shutting down');
@@ -195,6 +196,7 @@ export class Serving {
     } catch {
       /* an observer must not break the switch */
     }
+    onRouted?.();
     if (cur) await this.retire(cur.group);
     return { url };
   }

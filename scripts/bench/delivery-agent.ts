@@ -7,6 +7,7 @@ import { BlobStore } from '../../agent/fetch/blob-store.js';
 import { fetchPolicyFromConfig } from '../../agent/fetch/policy.js';
 import { silentLogger } from '../../agent/log.js';
 import { statePaths } from '../../agent/paths.js';
+import { nodeLimitsFromConfig } from '../../agent/reconcile/node-limits.js';
 import { Reporter } from '../../agent/reconcile/report.js';
 import { runStep, type StepDeps } from '../../agent/reconcile/steps.js';
 import { openStore } from '../../agent/store/index.js';
@@ -24,6 +25,7 @@ const deps: StepDeps = {
   blobStore: new BlobStore({ paths, blobs: store.blobs, log }),
   fetchPolicy: fetchPolicyFromConfig(config),
   reporter: new Reporter({ config, store, log, enqueue: () => {} }),
+  limits: nodeLimitsFromConfig(config),
 };
 const model = { namespace: 'bench', name: 'model', modelName: 'model' };
 const ctx = { signal: new AbortController().signal, learnt: new Map<string, string>() };

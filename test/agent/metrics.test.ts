@@ -75,6 +75,21 @@ describe('StatusTracker', () => {
     tr.observe(st({ phase: 'Deleted' }));
     expect(tr.observe(st({ phase: 'Serving', servingVersion: '9', versions: v('9') }))).toEqual([]);
   });
+
+  it('does not count the time a model waits for a node-wide slot as download or install time', () => {
+    let t = 0;
+    const tr = new StatusTracker(() => t);
+    tr.observe(st({ phase: 'Downloading', reason: 'WaitingForSlot', message: 'waiting for a download slot (2 of 2 in use)' }));
+    t = 10_000;
+    tr.observe(st({ phase: 'Downloading', progress: { bytes: 0 } }));
+    t = 12_000;
+    expect(tr.observe(st({ phase: 'Verifying' }))).toEqual([{ kind: 'downloaded', namespace: 'default', name: 'm', seconds: 2 }]);
+    tr.observe(st({ phase: 'Installing', reason: 'WaitingForSlot', message: 'waiting for an install slot (1 of 1 in use)' }));
+    t = 20_000;
+    tr.observe(st({ phase: 'Installing' }));
+    t = 21_000;
+    expect(tr.observe(st({ phase: 'Starting' }))).toEqual([{ kind: 'installed', namespace: 'default', name: 'm', seconds: 1 }]);
+  });
 });
 
 describe('/metrics server', () => {

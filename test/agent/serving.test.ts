@@ -74,6 +74,23 @@ describe('serving through the gateway', () => {
     expect(serving.served()).toEqual([{ namespace: 'default', name: 'lin', modelName: 'lin', version: '2' }]);
   });
 
+  it('tells onRouted when the new version takes traffic, before the old one is drained and stopped', async () => {
+    const { serving, target, url } = await setup();
+    await serving.activate(target('1'));
+    const oldPids = pids(serving);
+    let seen: { oldRunning: boolean } | undefined;
+    let answer: Promise<{ status: number; body: any }> | undefined;
+    await serving.activate(target('2'), {
+      onRouted: () => {
+        seen = { oldRunning: oldPids.every((p) => isRunning(p)) };
+        answer = inferX(url, 'lin', [1]);
+      },
+    });
+    expect(seen).toEqual({ oldRunning: true });
+    expect((await answer!).body).toMatchObject({ model_version: '2' });
+    expect(oldPids.every((p) => !isRunning(p))).toBe(true);
+  });
+
   it('does nothing when the same version and replicas are activated again, and scales in place otherwise', async () => {
     const { serving, target } = await setup();
     await serving.activate(target('1'));
