@@ -13,6 +13,8 @@ export interface AgentProcess {
   /** JSON log lines written so far. */
   logs: Array<Record<string, unknown>>;
   exited: Promise<number | null>;
+  /** The last 8000 characters the process wrote to stderr (a crash's stack ends up here). */
+  stderr(): string;
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
@@ -54,6 +56,7 @@ export function startAgentProcess(config: Record<string, unknown> & { stateDir: 
     child,
     logs,
     exited,
+    stderr: () => stderr,
     async kill(signal: NodeJS.Signals = 'SIGKILL') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       await exited;
