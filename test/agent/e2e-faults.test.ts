@@ -1,8 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ModelContent, StatusContent } from '../../shared/index.js';
 import { statePaths } from '../../agent/paths.js';
 import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
@@ -10,6 +11,7 @@ import { makeTree, packDir } from '../helpers/archives.js';
 import { connectCloud, type Cloud } from '../helpers/cloud.js';
 import { faultObject, faultSeed, startFaultServer, type Fault, type FaultServer } from '../helpers/fault-server.js';
 import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
+import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';
 
 // Fault injection end to end: the agent as a real child process over a real mosquitto,
@@ -26,6 +28,7 @@ let cloud: Cloud;
 let agents: AgentProcess[] = [];
 let servers: FaultServer[] = [];
 let probes = 0;
+let pythons: ChildProcess[] = [];
 
 const stateDir = () => join(work, 'state');
 const paths = () => statePaths(stateDir());
@@ -143,6 +146,8 @@ afterEach(async () => {
   await cloud.close();
   for (const s of servers) await s.stop();
   servers = [];
+  for (const p of pythons) await stopChild(p);
+  pythons = [];
   await broker.stop();
   rmSync(work, { recursive: true, force: true });
 });
@@ -338,5 +343,76 @@ describe(`HTTP faults end to end (FAULT_SEED=${SEED})`, { timeout: 180_000 }, ()
     await cloud.update(NODE, content('m', 1, s.url, a1.sha256));
     const failed = await status(a, (x) => x.name === 'm' && x.phase === 'Failed', 'a terminal Failed', 45_000);
     expect(failed.reason).toBe('Stalled');
+  });
+});
+
+/** SIGTERM by pid, then SIGKILL if it lingers; resolves once it has exited. */
+async function stopChild(c: ChildProcess): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    c.once('exit', () => resolve());
+    c.kill('SIGTERM');
+    setTimeout(() => c.kill('SIGKILL'), 3000).unref();
+  });
+}
+
+/** `python3 -m http.server --protocol HTTP/1.0` serving `dir` on loopback; resolves once it listens. */
+async function pythonHttpServer(dir: string): Promise<{ url: (name: string) => string; log: () => string }> {
+  const port = await freePort();
+  const child = spawn('python3', ['-u', '-m', 'http.server', '--protocol', 'HTTP/1.0', '--bind', '127.0.0.1', '--directory', dir, String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  pythons.push(child);
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (out = (out + c.toString()).slice(-20_000)));
+  await Promise.race([
+    waitFor(() => out.includes('Serving HTTP on'), 20_000, 'python http.server to listen'),
+    new Promise((_, reject) => child.once('exit', (code) => reject(new Error(`python http.server exited with ${code}: ${out}`)))),
+  ]);
+  return { url: (name) => `http://127.0.0.1:${port}/${name}`, log: () => out };
+}
+
+function sha256File(path: string): string {
+  return execFileSync('sha256sum', [path], { encoding: 'utf8' }).split(' ')[0];
+}
+
+// Finding 2 of "the daemon never exits": undici 7 died on an uncatchable
+// `AssertionError: assert(!this.paused)` in Parser.finish (from onHttpSocketEnd) when a server
+// closed the connection (HTTP/1.0, Connection: close) while the body was paused by backpressure:
+// Python's http.server with a large archive, 2 runs in 4 (nodejs/undici#5360, fixed in undici 8).
+describe('Python http.server (HTTP/1.0) as the peer', { timeout: 300_000 }, () => {
+  const MiB = 1024 * 1024;
+  let big: string;
+  let bigArchive: { sha256: string; weightsSha256: string; size: number };
+
+  beforeAll(async () => {
+    // 256 MiB of incompressible data in a .tar.gz: the agent unpacks while it downloads, and
+    // the body is paused again and again while Python writes as fast as loopback allows.
+    big = mkdtempSync(join(tmpdir(), 'e2e-faults-big-'));
+    const src = join(big, 'src');
+    mkdirSync(join(src, 'weights'), { recursive: true });
+    mkdirSync(join(big, 'www'));
+    execFileSync('sh', ['-c', `head -c ${256 * MiB} /dev/urandom > "${join(src, 'weights', 'big.bin')}" && printf big > "${join(src, 'tag.txt')}"`]);
+    const weightsSha256 = sha256File(join(src, 'weights', 'big.bin'));
+    const archivePath = join(big, 'www', 'big.tar.gz');
+    execFileSync('tar', ['-I', 'gzip -1', '-cf', archivePath, '-C', src, '.']);
+    rmSync(src, { recursive: true, force: true });
+    bigArchive = { sha256: sha256File(archivePath), weightsSha256, size: statSync(archivePath).size };
+  }, 120_000);
+
+  afterAll(() => {
+    if (big) rmSync(big, { recursive: true, force: true });
+  });
+
+  it('delivers a 256 MiB archive from python3 -m http.server --protocol HTTP/1.0 and stays alive (undici#5360)', async () => {
+    const py = await pythonHttpServer(join(big, 'www'));
+    const a = await agent({ stallTimeoutMs: 30_000 });
+    await cloud.update(NODE, content('big', 1, py.url('big.tar.gz'), bigArchive.sha256));
+    await status(a, (x) => x.name === 'big' && x.phase === 'Installed', 'the big archive installed', 240_000);
+    const dir = paths().versionDir('default', 'big', '1');
+    expect(readlinkSync(paths().current('default', 'big'))).toBe('versions/1');
+    expect(sha256File(join(dir, 'weights', 'big.bin'))).toBe(bigArchive.weightsSha256);
+    expect(readFileSync(join(dir, 'tag.txt'), 'utf8')).toBe('big');
+    expect(py.log()).toMatch(/"GET \/big\.tar\.gz HTTP\/1\.1" 200 -/);
+    await expectAlive(a);
   });
 });
