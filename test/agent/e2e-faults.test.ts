@@ -296,6 +296,9 @@ describe(`HTTP faults end to end (FAULT_SEED=${SEED})`, { timeout: 180_000 }, ()
     await expectAlive(a);
   });
 
+  // With nothing to wait for, each RST lands while the agent is behind and the body paused:
+  // undici 7 died of that too (the same assert(!this.paused), from onHttpSocketError on
+  // ECONNRESET; 9 runs in 9 here), so this is also a guard for undici#5360.
   it('reports SizeMismatch after its attempts when every answer is reset at a random offset, and installs nothing', async () => {
     const a1 = await archive('v1', { files: 4, fileBytes: 256 * 1024 });
     const s = await serve([a1]);
