@@ -20,8 +20,14 @@ export interface Cloud {
   close(): Promise<void>;
 }
 
-export async function connectCloud(brokerUrl: string, statusFilter = 'default/ai/inferencemodel-status/+', prefix = 'ai/inferencemodel'): Promise<Cloud> {
-  const client = await mqtt.connectAsync(brokerUrl, { clientId: `cloud-${Math.random().toString(36).slice(2)}`, reconnectPeriod: 200 });
+export async function connectCloud(
+  brokerUrl: string,
+  statusFilter = 'default/ai/inferencemodel-status/+',
+  prefix = 'ai/inferencemodel',
+  /** A persistent session (clean: false): with a persistent broker, nothing sent while it reconnects is lost. */
+  opts: { persistent?: boolean } = {},
+): Promise<Cloud> {
+  const client = await mqtt.connectAsync(brokerUrl, { clientId: `cloud-${Math.random().toString(36).slice(2)}`, reconnectPeriod: 200, clean: !opts.persistent });
   const statuses: StatusContent[] = [];
   const headers: Cloud['headers'] = [];
   const hellos: string[] = [];

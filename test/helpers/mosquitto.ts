@@ -16,6 +16,8 @@ export interface Broker {
   /** The same as stop(): reads better in tests of an outage. */
   pause(): Promise<void>;
   start(): Promise<void>;
+  /** The running broker's pid (to freeze it at an exact instant with SIGSTOP, say). */
+  pid(): number | undefined;
 }
 
 // Each broker's config and saved sessions go when the test process ends.
@@ -68,6 +70,7 @@ export async function startMosquitto(opts: { port?: number; persistence?: boolea
       await Promise.race([waitForPort(port, 10_000), exited]);
     },
     pause: () => broker.stop(),
+    pid: () => (child && child.exitCode === null ? child.pid : undefined),
     async stop() {
       const c = child;
       child = undefined;

@@ -7,6 +7,8 @@ import { freePort } from './ports.js';
 
 export interface PythonHttp {
   url(file: string): string;
+  /** What it printed (its request log), the last 20 kB. */
+  log(): string;
   stop(): Promise<void>;
 }
 
@@ -16,21 +18,20 @@ export async function startPythonHttp(dir: string, opts: { protocol?: 'HTTP/1.0'
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = once(child, 'exit');
-  // It prints "Serving HTTP on 127.0.0.1 port N" once it listens.
+  let out = '';
+  // It prints "Serving HTTP on 127.0.0.1 port N" once it listens, then a line per request.
   await new Promise<void>((resolve, reject) => {
-    let out = '';
     const onData = (c: Buffer) => {
-      out += c.toString();
+      out = (out + c.toString()).slice(-20_000);
       if (out.includes('Serving HTTP')) resolve();
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
     child.once('exit', (code) => reject(new Error(`python3 http.server exited (${code}) before listening: ${out}`)));
   });
-  child.stdout!.resume();
-  child.stderr!.resume();
   return {
     url: (file) => `http://127.0.0.1:${port}/${file}`,
+    log: () => out,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;
