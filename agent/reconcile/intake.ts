@@ -7,7 +7,7 @@ import {
   type ModelContent,
 } from '../../shared/index.js';
 import type { Config } from '../config/schema.js';
-import { isModeldError } from '../errors.js';
+import { isModeldError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/index.js';
 import type { DesiredSpec } from '../store/specs.js';
@@ -28,7 +28,7 @@ export interface IntakeDeps {
   kick: (namespace: string, name: string, opts: { cancel: boolean }) => void;
 }
 
-export type IntakeOutcome = { accepted: true; changed: string[] } | { accepted: false; reason: string; message: string };
+export type IntakeOutcome = { accepted: true; changed: string[] } | { accepted: false; reason: ErrorCode; message: string };
 
 export class Intake {
   constructor(private readonly deps: IntakeDeps) {}
@@ -77,7 +77,7 @@ export class Intake {
   }
 
   /** Checks a spec beyond its schema; undefined when it may be accepted. */
-  private problem(content: ModelContent): { reason: string; message: string } | undefined {
+  private problem(content: ModelContent): { reason: ErrorCode; message: string } | undefined {
     const problems = specProblems(content.spec, { requireDigest: !this.deps.config.allowUnverified });
     if (problems.length) return { reason: problems[0].reason, message: problems.map((p) => p.message).join('; ') };
     const target = content.spec.image ? undefined : resolveTarget(content.spec);
@@ -179,7 +179,7 @@ export class Intake {
   private refuse(
     topic: string,
     model: { namespace: string; name: string } | undefined,
-    reason: string,
+    reason: ErrorCode,
     message: string,
     msgId?: string,
     generation?: number,
