@@ -7,6 +7,7 @@ import { buildStatus } from '../../agent/admin/status-view.js';
 import { parseConfig } from '../../agent/config/load.js';
 import type { Config } from '../../agent/config/schema.js';
 import { silentLogger } from '../../agent/log.js';
+import { modelStatus } from '../../agent/reconcile/model-status.js';
 import { Reporter } from '../../agent/reconcile/report.js';
 import type { ServingPort } from '../../agent/reconcile/serving-port.js';
 import { specHash } from '../../agent/reconcile/spec-hash.js';
@@ -162,5 +163,33 @@ describe('one status for the cloud and for `modeld status` (finding 7)', () => {
     expect(parsed.ok && parsed.message.content).toMatchObject({ heldVersion: '1', reason: 'RolledBack', uid: 'u1' });
     // Only the wire's fields: what the node's own view adds stays on the node.
     expect(Object.keys(JSON.parse(sent[0]).content)).not.toContain('source');
+  });
+});
+
+describe('modelStatus, on plain data', () => {
+  const desired = { namespace: 'default', name: 'resnet', uid: 'u1', generation: 3, spec: spec(), msgId: 'm3', source: 'cloud' as const, updatedAt: 1 };
+  const row: ModelState = { namespace: 'default', name: 'resnet', phase: 'Serving', servingVersion: '2', previousVersion: '1', observedGeneration: 3, updatedAt: 5 };
+  const installed = ['1', '2'].map((version) => ({ namespace: 'default', name: 'resnet', version, sha256: version === '1' ? SHA1 : SHA2, installedAt: 1 }));
+  const base = { node: 'n1', namespace: 'default', name: 'resnet', desired, model: row, installed, time: 't' };
+
+  it('says Pending with nothing recorded, and nothing serving', () => {
+    expect(modelStatus({ ...base, model: undefined, installed: [] })).toMatchObject({ phase: 'Pending', observedGeneration: 0, targetVersion: '2', replicas: 1, readyReplicas: 0, versions: [] });
+  });
+
+  it('takes phase, reason, message and generation from the refused message it answers, the rest from the rows', () => {
+    const s = modelStatus({ ...base, answer: { phase: 'Failed', reason: 'BadMessage', message: 'not JSON', observedGeneration: 7 } });
+    expect(s).toMatchObject({ phase: 'Failed', reason: 'BadMessage', message: 'not JSON', observedGeneration: 7, servingVersion: '2', generation: 3, source: 'cloud' });
+  });
+
+  it('names the last error only under the spec it happened under', () => {
+    const failedRow = { ...row, failedVersion: '2', failedSpecHash: specHash(spec()), failedReason: 'NotReady' as const, failedMessage: 'm' };
+    expect(modelStatus({ ...base, model: failedRow }).lastError).toEqual({ version: '2', reason: 'NotReady', message: 'm' });
+    expect(modelStatus({ ...base, model: failedRow, desired: { ...desired, spec: spec({ replicas: 3 }) } }).lastError).toBeUndefined();
+  });
+
+  it('with a serving layer that routes nothing, serves nothing; with none to ask, the row stands', () => {
+    expect(modelStatus({ ...base, serving: {} }).servingVersion).toBeUndefined();
+    expect(modelStatus({ ...base, serving: { running: { version: '1', replicas: 2, readyReplicas: 1, url: 'u' } } })).toMatchObject({ servingVersion: '1', readyReplicas: 1, url: 'u' });
+    expect(modelStatus(base).servingVersion).toBe('2');
   });
 });
