@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'MissingDigest'
   | 'ImageNotForAgent'
   | 'URLNotAllowed'
+  | 'UnknownNode'
   // fetch
   | 'HTTPError'
   | 'ConnectTimeout'
@@ -46,6 +47,12 @@ export type ErrorCode =
   | 'Cancelled'
   | 'ConfigInvalid'
   | 'Internal';
+
+/**
+ * A status's `reason`: an error code, or a notice that is not a failure (a rollback hold in
+ * force; a cloud spec that replaced a local one). The wire keeps it a string.
+ */
+export type StatusReason = ErrorCode | 'RolledBack' | 'CloudOverridesLocal';
 
 export class ModeldError extends Error {
   readonly code: ErrorCode;

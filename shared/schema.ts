@@ -105,10 +105,13 @@ export const StatusContentSchema = z.object({
   phase: Phase,
   targetVersion: z.string().max(63).optional(),
   servingVersion: z.string().max(63).optional(),
+  /** A rollback hold in force on the node (`modeld rollback`): this version serves until the spec changes. */
+  heldVersion: z.string().max(63).optional(),
   url: z.string().max(2048).optional(),
   replicas: z.number().int().min(0).optional(),
   readyReplicas: z.number().int().min(0).optional(),
   progress: z.object({ bytes: z.number().min(0), totalBytes: z.number().min(0).optional() }).optional(),
+  /** A machine code (the agent's error codes and a few notices); a string here so receivers accept codes they do not know. */
   reason: z.string().max(128).optional(),
   message: z.string().max(4096).optional(),
   versions: z

@@ -58,7 +58,8 @@ export function renderStatus(r: StatusReport): string {
   let out = r.models.length ? table(header, rows) : 'no models on this node\n';
   if (r.models.length === 1 && r.models[0].events) {
     const m = r.models[0];
-    out += `\nversions: ${m.versions.map((v) => `${v.version} (${v.state})`).join(', ') || 'none'}\n`;
+    const state = (v: ModelStatusView['versions'][number]) => (v.version === m.heldVersion ? `${v.state}, held` : v.state);
+    out += `\nversions: ${m.versions.map((v) => `${v.version} (${state(v)})`).join(', ') || 'none'}\n`;
     out += `generation ${m.generation}, observed ${m.observedGeneration}\nrecent events:\n`;
     for (const e of m.events ?? []) out += `  ${new Date(e.time).toISOString()}  ${e.kind}  ${e.message}\n`;
   }
@@ -94,7 +95,7 @@ export function registerStatus(program: Command): void {
       while (!stop.signal.aborted) {
         const r = await readStatus(config, model);
         // Compare without times that change on every read.
-        const key = JSON.stringify(r.models.map(({ updatedAt: _u, events: _e, ...m }) => m)) + r.daemon;
+        const key = JSON.stringify(r.models.map(({ updatedAt: _u, time: _t, events: _e, ...m }) => m)) + r.daemon;
         if (key !== previous) {
           previous = key;
           if (opts.json) process.stdout.write(JSON.stringify(r) + '\n');

@@ -1,4 +1,5 @@
 import {
+  DNS_LABEL,
   parseMessage,
   parseTopic,
   resolveTarget,
@@ -7,7 +8,7 @@ import {
   type ModelContent,
 } from '../../shared/index.js';
 import type { Config } from '../config/schema.js';
-import { isModeldError } from '../errors.js';
+import { isModeldError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/index.js';
 import type { DesiredSpec } from '../store/specs.js';
@@ -28,7 +29,7 @@ export interface IntakeDeps {
   kick: (namespace: string, name: string, opts: { cancel: boolean }) => void;
 }
 
-export type IntakeOutcome = { accepted: true; changed: string[] } | { accepted: false; reason: string; message: string };
+export type IntakeOutcome = { accepted: true; changed: string[] } | { accepted: false; reason: ErrorCode; message: string };
 
 export class Intake {
   constructor(private readonly deps: IntakeDeps) {}
@@ -49,11 +50,17 @@ export class Intake {
     if (!where || where.node !== config.node.name || where.kind === 'presence') {
       return this.refuse(topic, undefined, 'BadMessage', `topic ${topic} is not one of this node's spec topics`);
     }
+    if (where.kind === 'spec' && !(DNS_LABEL.test(where.namespace) && DNS_LABEL.test(where.name))) {
+      // No model can have this name, and a status naming it would not be a valid message: log only.
+      return this.refuse(topic, undefined, 'BadMessage', `topic ${topic} names no model (namespace and name must be DNS-1123 labels)`);
+    }
     const parsed = parseMessage(payload, config.limits.messageBytes);
     const named = where.kind === 'spec' ? { namespace: where.namespace, name: where.name } : undefined;
     if (!parsed.ok) {
       const meta = (parsed.envelope?.content as { metadata?: { generation?: unknown } } | undefined)?.metadata;
-      return this.refuse(topic, named, parsed.reason, parsed.message, parsed.envelope?.header.msg_id, typeof meta?.generation === 'number' ? meta.generation : undefined);
+      // The generation answered, when the refused message has a usable one (a status carries only those).
+      const generation = Number.isSafeInteger(meta?.generation) && (meta!.generation as number) >= 0 ? (meta!.generation as number) : undefined;
+      return this.refuse(topic, named, parsed.reason, parsed.message, parsed.envelope?.header.msg_id, generation);
     }
     const msg = parsed.message;
     const op = msg.route.operation;
@@ -77,7 +84,7 @@ export class Intake {
   }
 
   /** Checks a spec beyond its schema; undefined when it may be accepted. */
-  private problem(content: ModelContent): { reason: string; message: string } | undefined {
+  private problem(content: ModelContent): { reason: ErrorCode; message: string } | undefined {
     const problems = specProblems(content.spec, { requireDigest: !this.deps.config.allowUnverified });
     if (problems.length) return { reason: problems[0].reason, message: problems.map((p) => p.message).join('; ') };
     const target = content.spec.image ? undefined : resolveTarget(content.spec);
@@ -149,23 +156,22 @@ export class Intake {
   /** The node's complete desired set from the cloud: anything from the cloud not in it goes. */
   private sync(topic: string, msg: Extract<Message, { route: { operation: 'sync' } }>): IntakeOutcome {
     const { store, log } = this.deps;
-    const changed: string[] = [];
-    const keep = new Set<string>();
-    for (const item of msg.content.items) {
-      const key = `${item.metadata.namespace}/${item.metadata.name}`;
-      keep.add(key);
-      const out = this.upsert(topic, item, msg.header.msg_id);
-      if (out.accepted) changed.push(...out.changed);
-    }
+    const keep = new Set(msg.content.items.map((item) => `${item.metadata.namespace}/${item.metadata.name}`));
     const gone = store.specs.list().filter((s) => s.source === 'cloud' && !keep.has(`${s.namespace}/${s.name}`));
     // Guarantee 10: a renamed or unregistered node is reported, not wiped. Only a controller that
-    // knows this node may take away everything it has from the cloud.
+    // knows this node may take away everything it has from the cloud. Decided before anything is
+    // applied: a sync refused here changes nothing, its items included.
     const known = msg.content.nodeKnown;
     if (gone.length && (known === false || (known === undefined && keep.size === 0))) {
       const why = known === false ? `the cluster has no Node named ${this.deps.config.node.name}` : 'the sync would remove every model and does not say the node is known';
       log.error({ topic, node: this.deps.config.node.name, kept: gone.map((s) => `${s.namespace}/${s.name}`) }, 'the controller does not know this node: nothing is removed');
       store.events.add({ kind: 'UnknownNode', message: `sync not applied: ${why}; check node.name (kept ${gone.length} models)` });
       return { accepted: false, reason: 'UnknownNode', message: why };
+    }
+    const changed: string[] = [];
+    for (const item of msg.content.items) {
+      const out = this.upsert(topic, item, msg.header.msg_id);
+      if (out.accepted) changed.push(...out.changed);
     }
     for (const s of gone) if (this.remove(s.namespace, s.name, 'cloud')) changed.push(`${s.namespace}/${s.name}`);
     return { accepted: true, changed };
@@ -179,7 +185,7 @@ export class Intake {
   private refuse(
     topic: string,
     model: { namespace: string; name: string } | undefined,
-    reason: string,
+    reason: ErrorCode,
     message: string,
     msgId?: string,
     generation?: number,

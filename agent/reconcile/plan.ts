@@ -1,4 +1,5 @@
 import { resolveTarget, specProblems, type InferenceModelSpec, type ManifestEntry } from '../../shared/index.js';
+import type { ErrorCode } from '../errors.js';
 
 // The planner: a pure function from what is wanted and what is there to the next steps. No I/O;
 // tested with plain data. The runner executes the first step and plans again, until no step is left.
@@ -47,7 +48,7 @@ export interface Plan {
   want?: string;
   steps: Step[];
   /** Why the target cannot be reached (the spec is wrong, or not the agent's to deploy). */
-  refusal?: { phase: 'Failed' | 'Pending'; reason: string; message: string };
+  refusal?: { phase: 'Failed' | 'Pending'; reason: ErrorCode; message: string };
   /** The target failed under this spec and is not retried; `want` is what serves instead. */
   blocked?: boolean;
 }

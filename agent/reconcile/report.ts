@@ -1,30 +1,28 @@
-import {
-  makeEnvelope,
-  resolveTarget,
-  resourcePath,
-  statusTopic,
-  type Phase,
-  type StatusContent,
-} from '../../shared/index.js';
+import { makeEnvelope, resourcePath, statusTopic, type Phase, type StatusContent } from '../../shared/index.js';
 import type { Config } from '../config/schema.js';
+import type { StatusReason } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/index.js';
+import { modelStatus, toStatusContent } from './model-status.js';
 import type { ServingPort } from './serving-port.js';
 
 export interface StatusUpdate {
   phase: Phase;
-  reason?: string;
+  reason?: StatusReason;
   message?: string;
   progress?: { bytes: number; totalBytes?: number };
   /** Answers this message instead of the stored spec's (a rejected message). */
   parentMsgId?: string;
   observedGeneration?: number;
+  /** The version the step reporting works on (the log line). The status's targetVersion is always the spec's. */
+  version?: string;
+  /** @deprecated the same as `version` (call sites from before the status had one builder). */
   targetVersion?: string;
 }
 
 /**
- * Builds one model's status from the store and the serving layer, records it (models row, event
- * history) and puts it in the outbox. The only place statuses are made.
+ * Records one model's status change (models row, event history), builds its status
+ * (model-status.ts, the one builder, shared with `modeld status`) and puts it in the outbox.
  */
 export class Reporter {
   constructor(
@@ -44,47 +42,29 @@ export class Reporter {
   report(namespace: string, name: string, update: StatusUpdate): StatusContent {
     const { config, store, serving } = this.deps;
     const desired = store.specs.get(namespace, name);
-    const keepsState = update.parentMsgId === undefined; // a rejected message changes no state
-    const model = keepsState
-      ? store.models.update(namespace, name, {
+    const refusal = update.parentMsgId !== undefined; // a rejected message changes no state
+    const model = refusal
+      ? store.models.get(namespace, name)
+      : store.models.update(namespace, name, {
           phase: update.phase,
           reason: update.reason,
           message: update.message,
           observedGeneration: desired?.generation ?? 0,
-        })
-      : store.models.get(namespace, name);
-    const running = serving?.state(namespace, name);
-    const installed = store.versions.listFor(namespace, name);
-    const target = desired && !desired.spec.image ? resolveTarget(desired.spec) : undefined;
-    const status: StatusContent = {
-      node: config.node.name,
-      namespace,
-      name,
-      uid: desired?.uid,
-      observedGeneration: update.observedGeneration ?? desired?.generation ?? 0,
-      phase: update.phase,
-      targetVersion: update.targetVersion ?? target?.version ?? desired?.spec.targetVersion,
-      servingVersion: model?.servingVersion,
-      url: running?.url,
-      replicas: desired ? (desired.spec.replicas ?? 1) : 0,
-      readyReplicas: running?.readyReplicas ?? 0,
-      progress: update.progress,
-      reason: update.reason,
-      message: update.message?.slice(0, 4096),
-      versions: installed.map((v) => ({
-        version: v.version,
-        sha256sum: v.sha256,
-        state:
-          v.version === model?.servingVersion
-            ? 'serving'
-            : v.version === model?.previousVersion
-              ? 'previous'
-              : v.version === model?.failedVersion
-                ? 'failed'
-                : 'installed',
-      })),
-      time: new Date().toISOString(),
-    };
+        });
+    const status = toStatusContent(
+      modelStatus({
+        node: config.node.name,
+        namespace,
+        name,
+        desired,
+        model,
+        installed: store.versions.listFor(namespace, name),
+        serving: serving && { running: serving.state(namespace, name) },
+        answer: refusal ? { phase: update.phase, reason: update.reason, message: update.message, observedGeneration: update.observedGeneration } : undefined,
+        progress: update.progress,
+        time: new Date().toISOString(),
+      }),
+    );
     const envelope = makeEnvelope('status', status, {
       source: `modeld/${config.node.name}`,
       resource: resourcePath(namespace, name),
@@ -94,7 +74,7 @@ export class Reporter {
     if (!progressOnly) {
       store.events.add({ namespace, name, kind: update.phase, message: [update.reason, update.message].filter(Boolean).join(': ') || update.phase });
     }
-    const log = this.deps.log.child({ model: `${namespace}/${name}`, version: status.targetVersion });
+    const log = this.deps.log.child({ model: `${namespace}/${name}`, version: update.version ?? update.targetVersion ?? status.targetVersion });
     log[update.phase === 'Failed' ? 'warn' : progressOnly ? 'debug' : 'info'](
       { phase: update.phase, reason: update.reason, servingVersion: status.servingVersion, progress: update.progress },
       update.message ?? `phase ${update.phase}`,

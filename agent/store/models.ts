@@ -1,4 +1,5 @@
 import type { Phase } from '../../shared/index.js';
+import type { StatusReason } from '../errors.js';
 import type { DB } from './db.js';
 
 /** What the node actually has for one model: the pointer state that survives restarts. */
@@ -11,24 +12,25 @@ export interface ModelState {
   /** A version that failed to install or start; not retried until the spec changes. */
   failedVersion?: string;
   failedSpecHash?: string;
-  failedReason?: string;
+  failedReason?: StatusReason;
   failedMessage?: string;
   /** Set by a rollback: serve this version instead of the target while the spec is unchanged. */
   heldVersion?: string;
   heldSpecHash?: string;
-  reason?: string;
+  reason?: StatusReason;
   message?: string;
   observedGeneration: number;
   updatedAt: number;
 }
 
+/** A row as SQLite returns it; `reason` columns hold the codes this agent wrote. */
 interface Row {
   namespace: string; name: string; phase: Phase;
   serving_version: string | null; previous_version: string | null;
   failed_version: string | null; failed_spec_hash: string | null;
-  failed_reason: string | null; failed_message: string | null;
+  failed_reason: StatusReason | null; failed_message: string | null;
   held_version: string | null; held_spec_hash: string | null;
-  reason: string | null; message: string | null; observed_generation: number; updated_at: number;
+  reason: StatusReason | null; message: string | null; observed_generation: number; updated_at: number;
 }
 
 const fromRow = (r: Row): ModelState => ({
