@@ -50,9 +50,9 @@ export type ErrorCode =
 
 /**
  * A status's `reason`: an error code, or a notice that is not a failure (a rollback hold in
- * force; a cloud spec that replaced a local one). The wire keeps it a string.
+ * force; a cloud spec that replaced a local one; a step waiting for a node-wide slot). The wire keeps it a string.
  */
-export type StatusReason = ErrorCode | 'RolledBack' | 'CloudOverridesLocal';
+export type StatusReason = ErrorCode | 'RolledBack' | 'CloudOverridesLocal' | 'WaitingForSlot';
 
 export class ModeldError extends Error {
   readonly code: ErrorCode;

@@ -12,7 +12,7 @@ import { Semaphore } from './semaphore.js';
 export type SlotKind = 'fetch' | 'install' | 'start';
 
 /** The status reason of a model kept waiting for a slot (its phase is the step's: Downloading...). */
-export const WAITING_FOR_SLOT = 'WaitingForSlot';
+export const WAITING_FOR_SLOT = 'WaitingForSlot' as const;
 
 const WHAT: Record<SlotKind, string> = { fetch: 'a download slot', install: 'an install slot', start: 'a runtime start slot' };
 

@@ -1,6 +1,6 @@
 import { sleep as sharedSleep } from '../../shared/sleep.js';
 import type { Config } from '../config/schema.js';
-import { ModeldError, toModeldError } from '../errors.js';
+import { ModeldError, toModeldError, type StatusReason } from '../errors.js';
 import { backoffDelay } from '../fetch/backoff.js';
 import type { Logger } from '../log.js';
 import { WAITING_FOR_SLOT, type NodeLimits } from './node-limits.js';
@@ -35,7 +35,7 @@ const seconds = (ms: number) => `${Math.round(ms / 100) / 10} s`;
 export async function startVersion(target: ServeTarget, deps: StartDeps, signal: AbortSignal): Promise<void> {
   const { namespace: ns, name, version } = target;
   const tries = deps.config.serving.startAttempts;
-  const report = (update: { reason?: string; message?: string }) => deps.reporter.report(ns, name, { phase: 'Starting', targetVersion: version, ...update });
+  const report = (update: { reason?: StatusReason; message?: string }) => deps.reporter.report(ns, name, { phase: 'Starting', targetVersion: version, ...update });
   const wait = deps.sleep ?? sharedSleep;
   for (let attempt = 1; ; attempt++) {
     const label = attempt > 1 ? `version ${version}: try ${attempt} of ${tries}` : undefined;
