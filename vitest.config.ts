@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // Fails the run on a process or temp folder a test left behind (see the file).
+    globalSetup: ['test/leak-check.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Tests start real brokers, servers and child processes; two cores run them best a few at a time.
