@@ -5,6 +5,7 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // Fails the run on a process or temp folder a test left behind (see the file).
     globalSetup: ['test/leak-check.ts'],
+    setupFiles: ['test/end-trees.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Tests start real brokers, servers and child processes; two cores run them best a few at a time.

@@ -4,6 +4,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
+import { findProcesses, killHard, type ProcInfo } from './helpers/process-tree.js';
 
 // The end-of-run check (vitest globalSetup): every process a test starts must have ended, with
 // its whole tree, and every temp folder must be gone when the run ends.
@@ -28,36 +29,9 @@ const EXIT_GRACE_MS = 5_000;
  */
 const CACHES = [`tsx-${process.getuid?.() ?? 0}`, 'node-compile-cache'];
 
-interface Proc {
-  pid: number;
-  ppid: number;
-  pgid: number;
-  cmdline: string;
-}
-
-function readProc(pid: number): { proc: Proc; environ: string[] } | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (fields[0] === 'Z') return undefined; // exited; its parent (if ours) is reported instead
-    const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
-    return { proc: { pid, ppid: Number(fields[1]), pgid: Number(fields[2]), cmdline }, environ };
-  } catch {
-    return undefined; // gone, or not ours to read
-  }
-}
-
-function liveProcesses(id: string, runTmp: string): Proc[] {
+function liveProcesses(id: string, runTmp: string): ProcInfo[] {
   const mark = `${RUN_MARK}=${id}`;
-  const found: Proc[] = [];
-  for (const entry of readdirSync('/proc')) {
-    const pid = Number(entry);
-    if (!Number.isInteger(pid) || pid === process.pid) continue;
-    const p = readProc(pid);
-    if (p && (p.environ.includes(mark) || p.proc.cmdline.includes(runTmp))) found.push(p.proc);
-  }
-  return found;
+  return findProcesses((p, env) => env.includes(mark) || p.cmdline.includes(runTmp));
 }
 
 function mountsUnder(dir: string): string[] {
@@ -75,14 +49,9 @@ async function collectLeaks(id: string, runTmp: string): Promise<string[]> {
     procs = liveProcesses(id, runTmp);
   }
   const leaks: string[] = [];
-  const ownGroup = readProc(process.pid)?.proc.pgid;
   for (const p of procs) {
     leaks.push(`orphan process pid ${p.pid} (ppid ${p.ppid}, pgid ${p.pgid}): ${p.cmdline}`);
-    try {
-      process.kill(p.pgid === p.pid && p.pgid !== ownGroup ? -p.pid : p.pid, 'SIGKILL');
-    } catch {
-      /* gone meanwhile */
-    }
+    killHard(p);
   }
   for (const m of mountsUnder(runTmp).reverse()) {
     leaks.push(`leftover mount ${m}`);

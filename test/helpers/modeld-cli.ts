@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { freePort } from './ports.js';
+import { killTree, treeEnv } from './process-tree.js';
 
 // `modeld <command>` as a user runs it: a child process from source through tsx, with a config
 // file, its exit code, stdout and stderr.
@@ -22,13 +23,18 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-export function runCli(configFile: string | undefined, args: string[], opts: { input?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
+/**
+ * Runs one command to its end. Killed (SIGKILL) past `timeoutMs`; anything it started and left
+ * running is killed before this resolves.
+ */
+export async function runCli(configFile: string | undefined, args: string[], opts: { input?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
   const argv = ['--import', 'tsx', join(ROOT, 'agent/cli/index.ts'), ...(configFile ? ['--config', configFile] : []), ...args];
-  return new Promise((resolveRun) => {
+  const { id, env } = treeEnv(cleanEnv(opts.env));
+  const result = await new Promise<CliResult>((resolveRun) => {
     const child = execFile(
       process.execPath,
       argv,
-      { cwd: ROOT, env: cleanEnv(opts.env), timeout: opts.timeoutMs ?? 120_000, maxBuffer: 16 * 1024 * 1024 },
+      { cwd: ROOT, env, timeout: opts.timeoutMs ?? 240_000, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => {
         const code: unknown = err ? (err as { code?: unknown }).code : 0;
         resolveRun({ code: typeof code === 'number' ? code : (child.exitCode ?? null), stdout, stderr });
@@ -37,6 +43,8 @@ export function runCli(configFile: string | undefined, args: string[], opts: { i
     if (opts.input !== undefined) child.stdin!.end(opts.input);
     else child.stdin!.end();
   });
+  await killTree(id, `modeld ${args.join(' ')}`);
+  return result;
 }
 
 /**
