@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { lstat, mkdir, mkdtemp, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +8,7 @@ import { recoverInstallState } from '../../agent/install/recover.js';
 import { unpackArchive } from '../../agent/install/unpack.js';
 import { statePaths, type StatePaths } from '../../agent/paths.js';
 import { listTree, writeRawTar } from '../helpers/archives.js';
+import { spawnTree } from '../helpers/process-tree.js';
 
 const LIMITS = { maxBytes: 64 * 1024 * 1024, maxEntries: 1000 };
 let root: string;
@@ -119,17 +119,17 @@ describe('current', () => {
       }
       console.log(JSON.stringify({ errors: errors.length, first: errors.slice(0, 5), seen: [...seen] }));
     `);
-    const child = spawn(process.execPath, [script, modelDir, '4000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const reader = spawnTree(process.execPath, [script, modelDir, '4000'], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c));
+    reader.child.stdout!.on('data', (c: Buffer) => (out += c));
     let exited = false;
-    const exit = new Promise<number | null>((res) => child.on('exit', (code) => ((exited = true), res(code))));
+    const exit = reader.exited.then(({ code }) => ((exited = true), code));
     let swaps = 0;
     try {
       for (; !exited && swaps < 200_000; swaps++) await swapCurrent(modelDir, swaps % 2 ? '1' : '2');
       expect(await exit).toBe(0);
     } finally {
-      if (!exited) child.kill('SIGKILL');
+      await reader.end();
     }
     const res = JSON.parse(out) as { errors: number; first: string[]; seen: string[] };
     expect(res.first).toEqual([]);
