@@ -95,6 +95,9 @@ describe('fake Kubernetes API server', () => {
     expect(d.spec.template.spec.containers.map((c: any) => c.image)).toEqual(['a:1', 'b:2']);
     await rest.request('DELETE', `${IM}/o`);
     await until(() => !api.get(TYPES.deployments, 'default', 'd'), 'cascading delete');
+    // A dependent written after its owner went (a write in flight at the delete) goes too.
+    await rest.request('POST', '/api/v1/namespaces/default/services', { body: { metadata: { name: 'late', ownerReferences: ref }, spec: {} } });
+    await until(() => !api.get(TYPES.services, 'default', 'late'), 'a late dependent collected');
   });
 
   it('lets exactly one of two candidates hold a Lease, and hands it over when released', async () => {
