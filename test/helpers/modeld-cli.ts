@@ -1,9 +1,8 @@
-import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { freePort } from './ports.js';
-import { killTree, treeEnv } from './process-tree.js';
+import { spawnTree } from './process-tree.js';
 
 // `modeld <command>` as a user runs it: a child process from source through tsx, with a config
 // file, its exit code, stdout and stderr.
@@ -24,27 +23,27 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 }
 
 /**
- * Runs one command to its end. Killed (SIGKILL) past `timeoutMs`; anything it started and left
- * running is killed before this resolves.
+ * Runs one command to its end, as a process tree (ended with the test file if the test is
+ * cut short). Killed with everything it started past `timeoutMs` (below the test timeout).
  */
 export async function runCli(configFile: string | undefined, args: string[], opts: { input?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
   const argv = ['--import', 'tsx', join(ROOT, 'agent/cli/index.ts'), ...(configFile ? ['--config', configFile] : []), ...args];
-  const { id, env } = treeEnv(cleanEnv(opts.env));
-  const result = await new Promise<CliResult>((resolveRun) => {
-    const child = execFile(
-      process.execPath,
-      argv,
-      { cwd: ROOT, env, timeout: opts.timeoutMs ?? 240_000, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        const code: unknown = err ? (err as { code?: unknown }).code : 0;
-        resolveRun({ code: typeof code === 'number' ? code : (child.exitCode ?? null), stdout, stderr });
-      },
-    );
-    if (opts.input !== undefined) child.stdin!.end(opts.input);
-    else child.stdin!.end();
-  });
-  await killTree(id, `modeld ${args.join(' ')}`);
-  return result;
+  const tree = spawnTree(process.execPath, argv, { cwd: ROOT, env: cleanEnv(opts.env), stdio: ['pipe', 'pipe', 'pipe'] });
+  const { child } = tree;
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  child.stdin!.on('error', () => {}); // a command that exits without reading its input
+  child.stdin!.end(opts.input);
+  const timer = setTimeout(() => void tree.end(), opts.timeoutMs ?? 150_000);
+  try {
+    const { code } = await tree.exited;
+    return { code, stdout, stderr };
+  } finally {
+    clearTimeout(timer);
+    await tree.end(); // whatever it started and left running
+  }
 }
 
 /**

@@ -54,7 +54,7 @@ export function killHard(p: ProcInfo): void {
 }
 
 /** Kills every process whose environment holds `TREE_MARK=id`, until none is left. */
-export async function killTree(id: string, what: string, timeoutMs = 15_000): Promise<void> {
+async function killTree(id: string, what: string, timeoutMs = 15_000): Promise<void> {
   const mark = `${TREE_MARK}=${id}`;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -66,8 +66,8 @@ export async function killTree(id: string, what: string, timeoutMs = 15_000): Pr
   }
 }
 
-/** A fresh tree id and the environment that carries it (for children not started by spawnTree). */
-export function treeEnv(env: NodeJS.ProcessEnv = process.env): { id: string; env: NodeJS.ProcessEnv } {
+/** A fresh tree id and the environment that carries it. */
+function treeEnv(env: NodeJS.ProcessEnv = process.env): { id: string; env: NodeJS.ProcessEnv } {
   const id = randomBytes(6).toString('hex');
   return { id, env: { ...env, [TREE_MARK]: id } };
 }
