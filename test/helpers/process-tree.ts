@@ -53,13 +53,15 @@ export function killHard(p: ProcInfo): void {
   }
 }
 
-/** Kills every process whose environment holds `TREE_MARK=id`, until none is left. */
-async function killTree(id: string, what: string, timeoutMs = 15_000): Promise<void> {
+/** Kills every process whose environment holds `TREE_MARK=id`, until none is left; returns those it found first. */
+async function killTree(id: string, what: string, timeoutMs = 15_000): Promise<ProcInfo[]> {
   const mark = `${TREE_MARK}=${id}`;
   const deadline = Date.now() + timeoutMs;
+  let first: ProcInfo[] | undefined;
   for (;;) {
     const left = findProcesses((_, env) => env.includes(mark));
-    if (left.length === 0) return;
+    first ??= left;
+    if (left.length === 0) return first;
     for (const p of left) killHard(p);
     if (Date.now() > deadline) throw new Error(`${what}: still running after SIGKILL: ${left.map((p) => `${p.pid} ${p.cmdline}`).join('; ')}`);
     await new Promise((r) => setTimeout(r, 20));
@@ -82,7 +84,8 @@ export interface ProcessTree {
   stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void>;
 }
 
-const live = new Set<ProcessTree>();
+/** Trees started and not ended yet, each with its end that tells what was still running. */
+const live = new Map<ProcessTree, () => Promise<ProcInfo[]>>();
 
 /** spawn(), with the child leading its own process group and its tree marked (see above). */
 export function spawnTree(cmd: string, args: string[], opts: SpawnOptions = {}): ProcessTree {
@@ -101,26 +104,31 @@ export function spawnTree(cmd: string, args: string[], opts: SpawnOptions = {}):
       }
     });
   });
+  const finish = async (): Promise<ProcInfo[]> => {
+    const running = !reaped && child.pid ? readProc(child.pid)?.info : undefined;
+    // The whole group first, while its leader is unreaped (its pid cannot have been reused).
+    if (!reaped && child.pid) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    const what = `${cmd} ${args.join(' ')}`.slice(0, 200);
+    const others = await killTree(id, what);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      exited,
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: killed but never reaped`)), 15_000))),
+    ]).finally(() => clearTimeout(timer));
+    live.delete(tree);
+    return running ? [running, ...others.filter((p) => p.pid !== running.pid)] : others;
+  };
   const tree: ProcessTree = {
     child,
     exited,
     async end() {
-      // The whole group first, while its leader is unreaped (its pid cannot have been reused).
-      if (!reaped && child.pid) {
-        try {
-          process.kill(-child.pid, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }
-      const what = `${cmd} ${args.join(' ')}`.slice(0, 200);
-      await killTree(id, what);
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        exited,
-        new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: killed but never reaped`)), 15_000))),
-      ]).finally(() => clearTimeout(timer));
-      live.delete(tree);
+      await finish();
     },
     async stop(signal = 'SIGTERM', graceMs = 20_000) {
       if (!reaped) child.kill(signal);
@@ -129,11 +137,14 @@ export function spawnTree(cmd: string, args: string[], opts: SpawnOptions = {}):
       await tree.end();
     },
   };
-  live.add(tree);
+  live.set(tree, finish);
   return tree;
 }
 
-/** Ends every tree this test process started and did not end (the per-file safety net). */
-export async function endAllTrees(): Promise<void> {
-  await Promise.all([...live].map((t) => t.end()));
+/**
+ * Ends every tree this test process started and did not end (the per-file safety net);
+ * returns the processes that were still running.
+ */
+export async function endAllTrees(): Promise<ProcInfo[]> {
+  return (await Promise.all([...live.values()].map((finish) => finish()))).flat();
 }
