@@ -38,7 +38,7 @@ afterEach(async () => {
 function doctor(config: unknown, args: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const file = join(work, `config-${Math.random().toString(36).slice(2)}.yaml`);
   writeFileSync(file, typeof config === 'string' ? config : stringify(config));
-  const { child } = spawnTree(process.execPath, ['--import', 'tsx', join(ROOT, 'agent/cli/index.ts'), '--config', file, 'doctor', '--timeout', '3000', ...args], {
+  const { child } = spawnTree(process.execPath, ['--import', 'tsx', join(ROOT, 'agent/cli/index.ts'), '--config', file, 'doctor', '--timeout', '20000', ...args], {
     cwd: ROOT,
     env: { ...process.env, MODELD_CONFIG: '' },
   });
