@@ -33,7 +33,7 @@ async function agent(opts: { waitHello?: boolean } = {}): Promise<AgentProcess> 
     broker: { url: broker.url, reconnectMs: 200 },
     stateDir: stateDir(),
     gateway: { bind: '127.0.0.1', port: gatewayPort },
-    serving: { startTimeoutMs: 30_000, drainTimeoutMs: 2000, stopGraceMs: 2000 },
+    serving: { startTimeoutMs: 120_000, drainTimeoutMs: 2000, stopGraceMs: 2000 },
     admin: { socket: join(work, 'modeld.sock'), metricsPort: 0 },
     fetch: { progressIntervalMs: 200, backoffBaseMs: 50, backoffMaxMs: 500 },
   });
