@@ -90,6 +90,9 @@ const tensorSpecs = (meta: Session['inputMetadata']): TensorSpec[] =>
 
 async function load(args: Args): Promise<Loaded> {
   const file = findModelFile(args.modelDir);
+  // onnxruntime's telemetry (on unless told otherwise) leaves .ses and mat-debug-<pid>.log in
+  // the temp folder of every process that loads it, and a node has no use for it.
+  process.env.ORT_DISABLE_TELEMETRY ??= '1';
   const ort = await import('onnxruntime-node');
   const session = await ort.InferenceSession.create(file, {
     executionProviders: ['cpu'],

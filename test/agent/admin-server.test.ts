@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer, type Server } from 'node:net';
@@ -10,6 +9,7 @@ import { AdminServer } from '../../agent/admin/server.js';
 import { openDirect, type Direct } from '../../agent/cli/direct.js';
 import { ConfigSchema } from '../../agent/config/schema.js';
 import { inferenceModel } from '../helpers/modeld-cli.js';
+import { spawnTree } from '../helpers/process-tree.js';
 
 // The admin API on its unix socket, in process over a real store: owner-only socket, stale
 // socket handling, and a 4xx {error, reason} for every malformed request, with no state change.
@@ -70,10 +70,9 @@ describe('admin API socket', () => {
     await server!.close();
     server = undefined;
     // A process that listens on the path and is killed leaves the socket file behind.
-    const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(socketPath)}, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
-    await new Promise((r) => child.stdout.once('data', r));
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
+    const squatter = spawnTree(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(socketPath)}, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise((r) => squatter.child.stdout!.once('data', r));
+    await squatter.end(); // SIGKILL: no chance to remove its socket
     expect(lstatSync(socketPath).isSocket()).toBe(true);
     await listen();
     expect((await call('GET', '/v1/health')).status).toBe(200);

@@ -1,10 +1,11 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { acquireStateLock, breakStale, lockHolder } from '../../agent/admin/state-lock.js';
 import { procStartTime } from '../../agent/runtime/pidfiles.js';
+import { spawnTree } from '../helpers/process-tree.js';
 import { waitFor } from '../helpers/wait.js';
 
 // The state directory's lock: one writer at a time, stale locks (dead pid, reused pid, garbage)
@@ -103,9 +104,9 @@ describe('state lock', () => {
     const n = 6;
     const outputs: string[] = new Array(n).fill('');
     const exits = Array.from({ length: n }, (_, i) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-      child.stdout.on('data', (c: Buffer) => (outputs[i] += c.toString()));
-      return new Promise<void>((r) => child.once('exit', () => r()));
+      const contender = spawnTree(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+      contender.child.stdout!.on('data', (c: Buffer) => (outputs[i] += c.toString()));
+      return contender.exited;
     });
     try {
       await waitFor(() => outputs.every((o) => o.trim() !== ''), 60_000, 'every contender to report');
@@ -115,5 +116,5 @@ describe('state lock', () => {
       await Promise.all(exits);
     }
     expect(existsSync(lockFile)).toBe(false);
-  }, 90_000);
+  });
 });

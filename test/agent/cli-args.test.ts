@@ -31,7 +31,7 @@ beforeAll(async () => {
   writeYaml(join(work, 'bad-target.yaml'), inferenceModel('lin', [{ version: '1', sha256: archive.sha256 }], { targetVersion: '2' }));
   writeYaml(join(work, 'bad-name.yaml'), { ...inferenceModel('lin', [{ version: '1', sha256: archive.sha256 }]), metadata: { name: 'Not_Valid' } });
   writeFileSync(join(work, 'bad-config.yaml'), 'stateDir: 42\nbroker: { url: "ftp://x" }\n');
-}, 60_000);
+});
 
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
@@ -69,7 +69,7 @@ describe('bad arguments', () => {
       expect(r.code, r.stderr).toBe(c.code);
       expect(expectOneLineError(r)).toMatch(c.line);
       expect(r.stdout).toBe('');
-    }, 60_000);
+    });
   }
 
   it('none of them changed the state directory', async () => {
@@ -87,7 +87,7 @@ describe('bad arguments', () => {
     } finally {
       db.close();
     }
-  }, 60_000);
+  });
 });
 
 describe('seed progress', () => {
@@ -104,7 +104,7 @@ describe('seed progress', () => {
     const piped = await runCli(cfg, ['seed', big, '--name', 'lin', '--version', '1']);
     expect(piped.code).toBe(0);
     expect(piped.stderr).not.toMatch(/\[#/);
-  }, 180_000);
+  });
 });
 
 describe('--help and version', () => {
@@ -114,7 +114,7 @@ describe('--help and version', () => {
       expect({ cmd, code: r.code }).toEqual({ cmd, code: 0 });
       expect(r.stdout).toMatch(new RegExp(`^Usage: modeld ${cmd}`));
     }
-  }, 180_000);
+  });
 
   it('version, -V and --version print the version; version --json parses', async () => {
     const pkg = (await import('../../package.json', { with: { type: 'json' } })).default as { version: string };
@@ -123,5 +123,5 @@ describe('--help and version', () => {
     const v = await runCli(configFile, ['version', '--json']);
     expect(v.code).toBe(0);
     expect(JSON.parse(v.stdout)).toMatchObject({ version: pkg.version });
-  }, 60_000);
+  });
 });

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -10,6 +9,7 @@ import { connectCloud, type Cloud } from '../helpers/cloud.js';
 import { expectOneLineError, inferenceModel, runCli, writeConfig, writeYaml } from '../helpers/modeld-cli.js';
 import { makeModelArchive } from '../helpers/models.js';
 import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
+import { spawnTree } from '../helpers/process-tree.js';
 import { waitFor } from '../helpers/wait.js';
 
 // A local spec meets the cloud: the cloud's spec for the same model wins, the status says
@@ -43,12 +43,12 @@ beforeAll(async () => {
   archives['1'] = await makeModelArchive(join(work, 'lin-1.tar.gz'), { w: 1, b: 0 });
   archives['2'] = await makeModelArchive(join(work, 'lin-2.tar.gz'), { w: 2, b: 0 });
   for (const v of ['1', '2']) expect((await cli('seed', archives[v].path, '--name', 'lin', '--version', v)).code).toBe(0);
-}, 120_000);
+});
 
 afterAll(async () => {
-  await daemon?.kill('SIGTERM');
+  await daemon?.end();
   await cloud?.close();
-  await broker?.stop();
+  await broker?.close();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -62,19 +62,19 @@ describe('local and cloud specs for the same model', () => {
     await waitFor(async () => (await status()).models[0]?.phase === 'Installed', 120_000, 'the local spec installed');
 
     // Follow the change with --watch.
-    const watch = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'agent/cli/index.ts'), '--config', configFile, 'status', '--watch', '--json', '--interval', '200'], {
+    const watcher = spawnTree(process.execPath, ['--import', 'tsx', join(ROOT, 'agent/cli/index.ts'), '--config', configFile, 'status', '--watch', '--json', '--interval', '200'], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    const watch = watcher.child;
     const seen: StatusReport[] = [];
     let buffered = '';
-    watch.stdout.on('data', (c: Buffer) => {
+    watch.stdout!.on('data', (c: Buffer) => {
       buffered += c.toString();
       const lines = buffered.split('\n');
       buffered = lines.pop()!;
       for (const l of lines) seen.push(JSON.parse(l) as StatusReport);
     });
-    const exited = new Promise<number | null>((r) => watch.once('exit', (code) => r(code)));
     try {
       await waitFor(() => seen.length > 0, 60_000, 'the first --watch document');
       expect(seen[0].models[0]).toMatchObject({ source: 'local', servingVersion: '1' });
@@ -87,7 +87,7 @@ describe('local and cloud specs for the same model', () => {
     } finally {
       watch.kill('SIGINT');
     }
-    expect(await exited).toBe(0);
+    expect((await watcher.exited).code).toBe(0);
     const table = await cli('status');
     expect(table.stdout).toMatch(/default\/lin\s+cloud\s+Installed\s+2\s+2\s+.*CloudOverridesLocal/);
   }, 300_000);
@@ -101,10 +101,10 @@ describe('local and cloud specs for the same model', () => {
     expect(del.code).toBe(1);
     expect(expectOneLineError(del)).toBe('modeld: ManagedByCloud: default/lin is managed by the cloud; delete it there');
     expect((await status()).models[0]).toMatchObject({ source: 'cloud', servingVersion: '2' });
-  }, 60_000);
+  });
 
   it('a delete from the cloud removes the model; the earlier local spec does not come back', async () => {
     await cloud.remove(NODE, 'default', 'lin');
     await waitFor(async () => (await status()).models.length === 0, 60_000, 'the model to be removed');
-  }, 120_000);
+  });
 });

@@ -96,10 +96,10 @@ beforeAll(async () => {
     const r = await cli('seed', archives[v].path, '--name', 'lin', '--version', v);
     expect(r.code, r.stderr).toBe(0);
   }
-}, 120_000);
+});
 
 afterAll(async () => {
-  await daemon?.kill('SIGTERM');
+  await daemon?.end();
   rmSync(work, { recursive: true, force: true });
 });
 

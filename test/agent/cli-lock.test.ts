@@ -1,6 +1,5 @@
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -12,7 +11,8 @@ import { startChaosServer, type ChaosServer } from '../helpers/chaos-server.js';
 import { expectOneLineError, inferenceModel, runCli, writeConfig, writeYaml, offlineNodeConfig } from '../helpers/modeld-cli.js';
 import { makeModelArchive } from '../helpers/models.js';
 import { freePort } from '../helpers/ports.js';
-import { waitFor } from '../helpers/wait.js';
+import { spawnTree } from '../helpers/process-tree.js';
+import { WAIT_MS, waitFor } from '../helpers/wait.js';
 
 // One writer of the state directory at a time: daemon running -> the CLI goes through its API;
 // not running -> the CLI takes the lock. Seeding an archive the daemon is downloading at that
@@ -35,7 +35,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  await daemon?.kill('SIGTERM');
+  await daemon?.end();
   daemon = undefined;
   await server?.stop();
   server = undefined;
@@ -53,7 +53,7 @@ describe('the state directory has one writer', () => {
     } finally {
       lock.release();
     }
-  }, 60_000);
+  });
 
   it('a CLI command refuses the state directory while another CLI command holds it', async () => {
     mkdirSync(config.stateDir, { recursive: true });
@@ -67,7 +67,7 @@ describe('the state directory has one writer', () => {
     } finally {
       lock.release();
     }
-  }, 60_000);
+  });
 
   it('while the daemon holds the state directory, a CLI that cannot reach it refuses to write (exit 3) and status reads the store', async () => {
     daemon = startAgentProcess(config, ['--no-serve']);
@@ -85,7 +85,7 @@ describe('the state directory has one writer', () => {
     expect(JSON.parse(status.stdout)).toMatchObject({ daemon: false, models: [] });
     // Nothing was written behind the daemon's back.
     expect(existsSync(join(config.stateDir, 'blobs', 'sha256'))).toBe(false);
-  }, 120_000);
+  });
 
   it('seeding the archive the daemon is downloading at that moment ends with one verified blob', async () => {
     const archive = await makeModelArchive(join(work, 'big.tar.gz'), { w: 5, b: 1 });
@@ -116,7 +116,7 @@ describe('the state directory has one writer', () => {
     const files = readdirSync(root).flatMap((ab) => readdirSync(join(root, ab)).map((rest) => join(root, ab, rest)));
     expect(files).toEqual([join(root, archive.sha256.slice(0, 2), archive.sha256.slice(2))]);
     expect(createHash('sha256').update(readFileSync(files[0])).digest('hex')).toBe(archive.sha256);
-    await waitFor(() => readdirSync(join(config.stateDir, 'blobs', 'partial')).length === 0, 30_000, 'no partial files');
+    await waitFor(() => readdirSync(join(config.stateDir, 'blobs', 'partial')).length === 0, WAIT_MS, 'no partial files');
     const db = new Database(join(config.stateDir, 'state.db'), { readonly: true });
     try {
       expect(db.prepare('SELECT sha256 FROM blobs').all()).toEqual([{ sha256: archive.sha256 }]);
@@ -135,23 +135,23 @@ describe('the state directory has one writer', () => {
     closeSync(fd);
     truncateSync(big, 2 * 1024 ** 3);
     const root = resolve(import.meta.dirname, '../..');
-    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'agent/cli/index.ts'), '--config', configFile, 'seed', big, '--name', 'lin', '--version', '1'], {
+    const seed = spawnTree(process.execPath, ['--import', 'tsx', join(root, 'agent/cli/index.ts'), '--config', configFile, 'seed', big, '--name', 'lin', '--version', '1'], {
       cwd: root,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    const child = seed.child;
     let stderr = '';
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
     const partial = join(config.stateDir, 'blobs', 'partial');
     const copying = () => (existsSync(partial) ? readdirSync(partial) : []).some((f) => statSync(join(partial, f)).size > 0);
     await waitFor(copying, 60_000, 'the copy to start');
     child.kill('SIGINT');
-    expect(await exited).toBe(130);
+    expect((await seed.exited).code).toBe(130);
     expect(stderr).toBe('modeld: Cancelled: import of ' + big + ' cancelled\n');
     expect(readdirSync(partial)).toEqual([]);
     expect(existsSync(join(config.stateDir, 'blobs', 'sha256'))).toBe(false);
     expect(existsSync(join(config.stateDir, 'modeld.lock'))).toBe(false);
-  }, 120_000);
+  });
 
   it('many CLI commands at once while the daemon runs all go through it; the store stays consistent', async () => {
     const a = await makeModelArchive(join(work, 'a.tar.gz'), { w: 1, b: 0 });

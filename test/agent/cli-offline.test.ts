@@ -80,10 +80,10 @@ beforeAll(async () => {
   configFile = writeConfig(config);
   archives['1'] = await makeModelArchive(join(work, 'lin-1.tar.gz'), { w: 2, b: 1 });
   archives['2'] = await makeModelArchive(join(work, 'lin-2.tar.gz'), { w: 3, b: 0 });
-}, 60_000);
+});
 
 afterAll(async () => {
-  await daemon?.kill('SIGTERM');
+  await daemon?.end();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -93,7 +93,7 @@ describe('modeld CLI on a node with no cloud and no broker', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe(`${archives['1'].sha256}  ${archives['1'].path}\n`);
     expect(r.stderr).toMatch(/stored .*matches --sha256/);
-  }, 60_000);
+  });
 
   it('applies a local spec without a daemon; status reads the store', async () => {
     const r = await cli('apply', '-f', writeSpec('v1.yaml', resource(['1'], '1')));
@@ -103,7 +103,7 @@ describe('modeld CLI on a node with no cloud and no broker', () => {
     const s = await status();
     expect(s.daemon).toBe(false);
     expect(s.models).toMatchObject([{ namespace: 'default', name: 'lin', source: 'local', phase: 'Pending', targetVersion: '1', generation: 1 }]);
-  }, 60_000);
+  });
 
   it('the daemon starts, finds the spec and the seeded archive, and serves it through the gateway', async () => {
     daemon = startAgentProcess(config);
@@ -120,7 +120,7 @@ describe('modeld CLI on a node with no cloud and no broker', () => {
     // The human table says the same.
     const table = await cli('status');
     expect(table.stdout).toMatch(/default\/lin\s+local\s+Serving\s+1\s+1\s+1\/1\s+http:\/\/127\.0\.0\.1:\d+\/v2\/models\/lin/);
-  }, 180_000);
+  });
 
   it('seeds through the running daemon and upgrades with apply', async () => {
     const seeded = await cli('seed', archives['2'].path, '--name', 'default/lin', '--version', '2', '--json');
@@ -134,7 +134,7 @@ describe('modeld CLI on a node with no cloud and no broker', () => {
     // The same file again changes nothing.
     const again = await cli('apply', '-f', writeSpec('v2.yaml', resource(['1', '2'], '2')));
     expect(again.stdout).toBe('default/lin unchanged (generation 2)\n');
-  }, 180_000);
+  });
 
   it('rollback serves the previous version until the spec changes', async () => {
     const r = await cli('rollback', 'lin');
@@ -164,7 +164,7 @@ describe('modeld CLI on a node with no cloud and no broker', () => {
     const unknown = await cli('rollback', 'nope');
     expect(unknown.code).toBe(4);
     expect(unknown.stderr).toBe('modeld: NotFound: no model default/nope on this node\n');
-  }, 60_000);
+  });
 
   it('delete removes the local model; the gateway stops routing it', async () => {
     const r = await cli('delete', 'lin');
@@ -173,5 +173,5 @@ describe('modeld CLI on a node with no cloud and no broker', () => {
     expect((await inferX(gateway, 'lin', [1])).status).toBe(404);
     const again = await cli('delete', 'lin');
     expect(again.code).toBe(4);
-  }, 120_000);
+  });
 });

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -8,6 +7,7 @@ import { stringify } from 'yaml';
 import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
 import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
 import { freePort } from '../helpers/ports.js';
+import { spawnTree } from '../helpers/process-tree.js';
 import { waitFor } from '../helpers/wait.js';
 
 // `modeld doctor` as a person runs it: a child process, its lines, its exit code.
@@ -22,13 +22,13 @@ beforeAll(async () => {
   broker = await startMosquitto();
 });
 afterAll(async () => {
-  await broker.stop();
+  await broker.close();
 });
 beforeEach(() => {
   work = mkdtempSync(join(tmpdir(), 'modeld-doctor-'));
 });
 afterEach(async () => {
-  await agent?.kill();
+  await agent?.end();
   agent = undefined;
   await new Promise<void>((r) => (squatter ? squatter.close(() => r()) : r()));
   squatter = undefined;
@@ -38,16 +38,16 @@ afterEach(async () => {
 function doctor(config: unknown, args: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const file = join(work, `config-${Math.random().toString(36).slice(2)}.yaml`);
   writeFileSync(file, typeof config === 'string' ? config : stringify(config));
+  const { child } = spawnTree(process.execPath, ['--import', 'tsx', join(ROOT, 'agent/cli/index.ts'), '--config', file, 'doctor', '--timeout', '20000', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, MODELD_CONFIG: '' },
+  });
   return new Promise((res) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'agent/cli/index.ts'), '--config', file, 'doctor', '--timeout', '3000', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, MODELD_CONFIG: '' },
-    });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('exit', (code) => res({ code, stdout, stderr }));
+    child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('close', (code) => res({ code, stdout, stderr }));
   });
 }
 
@@ -76,7 +76,7 @@ describe('modeld doctor', () => {
     expect(line(r.stdout, 'port:gateway')).toMatch(/^ok\s+port:gateway\s+.* is free/);
     expect(line(r.stdout, 'edgecore')).toMatch(/^(ok|warn)\s+edgecore/);
     for (const l of r.stdout.trim().split('\n')) expect(l).toMatch(/^(ok|warn) /);
-  }, 60_000);
+  });
 
   it('a bad config fails with the path of the bad key, and a non-zero exit', async () => {
     const r = await doctor({ ...(await goodConfig()), gateway: { port: 'eight thousand' }, fetch: { attempts: 0 } });
@@ -89,7 +89,7 @@ describe('modeld doctor', () => {
     const notYaml = await doctor('broker: [unclosed\n');
     expect(notYaml.code).toBe(1);
     expect(line(notYaml.stdout, 'config')).toMatch(/^fail\s+config\s+.*not valid YAML/);
-  }, 60_000);
+  });
 
   it('an unreachable broker fails (within the timeout) and --json says which check', async () => {
     const dead = await freePort();
@@ -100,7 +100,7 @@ describe('modeld doctor', () => {
     const failed = report.checks.filter((c) => c.status === 'fail');
     expect(failed.map((c) => c.name)).toEqual(['broker']);
     expect(failed[0].message).toMatch(new RegExp(`127\\.0\\.0\\.1:${dead} unreachable: .*ECONNREFUSED`));
-  }, 60_000);
+  });
 
   it('a runtime command that is not installed fails; ports held by another program fail', async () => {
     squatter = createServer((s) => s.destroy());
@@ -112,7 +112,7 @@ describe('modeld doctor', () => {
     expect(r.code).toBe(1);
     expect(line(r.stdout, 'runtime:triton')).toMatch(/^fail\s+runtime:triton\s+.*"tritonserver-not-installed" not found or not executable on PATH/);
     expect(line(r.stdout, 'port:gateway')).toMatch(new RegExp(`^fail\\s+port:gateway\\s+127\\.0\\.0\\.1:${taken} is in use by another program`));
-  }, 60_000);
+  });
 
   it('ports held by the running daemon are fine', async () => {
     const cfg = await goodConfig();
@@ -123,11 +123,11 @@ describe('modeld doctor', () => {
     expect(line(r.stdout, 'port:metrics')).toMatch(/held by the running modeld/);
     expect(line(r.stdout, 'state-dir')).toMatch(/^ok\s+state-dir\s+.* is writable/);
     expect(r.code).toBe(0);
-  }, 90_000);
+  });
 
   it('rejects a bad --timeout as a usage error', async () => {
     const r = await doctor(await goodConfig(), ['--timeout', 'soon']);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/--timeout must be a number/);
-  }, 30_000);
+  });
 });

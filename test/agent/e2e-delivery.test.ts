@@ -11,7 +11,7 @@ import { makeTree, packDir } from '../helpers/archives.js';
 import { startChaosServer, type ChaosServer } from '../helpers/chaos-server.js';
 import { connectCloud, type Cloud } from '../helpers/cloud.js';
 import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
-import { waitFor } from '../helpers/wait.js';
+import { WAIT_MS, waitFor } from '../helpers/wait.js';
 
 // The agent as a real child process over a real mosquitto, downloading real archives from real
 // HTTP servers: the delivery pipeline end to end, including kill -9 at awkward moments.
@@ -40,7 +40,7 @@ async function agent(extra: Record<string, unknown> = {}): Promise<AgentProcess>
     ['--no-serve'],
   );
   agents.push(a);
-  await waitFor(() => cloud.hellos.length > hellos, 30_000, 'the agent to say hello');
+  await waitFor(() => cloud.hellos.length > hellos, WAIT_MS, 'the agent to say hello');
   return a;
 }
 
@@ -90,12 +90,12 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  for (const a of agents) await a.kill();
+  for (const a of agents) await a.end();
   agents = [];
   await cloud.close();
   for (const s of servers) await s.stop();
   servers = [];
-  await broker.stop();
+  await broker.close();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -154,7 +154,10 @@ describe('delivery end to end', { timeout: 240_000 }, () => {
     await agent();
     for (let i = 0; i < 10; i++) await cloud.update(NODE, content(1, [v1], '1'));
     await cloud.waitStatus((s) => s.phase === 'Installed', { what: 'installed' });
-    await new Promise((r) => setTimeout(r, 500));
+    // One more copy, answered with the current status: the agent has taken in every copy before it.
+    const from = cloud.statuses.length;
+    await cloud.update(NODE, content(1, [v1], '1'));
+    await cloud.waitStatus((s) => s.phase === 'Installed', { from, what: 'the last copy answered' });
     expect(v1.server.requests.length).toBe(1);
     expect(cloud.statuses.filter((s) => s.phase === 'Installing')).toHaveLength(1);
   });
@@ -207,7 +210,7 @@ describe('delivery end to end', { timeout: 240_000 }, () => {
       await cloud.waitStatus((s) => s.observedGeneration === 3 && s.phase === 'Installed', { from, what: 'back on v1' });
       expect(agents.at(-1)!.child.exitCode).toBeNull();
     } finally {
-      for (const a of agents) await a.kill();
+      for (const a of agents) await a.end();
       unmount();
     }
   });

@@ -10,7 +10,7 @@ import { connectCloud, type Cloud } from '../helpers/cloud.js';
 import { makeModelArchive } from '../helpers/models.js';
 import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
 import { freePort } from '../helpers/ports.js';
-import { waitFor } from '../helpers/wait.js';
+import { WAIT_MS, waitFor } from '../helpers/wait.js';
 
 // The serving agent as a real child process: real onnxruntime behind the gateway, a broken
 // version rolled back, and kill -9 followed by a restart with no broker at all.
@@ -33,12 +33,12 @@ async function agent(opts: { waitHello?: boolean } = {}): Promise<AgentProcess> 
     broker: { url: broker.url, reconnectMs: 200 },
     stateDir: stateDir(),
     gateway: { bind: '127.0.0.1', port: gatewayPort },
-    serving: { startTimeoutMs: 30_000, drainTimeoutMs: 2000, stopGraceMs: 2000 },
+    serving: { startTimeoutMs: 120_000, drainTimeoutMs: 2000, stopGraceMs: 2000 },
     admin: { socket: join(work, 'modeld.sock'), metricsPort: 0 },
     fetch: { progressIntervalMs: 200, backoffBaseMs: 50, backoffMaxMs: 500 },
   });
   agents.push(a);
-  if (opts.waitHello !== false) await waitFor(() => cloud.hellos.length > hellos, 30_000, 'hello');
+  if (opts.waitHello !== false) await waitFor(() => cloud.hellos.length > hellos, WAIT_MS, 'hello');
   return a;
 }
 
@@ -82,12 +82,12 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  for (const a of agents) await a.kill('SIGTERM');
+  for (const a of agents) await a.end();
   agents = [];
   await cloud.close();
   for (const s of servers) await s.stop();
   servers = [];
-  await broker.stop();
+  await broker.close();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -127,7 +127,7 @@ describe('serving end to end', { timeout: 240_000 }, () => {
     await broker.stop();
     a = await agent({ waitHello: false });
     await waitFor(async () => (await infer(5)).y === 11, 60_000, 'v1 serving again without a broker');
-    await waitFor(() => !isRunning(before[0]), 10_000, 'the orphan runtime to be reaped');
+    await waitFor(() => !isRunning(before[0]), WAIT_MS, 'the orphan runtime to be reaped');
     const after = runtimePids();
     expect(after).toHaveLength(1);
     expect(after[0]).not.toBe(before[0]);

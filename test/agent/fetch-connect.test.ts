@@ -1,6 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { afterEach, expect, it } from 'vitest';
+import { spawnTree, type ProcessTree } from '../helpers/process-tree.js';
 import { makeTempRoot, openAgent, rejection, testPolicy } from './fetch-fixture.js';
 
 // A server whose accept queue is full: a real process listens with backlog 1 and then blocks
@@ -13,23 +13,22 @@ s.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 120000);
 });`;
 
-let child: ChildProcess | undefined;
+let listener: ProcessTree | undefined;
 const fillers: Socket[] = [];
 const cleanups: Array<() => Promise<void>> = [];
 
 afterEach(async () => {
   for (const s of fillers.splice(0)) s.destroy();
-  if (child && child.exitCode === null) {
-    child.kill('SIGKILL');
-    await new Promise((r) => child!.once('exit', r));
-  }
+  await listener?.end();
+  listener = undefined;
   for (const c of cleanups.splice(0)) await c();
 });
 
 /** A URL on a loopback port where connect() hangs. */
 async function blackholeUrl(): Promise<string> {
-  child = spawn(process.execPath, ['-e', LISTENER], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = Number(await new Promise<string>((r) => child!.stdout!.once('data', (d) => r(String(d).trim()))));
+  listener = spawnTree(process.execPath, ['-e', LISTENER], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const out = listener.child.stdout!;
+  const port = Number(await new Promise<string>((r) => out.once('data', (d) => r(String(d).trim()))));
   // Fill the accept queue (backlog 1 holds two connections).
   for (let i = 0; i < 2; i++) {
     const s = connect(port, '127.0.0.1');

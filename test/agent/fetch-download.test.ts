@@ -82,8 +82,10 @@ describe('fetchBlob over HTTP', () => {
     expect(r.fetchedBytes).toBe(SIZE);
   });
 
+  // Stall timeouts of 2 s, not a few hundred ms: on a loaded machine a healthy local transfer
+  // can pause that long, and a false stall is an extra request the tests would count.
   it('retries a stalled transfer and completes from where it stalled', async () => {
-    agent.policy = testPolicy({ stallTimeoutMs: 300 });
+    agent.policy = testPolicy({ stallTimeoutMs: 2000 });
     server.script({ kind: 'stall', atByte: SIZE / 2 });
     const r = await agent.fetch({ url: server.url, sha256: server.sha256 });
     expect(r.sha256).toBe(server.sha256);
@@ -93,7 +95,7 @@ describe('fetchBlob over HTTP', () => {
   });
 
   it('retries a server that accepts the request and never answers', async () => {
-    agent.policy = testPolicy({ stallTimeoutMs: 300, connectTimeoutMs: 300 });
+    agent.policy = testPolicy({ stallTimeoutMs: 2000, connectTimeoutMs: 2000 });
     server.script({ kind: 'noAnswer' });
     const r = await agent.fetch({ url: server.url, sha256: server.sha256 });
     expect(r.sha256).toBe(server.sha256);
@@ -101,7 +103,7 @@ describe('fetchBlob over HTTP', () => {
   });
 
   it('ends in Stalled after the attempts are used up', async () => {
-    agent.policy = testPolicy({ stallTimeoutMs: 200, attempts: 2 });
+    agent.policy = testPolicy({ stallTimeoutMs: 2000, attempts: 2 });
     server.fallback = { kind: 'stall', atByte: SIZE / 4 };
     const err = await rejection(agent.fetch({ url: server.url, sha256: server.sha256 }));
     expect(err).toMatchObject({ code: 'Stalled', details: { url: server.url, attempts: 2 } });

@@ -8,6 +8,7 @@ import { silentLogger } from '../../agent/log.js';
 import { statePaths, type StatePaths } from '../../agent/paths.js';
 import { openStore, type Store } from '../../agent/store/index.js';
 import { sleep } from '../../shared/sleep.js';
+import { WAIT_MS, waitFor } from '../helpers/wait.js';
 
 // Shared set-up for the fetch tests: a temp state dir with a real SQLite file, and a policy
 // with short waits so retries do not slow the suite.
@@ -80,14 +81,8 @@ export function openAgent(root: string, policy: FetchPolicy, dbPath?: string): A
   return a;
 }
 
-/** Poll until cond() is true (no fixed sleeps in tests). */
-export async function until(cond: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+/** Polls until cond() is true: the shared wait, in this file's argument order. */
+export const until = (cond: () => boolean, what: string, timeoutMs = WAIT_MS): Promise<void> => waitFor(cond, timeoutMs, what);
 
 /** The rejection of a promise, failing the test when it resolves. */
 export async function rejection(p: Promise<unknown>): Promise<any> {

@@ -1,9 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openStore } from '../../agent/store/index.js';
 import { startChaosServer, type ChaosServer } from '../helpers/chaos-server.js';
+import { spawnTree, type ProcessTree } from '../helpers/process-tree.js';
 import { makeTempRoot, openAgent, rejection, testPolicy, until, type Agentish } from './fetch-fixture.js';
 
 const SIZE = 4 * 1024 * 1024;
@@ -11,7 +11,7 @@ const SIZE = 4 * 1024 * 1024;
 let server: ChaosServer;
 let agent: Agentish;
 let cleanup: () => Promise<void>;
-let child: ChildProcess | undefined;
+let child: ProcessTree | undefined;
 
 beforeEach(async () => {
   server = await startChaosServer({ size: SIZE });
@@ -21,10 +21,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  if (child && child.exitCode === null && child.signalCode === null) {
-    child.kill('SIGKILL');
-    await new Promise((r) => child!.once('exit', r));
-  }
+  await child?.end();
   child = undefined;
   agent.close();
   await server.stop();
@@ -69,7 +66,7 @@ describe('fetchBlob resume and cancellation', () => {
   it('resumes after kill -9 of the downloading process, re-fetching under 5%', async () => {
     const stallAt = Math.floor(SIZE * 0.5);
     server.script({ kind: 'stall', atByte: stallAt });
-    child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fetch-child.ts'), agent.root, server.url, server.sha256], {
+    child = spawnTree(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fetch-child.ts'), agent.root, server.url, server.sha256], {
       stdio: ['ignore', 'inherit', 'inherit'],
     });
     await until(() => server.requests[0]?.bytesSent >= stallAt, 'the server to send up to the stall point', 60_000);
@@ -80,15 +77,15 @@ describe('fetchBlob resume and cancellation', () => {
     } finally {
       peek.close();
     }
-    child.kill('SIGKILL');
-    await new Promise((r) => child!.once('exit', r));
+    child.child.kill('SIGKILL');
+    await child.exited;
 
     agent.reopen();
     const r = await agent.fetch({ url: server.url, sha256: server.sha256 });
     expect(r.sha256).toBe(server.sha256);
     expect(stallAt - r.resumedFrom).toBeLessThan(SIZE * 0.05);
     expect(server.bytesSent() - SIZE).toBeLessThan(SIZE * 0.05);
-  }, 120_000);
+  });
 
   it('cuts a partial file longer than the recorded progress back to the recorded length', async () => {
     await abortAt(SIZE / 2);

@@ -6,6 +6,7 @@ import { detectAddress } from '../../agent/runtime/gateway.js';
 import { isRunning } from '../../agent/runtime/pidfiles.js';
 import { Serving } from '../../agent/runtime/serving.js';
 import { inferX, makeModelDir, servingEnv } from '../helpers/models.js';
+import { WAIT_MS, waitFor } from '../helpers/wait.js';
 
 // Hostile and malformed requests through the real gateway to a real onnx instance: each gets a
 // clear 4xx, and neither the instance nor the gateway stops answering.
@@ -120,19 +121,15 @@ describe('gateway with bad requests', () => {
   });
 
   it('a client that disconnects mid-request does not leak in-flight counts', async () => {
-    await new Promise<void>((resolve) => {
-      const u = new URL(url);
-      const req = request({ host: u.hostname, port: u.port, path: '/v2/models/lin/infer', method: 'POST', headers: { 'content-length': '1000' } });
-      req.on('error', () => resolve());
-      req.write('{"inputs":');
-      setTimeout(() => {
-        req.destroy();
-        resolve();
-      }, 100);
-    });
     const group = (serving as any).models.get('default/lin').group;
-    for (let i = 0; i < 200 && group.inFlight() > 0; i++) await new Promise((r) => setTimeout(r, 25));
-    expect(group.inFlight()).toBe(0);
+    const u = new URL(url);
+    const req = request({ host: u.hostname, port: u.port, path: '/v2/models/lin/infer', method: 'POST', headers: { 'content-length': '1000' } });
+    req.on('error', () => {});
+    req.write('{"inputs":');
+    // Hang up once the gateway counts the request in flight, with its body still incomplete.
+    await waitFor(() => group.inFlight() > 0, WAIT_MS, 'the request to be in flight');
+    req.destroy();
+    await waitFor(() => group.inFlight() === 0, WAIT_MS, 'no request in flight');
     await stillAnswers();
   });
 });

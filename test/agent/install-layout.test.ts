@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { lstat, mkdir, mkdtemp, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +8,7 @@ import { recoverInstallState } from '../../agent/install/recover.js';
 import { unpackArchive } from '../../agent/install/unpack.js';
 import { statePaths, type StatePaths } from '../../agent/paths.js';
 import { listTree, writeRawTar } from '../helpers/archives.js';
+import { spawnTree } from '../helpers/process-tree.js';
 
 const LIMITS = { maxBytes: 64 * 1024 * 1024, maxEntries: 1000 };
 let root: string;
@@ -103,7 +103,9 @@ describe('current', () => {
     await install('2');
     const modelDir = paths.modelDir('default', 'resnet');
     await swapCurrent(modelDir, '1');
-    // The reader is a separate process so its reads truly interleave with our renames.
+    // The reader is a separate process so its reads truly interleave with our renames. It reads
+    // until it has seen the link change 20 times (and read 4000 times): on a loaded machine the
+    // two processes may take turns in long slices. A bound keeps a broken swap from hanging it.
     const script = join(root, 'reader.mjs');
     await writeFile(script, `
       import { readlinkSync, readFileSync } from 'node:fs';
@@ -111,25 +113,27 @@ describe('current', () => {
       const valid = new Map([['versions/1', ${JSON.stringify(payload('1'))}], ['versions/2', ${JSON.stringify(payload('2'))}]]);
       const contents = new Set(valid.values());
       const errors = []; const seen = new Set();
-      for (let i = 0; i < Number(reads); i++) {
-        try { const t = readlinkSync(modelDir + '/current'); seen.add(t); if (!valid.has(t)) errors.push('bad target ' + t); }
+      const until = Date.now() + 120000;
+      let last; let changes = 0;
+      for (let i = 0; (i < Number(reads) || changes < 20) && Date.now() < until; i++) {
+        try { const t = readlinkSync(modelDir + '/current'); seen.add(t); if (!valid.has(t)) errors.push('bad target ' + t); if (last !== undefined && t !== last) changes++; last = t; }
         catch (e) { errors.push('readlink ' + e.code); }
         try { if (!contents.has(readFileSync(modelDir + '/current/payload.txt', 'utf8'))) errors.push('mixed or partial content'); }
         catch (e) { errors.push('read ' + e.code); }
       }
       console.log(JSON.stringify({ errors: errors.length, first: errors.slice(0, 5), seen: [...seen] }));
     `);
-    const child = spawn(process.execPath, [script, modelDir, '4000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const reader = spawnTree(process.execPath, [script, modelDir, '4000'], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c));
+    reader.child.stdout!.on('data', (c: Buffer) => (out += c));
     let exited = false;
-    const exit = new Promise<number | null>((res) => child.on('exit', (code) => ((exited = true), res(code))));
+    const exit = reader.exited.then(({ code }) => ((exited = true), code));
     let swaps = 0;
     try {
-      for (; !exited && swaps < 200_000; swaps++) await swapCurrent(modelDir, swaps % 2 ? '1' : '2');
+      for (; !exited && swaps < 1_000_000; swaps++) await swapCurrent(modelDir, swaps % 2 ? '1' : '2');
       expect(await exit).toBe(0);
     } finally {
-      if (!exited) child.kill('SIGKILL');
+      await reader.end();
     }
     const res = JSON.parse(out) as { errors: number; first: string[]; seen: string[] };
     expect(res.first).toEqual([]);

@@ -1,4 +1,4 @@
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { canListenForNotify, startNotifySocket } from '../helpers/notify-socket.js';
 import { freePort } from '../helpers/ports.js';
-import { waitFor } from '../helpers/wait.js';
+import { spawnTree } from '../helpers/process-tree.js';
+import { WAIT_MS, waitFor } from '../helpers/wait.js';
 
 // scripts/build-release.sh and scripts/install.sh against a scratch root folder (--root): the
 // tarball's contents, the installed layout, the packed daemon actually starting (READY) from the
@@ -115,26 +116,26 @@ describe('install.sh --root', () => {
       }),
     );
     mkdirSync(join(root, 'run/modeld'), { recursive: true });
-    const child = spawn(join(root, 'opt/modeld/bin/modeld'), ['--config', config, 'run'], {
+    const daemon = spawnTree(join(root, 'opt/modeld/bin/modeld'), ['--config', config, 'run'], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, NOTIFY_SOCKET: sock.path, MODELD_CONFIG: '' },
     });
+    const child = daemon.child;
     let stderr = '';
     child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     try {
-      await waitFor(() => sock.messages.some((m) => m.fields.READY === '1') || child.exitCode !== null, 60_000, 'READY from the installed daemon');
+      await waitFor(() => sock.messages.some((m) => m.fields.READY === '1') || child.exitCode !== null, WAIT_MS, 'READY from the installed daemon');
       expect(stderr).toBe('');
       // exec in the launcher: the main pid is node itself.
       expect(sock.messages.find((m) => m.fields.READY === '1')!.fields.MAINPID).toBe(String(child.pid));
       expect(existsSync(join(root, 'var/lib/modeld/state.db'))).toBe(true);
       child.kill('SIGTERM');
-      expect(await exited).toBe(0);
+      expect((await daemon.exited).code).toBe(0);
     } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
+      await daemon.end();
       await sock.stop();
     }
-  }, 120_000);
+  });
 
   it('an upgrade replaces the tree and keeps the config; uninstall keeps state and config; purge removes them', () => {
     const root = freshRoot();

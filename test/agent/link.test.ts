@@ -8,7 +8,7 @@ import { MqttLink } from '../../agent/link/mqtt-link.js';
 import { silentLogger } from '../../agent/log.js';
 import { openStore, type Store } from '../../agent/store/index.js';
 import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
-import { waitFor } from '../helpers/wait.js';
+import { WAIT_MS, waitFor } from '../helpers/wait.js';
 
 let broker: Broker;
 let dir: string;
@@ -47,7 +47,7 @@ afterEach(async () => {
   for (const c of clients) await c.endAsync(true);
   links = [];
   clients = [];
-  await broker.stop();
+  await broker.close();
   store.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -88,7 +88,7 @@ describe('MQTT link', () => {
     for (let i = 10; i < 40; i++) link.enqueue(STATUS, JSON.stringify({ route: { operation: 'status' }, content: { seq: i } }));
     expect(store.outbox.depth()).toBeGreaterThanOrEqual(30);
     await broker.start();
-    await waitFor(() => new Set(statuses(got)).size >= 40, 30_000);
+    await waitFor(() => new Set(statuses(got)).size >= 40, WAIT_MS);
     // At least once: a message may come twice, but first arrivals are in order.
     const firsts = statuses(got).filter((s, i, all) => all.indexOf(s) === i);
     expect(firsts).toEqual([...Array(40).keys()]);
@@ -108,7 +108,7 @@ describe('MQTT link', () => {
     await broker.start();
     const second = makeLink(store);
     second.start();
-    await waitFor(() => statuses(got).length >= 5, 30_000);
+    await waitFor(() => statuses(got).length >= 5, WAIT_MS);
     expect(statuses(got)).toEqual([0, 1, 2, 3, 4]);
   });
 });

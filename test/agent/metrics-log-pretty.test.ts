@@ -44,5 +44,5 @@ describe('pretty logs', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 60_000);
+  });
 });

@@ -5,7 +5,7 @@ import { AgentMetrics } from '../../agent/metrics/index.js';
 import { Serving, type ServeTarget } from '../../agent/runtime/serving.js';
 import { fixtureRuntime, inferX, servingEnv } from '../helpers/models.js';
 import { parsePromText, sampleValue } from '../helpers/prom-text.js';
-import { waitFor } from '../helpers/wait.js';
+import { WAIT_MS, waitFor } from '../helpers/wait.js';
 
 // Serving's metrics hooks with real runtime processes: restarts counted (also several in a row
 // before the instance becomes ready again), gateway requests per model and status code.
@@ -42,7 +42,7 @@ describe('serving metrics', () => {
     for (let i = 1; i <= 2; i++) {
       const pid = instances()[0].pid;
       process.kill(pid, 'SIGKILL');
-      await waitFor(() => instances()[0].state === 'ready' && instances()[0].pid !== pid, 30_000, `restart ${i}`);
+      await waitFor(() => instances()[0].state === 'ready' && instances()[0].pid !== pid, WAIT_MS, `restart ${i}`);
       expect(await value('modeld_runtime_restarts_total', { namespace: 'default', name: 'fx' })).toBe(i);
     }
   });

@@ -12,7 +12,7 @@ import { inferX, makeModelArchive } from '../helpers/models.js';
 import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
 import { freePort } from '../helpers/ports.js';
 import { parsePromText, sampleValue } from '../helpers/prom-text.js';
-import { waitFor } from '../helpers/wait.js';
+import { WAIT_MS, waitFor } from '../helpers/wait.js';
 
 // /metrics: prom-client 15 has no parser of its own (it only writes the format), so the scrape
 // is read by test/helpers/prom-text.ts, a strict parser of the text format 0.0.4.
@@ -139,10 +139,10 @@ describe('the daemon’s /metrics', () => {
     cloud = await connectCloud(broker.url);
   });
   afterEach(async () => {
-    await agent?.kill();
+    await agent?.end();
     agent = undefined;
     await cloud.close();
-    await broker.stop();
+    await broker.close();
     for (const s of servers.splice(0)) await s.stop();
     rmSync(work, { recursive: true, force: true });
   });
@@ -171,7 +171,7 @@ describe('the daemon’s /metrics', () => {
     };
     const m = { namespace: 'default', name: 'lin' };
     await waitFor(() => cloud.hellos.includes('edge-m'), 60_000, 'hello');
-    await waitFor(async () => sampleValue(await scrape(), 'modeld_broker_connected') === 1, 30_000, 'broker_connected 1');
+    await waitFor(async () => sampleValue(await scrape(), 'modeld_broker_connected') === 1, WAIT_MS, 'broker_connected 1');
     let fams = await scrape();
     expect(sampleValue(fams, 'modeld_download_bytes_total', m) ?? 0).toBe(0);
 
@@ -227,6 +227,6 @@ describe('the daemon’s /metrics', () => {
     bad.spec.targetVersion = '3';
     await cloud.update('edge-m', bad);
     await cloud.waitStatus((s) => s.name === 'lin' && s.phase === 'Failed' && s.reason === 'DigestMismatch', { from, timeoutMs: 60_000, what: 'DigestMismatch' });
-    await waitFor(async () => sampleValue(await scrape(), 'modeld_digest_failures_total', m) === 1, 30_000, 'digest failure counted');
+    await waitFor(async () => sampleValue(await scrape(), 'modeld_digest_failures_total', m) === 1, WAIT_MS, 'digest failure counted');
   }, 240_000);
 });

@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,22 +8,19 @@ import { silentLogger } from '../../agent/log.js';
 import { createNotifier, watchdogInterval } from '../../agent/notify/sd-notify.js';
 import { canListenForNotify, startNotifySocket, type NotifySocket } from '../helpers/notify-socket.js';
 import { freePort } from '../helpers/ports.js';
-import { waitFor } from '../helpers/wait.js';
+import { spawnTree, type ProcessTree } from '../helpers/process-tree.js';
+import { WAIT_MS, waitFor } from '../helpers/wait.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 let work: string;
 let sock: NotifySocket | undefined;
-let daemon: ChildProcess | undefined;
+let daemon: ProcessTree | undefined;
 
 beforeEach(() => {
   work = mkdtempSync(join(tmpdir(), 'modeld-notify-'));
 });
 afterEach(async () => {
-  if (daemon && daemon.exitCode === null && daemon.signalCode === null) {
-    const gone = new Promise((r) => daemon!.once('exit', r));
-    daemon.kill('SIGKILL');
-    await gone;
-  }
+  await daemon?.end();
   daemon = undefined;
   await sock?.stop();
   sock = undefined;
@@ -94,15 +90,16 @@ describe('sd_notify', () => {
         admin: { socket: join(work, 'modeld.sock'), metricsPort: 0 },
       }),
     );
-    daemon = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'agent/cli/index.ts'), '--config', configFile, 'run'], {
+    daemon = spawnTree(process.execPath, ['--import', 'tsx', join(ROOT, 'agent/cli/index.ts'), '--config', configFile, 'run'], {
       cwd: ROOT,
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, MODELD_CONFIG: '', NOTIFY_SOCKET: sock.path, WATCHDOG_USEC: '1000000' },
     });
-    const pid = daemon.pid!;
+    const child = daemon.child;
+    const pid = child.pid!;
     const find = (key: string) => sock!.messages.filter((m) => key in m.fields);
 
-    await waitFor(() => find('READY').length > 0 || daemon!.exitCode !== null, 60_000, 'READY=1');
+    await waitFor(() => find('READY').length > 0 || child.exitCode !== null, WAIT_MS, 'READY=1');
     // The gateway was listening before READY was sent.
     expect(await canConnect(gatewayPort)).toBe(true);
     const ready = find('READY')[0];
@@ -112,7 +109,7 @@ describe('sd_notify', () => {
     // As root the credentials carry the daemon's pid (systemd-notify --pid); otherwise the helper's.
     if (process.getuid?.() === 0) expect(ready.pid).toBe(pid);
 
-    await waitFor(() => find('WATCHDOG').length >= 3, 30_000, 'three WATCHDOG=1 keep-alives');
+    await waitFor(() => find('WATCHDOG').length >= 3, WAIT_MS, 'three WATCHDOG=1 keep-alives');
     const firstWatchdog = sock.messages.findIndex((m) => 'WATCHDOG' in m.fields);
     expect(firstWatchdog).toBeGreaterThan(sock.messages.indexOf(ready)); // never before READY
     expect(find('WATCHDOG').every((m) => m.fields.WATCHDOG === '1' && m.fields.MAINPID === String(pid))).toBe(true);
@@ -120,10 +117,9 @@ describe('sd_notify', () => {
     const statuses = find('WATCHDOG').filter((m) => m.fields.STATUS !== undefined);
     expect(statuses.map((m) => m.fields.STATUS)).toEqual(['0 models serving, broker unreachable']);
 
-    const exited = new Promise<number | null>((r) => daemon!.once('exit', (code) => r(code)));
-    daemon.kill('SIGTERM');
-    await waitFor(() => find('STOPPING').length > 0, 30_000, 'STOPPING=1');
-    expect(await exited).toBe(0);
+    child.kill('SIGTERM');
+    await waitFor(() => find('STOPPING').length > 0, WAIT_MS, 'STOPPING=1');
+    expect((await daemon.exited).code).toBe(0);
     expect(find('READY')).toHaveLength(1);
-  }, 120_000);
+  });
 });

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +7,8 @@ import { EXIT_UNSERVABLE } from '../../agent/runtime/exit-codes.js';
 import { builtinServerCommand } from '../../agent/runtime/runtime-plan.js';
 import { freePort } from '../helpers/ports.js';
 import { writeBrokenModel, writeIdentityModel, writeLinearModel } from '../helpers/models.js';
+import { spawnTree, type ProcessTree } from '../helpers/process-tree.js';
+import { waitFor } from '../helpers/wait.js';
 
 // The built-in onnx runtime as a real process on real onnxruntime, spoken to over HTTP.
 
@@ -16,25 +18,25 @@ interface Running {
   output: () => string;
 }
 
-const children: ChildProcess[] = [];
+const children: ProcessTree[] = [];
 let root: string;
 
 async function startServer(dir: string, name: string, version: string, extra: string[] = []): Promise<Running> {
   const port = await freePort();
   const [cmd, ...pre] = builtinServerCommand();
-  const child = spawn(cmd, [...pre, '--port', String(port), '--model-dir', dir, '--model-name', name, '--version', version, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
+  const tree = spawnTree(cmd, [...pre, '--port', String(port), '--model-dir', dir, '--model-name', name, '--version', version, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(tree);
+  const child = tree.child;
   let out = '';
   child.stdout!.on('data', (c) => (out += c));
   child.stderr!.on('data', (c) => (out += c));
   const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 600; i++) {
-    if (child.exitCode !== null) break;
-    const ok = await fetch(`${url}/v2/health/ready`).then((r) => r.status === 200, () => false);
-    if (ok) return { child, url, output: () => out };
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`server did not become ready: ${out}`);
+  const ready = () => fetch(`${url}/v2/health/ready`).then((r) => r.status === 200, () => false);
+  await waitFor(async () => child.exitCode !== null || (await ready()), undefined, `${name} to be ready`).catch((err: Error) => {
+    throw new Error(`${err.message}: ${out}`);
+  });
+  if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode} before it was ready: ${out}`);
+  return { child, url, output: () => out };
 }
 
 const post = async (url: string, body: unknown) => {
@@ -45,8 +47,8 @@ const post = async (url: string, body: unknown) => {
 beforeAll(() => {
   root = mkdtempSync(join(tmpdir(), 'modeld-onnx-'));
 });
-afterAll(() => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+afterAll(async () => {
+  for (const c of children.splice(0)) await c.end();
   rmSync(root, { recursive: true, force: true });
 });
 
@@ -135,11 +137,11 @@ describe('built-in onnx runtime', () => {
     writeBrokenModel(join(dir, 'model.onnx'));
     const port = await freePort();
     const [cmd, ...pre] = builtinServerCommand();
-    const child = spawn(cmd, [...pre, '--port', String(port), '--model-dir', dir, '--model-name', 'broken', '--version', '3'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(child);
+    const server = spawnTree(cmd, [...pre, '--port', String(port), '--model-dir', dir, '--model-name', 'broken', '--version', '3'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(server);
     let err = '';
-    child.stderr!.on('data', (c) => (err += c));
-    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    server.child.stderr!.on('data', (c) => (err += c));
+    const { code } = await server.exited;
     expect(code).toBe(EXIT_UNSERVABLE);
     expect(err).toMatch(/cannot load model "broken" version "3".*Protobuf parsing failed/);
   });

@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -7,6 +6,8 @@ import { isRunning, reapOrphans, removePidFile, writePidFile } from '../../agent
 import { builtinServerCommand } from '../../agent/runtime/runtime-plan.js';
 import { Serving } from '../../agent/runtime/serving.js';
 import { inferX, makeModelDir, servingEnv } from '../helpers/models.js';
+import { spawnTree, type ProcessTree } from '../helpers/process-tree.js';
+import { WAIT_MS, waitFor } from '../helpers/wait.js';
 
 // An agent killed with -9 leaves its runtimes running (they lead their own process groups);
 // the next agent's start kills them from the pid files, and only them.
@@ -17,18 +18,13 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function waitFor(cond: () => boolean, what: string, ms = 30_000) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
-function startOwner(stateDir: string, versionDir: string, replicas: number): Promise<{ child: ChildProcess; pids: number[]; url: string }> {
+/** The stand-in agent; cleanups end it with every runtime it started, whatever the test did. */
+function startOwner(stateDir: string, versionDir: string, replicas: number): Promise<{ tree: ProcessTree; pids: number[]; url: string }> {
   const [node, ...pre] = builtinServerCommand().slice(0, -1); // node + tsx loader
-  const child = spawn(node, [...pre, OWNER, stateDir, versionDir, String(replicas)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const tree = spawnTree(node, [...pre, OWNER, stateDir, versionDir, String(replicas)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  cleanups.push(() => tree.end());
+  const child = tree.child;
   let out = '';
   let err = '';
   child.stderr!.on('data', (c) => (err += c));
@@ -36,7 +32,7 @@ function startOwner(stateDir: string, versionDir: string, replicas: number): Pro
     child.stdout!.on('data', (c) => {
       out += c;
       const line = out.split('\n').find((l) => l.startsWith('{'));
-      if (line) resolve({ child, ...JSON.parse(line) });
+      if (line) resolve({ tree, ...JSON.parse(line) });
     });
     child.once('exit', (code) => reject(new Error(`owner exited ${code}: ${err}`)));
   });
@@ -48,14 +44,11 @@ describe('orphaned runtimes', () => {
     cleanups.push(() => env.cleanup());
     const dir = makeModelDir(env.paths.versionDir('default', 'lin', '1'), { w: 2, b: 1 });
     const owner = await startOwner(env.root, dir, 2);
-    cleanups.push(() => {
-      for (const p of owner.pids) if (isRunning(p)) process.kill(-p, 'SIGKILL');
-    });
     expect(owner.pids).toHaveLength(2);
     expect((await inferX(owner.url, 'lin', [1])).body.model_version).toBe('1');
 
-    owner.child.kill('SIGKILL');
-    await new Promise((r) => owner.child.once('exit', r));
+    owner.tree.child.kill('SIGKILL');
+    await owner.tree.exited;
     // The runtimes outlive the killed agent: that is what reaping is for.
     expect(owner.pids.every(isRunning)).toBe(true);
     expect(readdirSync(env.paths.runDir).sort()).toEqual(['default_lin_1_0.pid', 'default_lin_1_1.pid']);
@@ -63,7 +56,7 @@ describe('orphaned runtimes', () => {
     const serving = new Serving({ config: env.config, paths: env.paths, log: silentLogger() });
     cleanups.push(() => serving.close());
     await serving.start();
-    await waitFor(() => owner.pids.every((p) => !isRunning(p)), 'orphans gone');
+    await waitFor(() => owner.pids.every((p) => !isRunning(p)), WAIT_MS, 'orphans gone');
     expect(readdirSync(env.paths.runDir)).toEqual([]);
     // Serving resumes from local state without duplicates.
     await serving.activate({ namespace: 'default', name: 'lin', modelName: 'lin', version: '1', versionDir: dir, replicas: 2 });
@@ -73,10 +66,9 @@ describe('orphaned runtimes', () => {
   it('leaves alone a process whose pid was reused by another command', async () => {
     const env = servingEnv();
     cleanups.push(() => env.cleanup());
-    const other = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { detached: true, stdio: 'ignore' });
-    cleanups.push(() => {
-      if (isRunning(other.pid!)) process.kill(-other.pid!, 'SIGKILL');
-    });
+    const otherTree = spawnTree(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    cleanups.push(() => otherTree.end());
+    const other = otherTree.child;
     writePidFile(env.paths.runDir, 'default_lin_1_0.pid', { pid: other.pid!, argv: [process.execPath, 'agent/runtime/onnx-server.ts', '--port', '1'], model: 'default/lin', version: '1', instance: 0 });
     expect(await reapOrphans(env.paths.runDir, { graceMs: 100 })).toEqual([]);
     expect(isRunning(other.pid!)).toBe(true);

@@ -6,7 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger, silentLogger, type Logger } from '../../agent/log.js';
 import { isRunning } from '../../agent/runtime/pidfiles.js';
 import { Serving, type ServeTarget } from '../../agent/runtime/serving.js';
-import { fixtureRuntime, inferX, servingEnv } from '../helpers/models.js';
+import { fixtureRuntime, inferX, servingEnv, spawnedRuntime } from '../helpers/models.js';
+import { WAIT_MS, waitFor } from '../helpers/wait.js';
 
 // The supervisor with real child processes: restarts, crash-loop budget, SIGTERM then SIGKILL,
 // whole process groups, and runtime output in the agent's log.
@@ -17,14 +18,6 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 30_000) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 async function setup(runtimes: Record<string, unknown>, opts: { serving?: Record<string, number>; log?: Logger } = {}) {
   const env = servingEnv({ runtimes: runtimes as never, serving: opts.serving });
@@ -53,7 +46,7 @@ describe('supervisor', () => {
     await serving.activate(target('fix'));
     const first = instances()[0].pid;
     process.kill(first, 'SIGKILL');
-    await waitFor(() => instances()[0].state === 'ready' && instances()[0].pid !== first, 'restart');
+    await waitFor(() => instances()[0].state === 'ready' && instances()[0].pid !== first, WAIT_MS, 'restart');
     const second = instances()[0].pid;
     expect(JSON.parse(readFileSync(join(env.paths.runDir, 'default_fx_1_0.pid'), 'utf8')).pid).toBe(second);
     const r = await inferX(url, 'fx', [7]);
@@ -94,7 +87,7 @@ describe('supervisor', () => {
     const gc = Number(readFileSync(gcFile, 'utf8'));
     expect(isRunning(gc)).toBe(true);
     await serving.deactivate('default', 'fx');
-    await waitFor(() => !isRunning(gc), 'helper process gone', 10_000);
+    await waitFor(() => !isRunning(gc), WAIT_MS, 'helper process gone');
   });
 
   it('runtime output goes to the agent log tagged with model, version and instance', async () => {
@@ -109,7 +102,7 @@ describe('supervisor', () => {
     });
     const { serving, target } = await setup({ fix: fixtureRuntime('ok') }, { log: createLogger({ level: 'info', destination: logs }) });
     await serving.activate(target('fix', { replicas: 2 }));
-    await waitFor(() => lines.filter((l) => /fixture runtime fx@1/.test(l.msg)).length === 2, 'runtime lines');
+    await waitFor(() => lines.filter((l) => /fixture runtime fx@1/.test(l.msg)).length === 2, WAIT_MS, 'runtime lines');
     const tagged = lines.filter((l) => /fixture runtime fx@1/.test(l.msg));
     expect(tagged.map((l) => [l.model, l.version, l.instance, l.stream]).sort()).toEqual([
       ['default/fx', '1', 0, 'stdout'],
@@ -128,7 +121,7 @@ describe('supervisor', () => {
     const { env, serving, target } = await setup({ fix: fixtureRuntime('ok', { env: { RUNTIME_THREADS: '2' } }) }, { log: createLogger({ level: 'info', destination: logs }) });
     (env.config.runtimes.fix.command as string[]).push('--print-env', 'MODELD_BROKER__PASSWORD', '--print-env', 'RUNTIME_THREADS');
     await serving.activate(target('fix'));
-    await waitFor(() => /env RUNTIME_THREADS=2/.test(text), 'env lines');
+    await waitFor(() => /env RUNTIME_THREADS=2/.test(text), WAIT_MS, 'env lines');
     expect(text).toMatch(/env MODELD_BROKER__PASSWORD=<unset>/);
     expect(text).not.toMatch(/hunter2/);
   });
@@ -157,10 +150,12 @@ describe('supervisor', () => {
   });
 
   it('activations in progress are cancelled by close()', async () => {
-    const { serving, target } = await setup({ fix: fixtureRuntime('never-ready', { startTimeoutMs: 60_000 }) });
+    const { env, serving, target } = await setup({ fix: fixtureRuntime('never-ready', { startTimeoutMs: 600_000 }) });
     const p = serving.activate(target('fix'));
-    await new Promise((r) => setTimeout(r, 300));
+    p.catch(() => {}); // awaited below
+    const pid = await spawnedRuntime(env.paths, 'fx', '1');
     await serving.close();
     await expect(p).rejects.toMatchObject({ code: 'Cancelled' });
+    expect(isRunning(pid)).toBe(false);
   });
 });

@@ -6,7 +6,8 @@ import type { ModeldError } from '../../agent/errors.js';
 import { silentLogger } from '../../agent/log.js';
 import { isRunning } from '../../agent/runtime/pidfiles.js';
 import { Serving, type ServeTarget } from '../../agent/runtime/serving.js';
-import { fixtureRuntime, inferX, makeModelDir, servingEnv } from '../helpers/models.js';
+import { fixtureRuntime, inferX, makeModelDir, servingEnv, spawnedRuntime } from '../helpers/models.js';
+import { WAIT_MS, waitFor } from '../helpers/wait.js';
 
 // Serving end to end: real onnx runtime processes behind the real gateway, switched blue/green.
 
@@ -42,14 +43,6 @@ const pids = (serving: Serving) => {
   return [...g.values()].flatMap((s) => s.group.instances.map((i) => i.pid!));
 };
 
-async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 30_000) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe('serving through the gateway', () => {
   it('answers with each version’s real output and metadata, and stops the old version after a switch', async () => {
@@ -155,13 +148,13 @@ describe('serving through the gateway', () => {
       for (let k = 0; k < 10 && Date.now() < deadline; k++) {
         const version = k % 2 === 0 ? '2' : '1';
         const n = results.length;
-        await waitFor(() => results.length >= n + 20, 'some requests between switches');
+        await waitFor(() => results.length >= n + 20, WAIT_MS, 'some requests between switches');
         const called = performance.now();
         await serving.activate(target(version));
         switches.push({ version, called, resolved: performance.now() });
       }
       const n = results.length;
-      await waitFor(() => results.length >= n + 20, 'requests after the last switch');
+      await waitFor(() => results.length >= n + 20, WAIT_MS, 'requests after the last switch');
     } finally {
       stop = true;
       await load;
@@ -180,7 +173,7 @@ describe('serving through the gateway', () => {
     // Both versions answered, before and after switches.
     expect(new Set(results.map((r) => r.version))).toEqual(new Set(['1', '2']));
     expect(serving.state('default', 'lin')).toMatchObject({ version: '1', readyReplicas: 1 });
-  }, 180_000);
+  });
 });
 
 describe('a version that cannot serve', () => {
@@ -213,7 +206,7 @@ describe('a version that cannot serve', () => {
     expect((await inferX(url, 'lin', [2])).body).toMatchObject({ model_version: '1', outputs: [{ data: [5] }] });
     const started = (await import('node:fs')).readFileSync(pidFile, 'utf8').split('\n').filter(Boolean).map(Number);
     expect(started.length).toBeGreaterThan(0);
-    await waitFor(() => started.every((p) => !isRunning(p)), 'fixture runtimes gone');
+    await waitFor(() => started.every((p) => !isRunning(p)), WAIT_MS, 'fixture runtimes gone');
   });
 
   it('a serving version that starts crash-looping is reported through onFailure', async () => {
@@ -223,7 +216,7 @@ describe('a version that cannot serve', () => {
     await serving.activate(target('2', { frameworkType: 'fix' }));
     expect((await inferX(url, 'lin', [4])).body).toMatchObject({ model_version: '2', outputs: [{ data: [4] }] });
     writeFileSync(crashFile, '');
-    await waitFor(() => failures.length > 0, 'onFailure');
+    await waitFor(() => failures.length > 0, WAIT_MS, 'onFailure');
     expect(failures).toEqual([{ version: '2', err: expect.objectContaining({ code: 'CrashLoop' }) }]);
     // The owner rolls back the same way it switches.
     await serving.activate(target('1'));
@@ -237,12 +230,15 @@ describe('a version that cannot serve', () => {
   });
 
   it('an activation cancelled by its signal stops the new instances and keeps the old', async () => {
-    const { serving, target, url } = await setup({ runtimes: { fix: fixtureRuntime('never-ready', { startTimeoutMs: 20_000 }) } });
+    const { env, serving, target, url } = await setup({ runtimes: { fix: fixtureRuntime('never-ready', { startTimeoutMs: 600_000 }) } });
     await serving.activate(target('1'));
     const ac = new AbortController();
     const p = serving.activate(target('2', { frameworkType: 'fix' }), { signal: ac.signal });
-    setTimeout(() => ac.abort(), 300);
+    p.catch(() => {}); // awaited below
+    const pid = await spawnedRuntime(env.paths, 'lin', '2');
+    ac.abort();
     await expect(p).rejects.toMatchObject({ code: 'Cancelled' });
+    await waitFor(() => !isRunning(pid), WAIT_MS, 'the new instance to stop');
     expect((await inferX(url, 'lin', [1])).body).toMatchObject({ model_version: '1' });
   });
 });

@@ -3,6 +3,7 @@ import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
 import type { FakeKubeApi } from '../fakes/kube-api/server.js';
 import { SimNode } from '../fakes/sim-node.js';
 import { SHA, TYPES, model, node, startApi, startController, until } from './harness.js';
+import { WAIT_MS } from '../helpers/wait.js';
 
 // The controller against the fake API server and a real mosquitto, with simulated nodes.
 
@@ -13,7 +14,7 @@ const cleanups: Array<() => Promise<unknown> | unknown> = [];
 beforeEach(async () => {
   api = await startApi();
   broker = await startMosquitto();
-  cleanups.push(() => api.stop(), () => broker.stop());
+  cleanups.push(() => api.stop(), () => broker.close());
 });
 
 afterEach(async () => {
@@ -47,21 +48,21 @@ describe('controller over mqtt', () => {
     await controller();
 
     api.create(TYPES.inferencemodels, model('resnet', { nodeSelector: { camera: 'yes' } }));
-    await cam.waitFor((n) => n.held.has('default/resnet'), 20_000, 'resnet on cam-1');
+    await cam.waitFor((n) => n.held.has('default/resnet'), WAIT_MS, 'resnet on cam-1');
     expect(cam.held.get('default/resnet')!.spec.targetVersion).toBe('1');
 
     api.patch(TYPES.inferencemodels, 'default', 'resnet', { spec: { targetVersion: '2' } });
-    await cam.waitFor((n) => n.held.get('default/resnet')?.spec.targetVersion === '2', 20_000, 'version 2');
+    await cam.waitFor((n) => n.held.get('default/resnet')?.spec.targetVersion === '2', WAIT_MS, 'version 2');
     expect(cam.generationOf('default/resnet')).toBe(2);
 
     // Relabel: the model moves from cam-1 to gw-1.
     api.patch(TYPES.nodes, undefined, 'cam-1', { metadata: { labels: { camera: 'no' } } });
     api.patch(TYPES.nodes, undefined, 'gw-1', { metadata: { labels: { camera: 'yes' } } });
-    await cam.waitFor((n) => !n.held.has('default/resnet'), 20_000, 'removal from cam-1');
-    await gw.waitFor((n) => n.held.has('default/resnet'), 20_000, 'resnet on gw-1');
+    await cam.waitFor((n) => !n.held.has('default/resnet'), WAIT_MS, 'removal from cam-1');
+    await gw.waitFor((n) => n.held.has('default/resnet'), WAIT_MS, 'resnet on gw-1');
 
     api.remove(TYPES.inferencemodels, 'default', 'resnet');
-    await gw.waitFor((n) => !n.held.has('default/resnet'), 20_000, 'removal from gw-1');
+    await gw.waitFor((n) => !n.held.has('default/resnet'), WAIT_MS, 'removal from gw-1');
     // The cloud node (no edge label) never got the edge model.
     expect(cloud.everHeld.has('default/resnet')).toBe(false);
     expect(cam.received.filter((m) => m.route.operation === 'delete')).toHaveLength(1);
@@ -73,11 +74,11 @@ describe('controller over mqtt', () => {
     api.create(TYPES.inferencemodels, model('m2', { nodeSelector: { zone: 'b' } }));
     await controller({ syncIntervalMs: 300 });
     const n1 = await simNode('n1');
-    await n1.waitFor((n) => n.received.some((m) => m.route.operation === 'sync' && (m.content as any).items.length === 1), 20_000, 'a sync');
+    await n1.waitFor((n) => n.received.some((m) => m.route.operation === 'sync' && (m.content as any).items.length === 1), WAIT_MS, 'a sync');
     expect([...n1.held.keys()]).toEqual(['default/m1']);
     // A stray the node should not have is removed by the next periodic sync.
     n1.held.set('default/stray', n1.held.get('default/m1')!);
-    await n1.waitFor((n) => !n.held.has('default/stray'), 20_000, 'stray removed by periodic sync');
+    await n1.waitFor((n) => !n.held.has('default/stray'), WAIT_MS, 'stray removed by periodic sync');
     expect(n1.everHeld.has('default/m2')).toBe(false);
   });
 
@@ -235,7 +236,7 @@ describe('controller over mqtt', () => {
     api.create(TYPES.inferencemodels, model('sw', { image: 'registry.example/sw:1' }));
     await until(() => api.get(TYPES.deployments, 'default', 'im-sw') && api.get(TYPES.services, 'default', 'im-sw'), 'owned objects');
     api.patch(TYPES.inferencemodels, 'default', 'sw', { spec: { image: null } });
-    await sw1.waitFor((n) => n.held.has('default/sw'), 20_000, 'sw sent to the agent');
+    await sw1.waitFor((n) => n.held.has('default/sw'), WAIT_MS, 'sw sent to the agent');
     await until(() => !api.get(TYPES.deployments, 'default', 'im-sw') && !api.get(TYPES.services, 'default', 'im-sw'), 'owned objects removed');
     await until(() => getModel('sw').status.url === undefined && getModel('sw').status.targetNodes === 1, 'status of an agent resource');
   });
@@ -255,7 +256,7 @@ describe('controller over mqtt', () => {
     api.breakWatches();
     api.patch(TYPES.inferencemodels, 'default', 'wa', { spec: { targetVersion: '2' } });
     api.remove(TYPES.inferencemodels, 'default', 'wb');
-    await w1.waitFor((n) => n.held.get('default/wa')?.spec.targetVersion === '2' && !n.held.has('default/wb'), 20_000, 'changes after a broken watch');
+    await w1.waitFor((n) => n.held.get('default/wa')?.spec.targetVersion === '2' && !n.held.has('default/wb'), WAIT_MS, 'changes after a broken watch');
 
     // Expire the history (compaction) and break again: the controller must relist after 410.
     api.breakWatches();
@@ -263,7 +264,7 @@ describe('controller over mqtt', () => {
     api.create(TYPES.inferencemodels, model('wc', { nodeSelector: { g: '1' } }));
     api.remove(TYPES.inferencemodels, 'default', 'wd'); // only a relist can reveal this deletion
     api.compact();
-    await w1.waitFor((n) => !n.held.has('default/wa') && n.held.has('default/wc') && !n.held.has('default/wd'), 20_000, 'changes after 410');
+    await w1.waitFor((n) => !n.held.has('default/wa') && n.held.has('default/wc') && !n.held.has('default/wd'), WAIT_MS, 'changes after 410');
     await w2.waitFor((n) => n.held.has('default/wa'));
     const gone = (await metrics.watchRestarts.get()).values.filter((v) => v.labels.reason === 'gone').reduce((a, v) => a + v.value, 0);
     expect(gone).toBeGreaterThan(0);
@@ -285,7 +286,7 @@ describe('controller over mqtt', () => {
     api.patch(TYPES.inferencemodels, 'default', 'keep', { spec: { targetVersion: '2' } });
     api.create(TYPES.inferencemodels, model('new', { nodeSelector: { k: 'v' } }));
     await controller();
-    await s1.waitFor((n) => !n.held.has('default/drop') && n.held.get('default/keep')?.spec.targetVersion === '2' && n.held.has('default/new'), 20_000, 'converged after restart');
+    await s1.waitFor((n) => !n.held.has('default/drop') && n.held.get('default/keep')?.spec.targetVersion === '2' && n.held.has('default/new'), WAIT_MS, 'converged after restart');
     expect(s2.everHeld.size).toBe(0);
   });
 });

@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -8,8 +7,10 @@ import { stringify } from 'yaml';
 import { makeModelArchive } from '../helpers/models.js';
 import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
 import { freePort } from '../helpers/ports.js';
+import { spawnTree, type ProcessTree } from '../helpers/process-tree.js';
 import type { FakeKubeApi } from '../fakes/kube-api/server.js';
 import { TYPES, node, startApi, startController, tempDir, until } from './harness.js';
+import { WAIT_MS } from '../helpers/wait.js';
 
 // End to end with REAL agents (`modeld run`, child processes) on two nodes with different
 // labels, one mosquitto, the controller in-process against the fake API server.
@@ -25,7 +26,7 @@ let dir: ReturnType<typeof tempDir>;
 let files: Server;
 let filesUrl = '';
 let stopController: (() => Promise<void>) | undefined;
-const agents: Array<{ name: string; child: ChildProcess; gatewayPort: number; logs: string[] }> = [];
+const agents: Array<{ name: string; tree: ProcessTree; gatewayPort: number; logs: string[] }> = [];
 const archives: Record<string, { sha256: string }> = {};
 
 async function startAgent(name: string, labels: Record<string, string>) {
@@ -41,11 +42,11 @@ async function startAgent(name: string, labels: Record<string, string>) {
   };
   const file = join(dir.path, `${name}.yaml`);
   writeFileSync(file, stringify(config));
-  const child = spawn(process.execPath, ['--import', 'tsx', agentCli, '--config', file, 'run'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MODELD_CONFIG: '' } });
+  const tree = spawnTree(process.execPath, ['--import', 'tsx', agentCli, '--config', file, 'run'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MODELD_CONFIG: '' } });
   const logs: string[] = [];
-  child.stdout!.on('data', (d) => logs.push(String(d)));
-  child.stderr!.on('data', (d) => logs.push(String(d)));
-  agents.push({ name, child, gatewayPort, logs });
+  tree.child.stdout!.on('data', (d) => logs.push(String(d)));
+  tree.child.stderr!.on('data', (d) => logs.push(String(d)));
+  agents.push({ name, tree, gatewayPort, logs });
 }
 
 const im = () => api.get(TYPES.inferencemodels, 'default', 'lin');
@@ -76,23 +77,17 @@ beforeAll(async () => {
   stopController = () => controller.stop();
   await startAgent('edge-a', { zone: 'a' });
   await startAgent('edge-b', { zone: 'b' });
-}, 120_000);
+});
 
 afterAll(async () => {
-  for (const a of agents) {
-    if (a.child.exitCode !== null) continue;
-    const exited = new Promise((r) => a.child.once('exit', r));
-    a.child.kill('SIGTERM');
-    const t = setTimeout(() => a.child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(t);
-  }
+  // A graceful stop (it stops its runtimes); whatever is still running after it is killed.
+  await Promise.all(agents.map((a) => a.tree.stop('SIGTERM')));
   await stopController?.();
   await new Promise((r) => (files ? files.close(r) : r(undefined)));
-  await broker?.stop();
+  await broker?.close();
   await api?.stop();
   dir?.cleanup();
-}, 60_000);
+});
 
 describe.skipIf(!haveAgent)('controller with real agents', () => {
   it('serves on the selected node, follows targetVersion, moves on relabel, and goes on delete', async () => {
@@ -111,7 +106,7 @@ describe.skipIf(!haveAgent)('controller with real agents', () => {
         },
       });
       await until(() => nodeStatus('edge-a')?.phase === 'Serving' && nodeStatus('edge-a')?.servingVersion === '1', 'edge-a serving version 1', 90_000);
-      await until(() => im()?.status?.conditions?.find((c: any) => c.type === 'Ready')?.status === 'True', 'Ready=True', 30_000);
+      await until(() => im()?.status?.conditions?.find((c: any) => c.type === 'Ready')?.status === 'True', 'Ready=True', WAIT_MS);
       expect(im().status).toMatchObject({ readyNodes: 1, targetNodes: 1, servingVersion: '1' });
       expect(await modelReady('edge-a')).toBe(200);
       expect(nodeStatus('edge-b')).toBeUndefined();
@@ -126,7 +121,7 @@ describe.skipIf(!haveAgent)('controller with real agents', () => {
       // its agent's labels agree; here it only leaves.)
       api.patch(TYPES.nodes, undefined, 'edge-a', { metadata: { labels: { zone: 'c' } } });
       await until(async () => (await modelReady('edge-a')) === 404, 'model removed from edge-a', 60_000);
-      await until(() => !nodeStatus('edge-a') && im()?.status?.targetNodes === 0, 'edge-a gone from status', 30_000);
+      await until(() => !nodeStatus('edge-a') && im()?.status?.targetNodes === 0, 'edge-a gone from status', WAIT_MS);
       expect(im().status.conditions.find((c: any) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'NoTargetNodes' });
 
       // Back on edge-a, then delete the resource: gone everywhere.

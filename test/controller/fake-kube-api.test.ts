@@ -5,6 +5,7 @@ import { LeaderElector } from '../../controller/kube/lease.js';
 import { KubeApiError, kubeRest, type KubeRest } from '../../controller/kube/rest.js';
 import type { FakeKubeApi } from '../fakes/kube-api/server.js';
 import { TYPES, kubeConfigFor, model, startApi, until } from './harness.js';
+import { WAIT_MS } from '../helpers/wait.js';
 
 // The fake API server speaks the protocol the controller relies on, through the same clients
 // the controller uses (@kubernetes/client-node's Watch and KubeConfig).
@@ -94,6 +95,9 @@ describe('fake Kubernetes API server', () => {
     expect(d.spec.template.spec.containers.map((c: any) => c.image)).toEqual(['a:1', 'b:2']);
     await rest.request('DELETE', `${IM}/o`);
     await until(() => !api.get(TYPES.deployments, 'default', 'd'), 'cascading delete');
+    // A dependent written after its owner went (a write in flight at the delete) goes too.
+    await rest.request('POST', '/api/v1/namespaces/default/services', { body: { metadata: { name: 'late', ownerReferences: ref }, spec: {} } });
+    await until(() => !api.get(TYPES.services, 'default', 'late'), 'a late dependent collected');
   });
 
   it('lets exactly one of two candidates hold a Lease, and hands it over when released', async () => {
@@ -130,7 +134,7 @@ describe('fake Kubernetes API server', () => {
     expect(bLeads).toBe(false);
     crashA.abort(); // a dies without releasing
     await runA;
-    await until(() => bLeads, 'b takes over after the lease expires', 10_000);
+    await until(() => bLeads, 'b takes over after the lease expires', WAIT_MS);
     expect(api.get(TYPES.leases, 'kube-system', 'fo').spec.holderIdentity).toBe('b');
     stopB.abort();
     await runB;

@@ -12,6 +12,7 @@ import { mqttTransport } from '../../controller/transport/mqtt.js';
 import type { Transport } from '../../controller/transport/types.js';
 import { DEFAULT_STATUS_TOPIC, DEFAULT_TOPIC_PREFIX } from '../../shared/index.js';
 import { FakeKubeApi, TYPES, startFakeKubeApi } from '../fakes/kube-api/server.js';
+import { WAIT_MS, waitForValue } from '../helpers/wait.js';
 
 // Shared set-up for controller tests: a fake API server with the CRD installed, and a
 // controller built in-process against it.
@@ -89,20 +90,7 @@ export function model(name: string, spec: Record<string, unknown> = {}, namespac
   };
 }
 
-/** Polls until fn returns a truthy value; no fixed sleeps in tests. */
-export async function until<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
+/** Polls until fn returns a truthy value (a throw is "not yet"); the shared wait, in this file's argument order. */
+export const until = <T>(fn: () => T | Promise<T>, what: string, timeoutMs = WAIT_MS): Promise<NonNullable<T>> => waitForValue(fn, timeoutMs, what);
 
 export { TYPES };

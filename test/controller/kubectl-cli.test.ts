@@ -1,12 +1,14 @@
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/ports.js';
 import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
+import { spawnTree, type ProcessTree } from '../helpers/process-tree.js';
 import type { FakeKubeApi } from '../fakes/kube-api/server.js';
 import { SimNode } from '../fakes/sim-node.js';
 import { TYPES, node, startApi, tempDir, until } from './harness.js';
+import { WAIT_MS } from '../helpers/wait.js';
 
 // As a user would: the controller as a child process (controller/main.ts), kubectl against the
 // fake API server. kubectl needs --validate=false: the fake serves no OpenAPI document.
@@ -19,7 +21,7 @@ let api: FakeKubeApi;
 let broker: Broker;
 let dir: ReturnType<typeof tempDir>;
 let kubeconfig: string;
-let child: ChildProcess | undefined;
+let controller: ProcessTree | undefined;
 let logs = '';
 let metricsPort = 0;
 const sims: SimNode[] = [];
@@ -39,25 +41,23 @@ beforeAll(async () => {
   api.create(TYPES.nodes, node('cam-1', { 'modeld.kubeedge.io/camera': 'true' }));
   api.create(TYPES.nodes, node('other-1'));
   metricsPort = await freePort();
-  child = spawn(
+  controller = spawnTree(
     process.execPath,
     ['--import', 'tsx', 'controller/main.ts', '--kubeconfig', kubeconfig, '--broker-url', broker.url, '--metrics-port', String(metricsPort), '--lease-namespace', 'kube-system', '--identity', 'test-1', '--status-interval', '100'],
     { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
   );
-  child.stdout!.on('data', (d) => (logs += d));
-  child.stderr!.on('data', (d) => (logs += d));
+  controller.child.stdout!.on('data', (d) => (logs += d));
+  controller.child.stderr!.on('data', (d) => (logs += d));
   sims.push(await new SimNode({ node: 'cam-1', brokerUrl: broker.url }).start());
   sims.push(await new SimNode({ node: 'other-1', brokerUrl: broker.url }).start());
   await until(async () => (await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).ok, 'controller /healthz', 60_000);
-}, 90_000);
+});
 
 afterAll(async () => {
   if (process.env.SHOW_LOGS) console.log(logs);
-  if (child && child.exitCode === null) {
-    child.kill('SIGKILL');
-  }
+  await controller?.end();
   for (const s of sims) await s.stop();
-  await broker?.stop();
+  await broker?.close();
   await api?.stop();
   dir?.cleanup();
 });
@@ -79,9 +79,9 @@ describe('modeld-controller as a process', () => {
   it.skipIf(!kubectlPath)('kubectl apply, patch and get im drive the nodes and show their status', async () => {
     await kubectl('apply', '--validate=false', '-f', join(root, 'deploy/examples/inferencemodel-agents.yaml'));
     const [cam, other] = sims;
-    await cam.waitFor((n) => n.held.get('default/resnet')?.spec.targetVersion === '1', 30_000, 'resnet v1 on cam-1');
+    await cam.waitFor((n) => n.held.get('default/resnet')?.spec.targetVersion === '1', WAIT_MS, 'resnet v1 on cam-1');
     await kubectl('patch', 'im', 'resnet', '--type=merge', '-p', '{"spec":{"targetVersion":"2"}}');
-    await cam.waitFor((n) => n.held.get('default/resnet')?.spec.targetVersion === '2', 30_000, 'resnet v2 on cam-1');
+    await cam.waitFor((n) => n.held.get('default/resnet')?.spec.targetVersion === '2', WAIT_MS, 'resnet v2 on cam-1');
     await cam.report({ namespace: 'default', name: 'resnet', observedGeneration: 2, phase: 'Serving', servingVersion: '2', targetVersion: '2' });
     const table = await until(async () => {
       const out = await kubectl('get', 'im');
@@ -93,14 +93,13 @@ describe('modeld-controller as a process', () => {
     // kubectl rejects what the CRD schema forbids, before the controller sees it.
     await expect(kubectl('patch', 'im', 'resnet', '--type=merge', '-p', '{"spec":{"deployToLayer":"fog"}}')).rejects.toThrow(/Unsupported value/);
     await kubectl('delete', 'im', 'resnet');
-    await cam.waitFor((n) => !n.held.has('default/resnet'), 30_000, 'resnet removed');
+    await cam.waitFor((n) => !n.held.has('default/resnet'), WAIT_MS, 'resnet removed');
     expect(other.everHeld.size).toBe(0);
   });
 
   it('shuts down gracefully on SIGTERM and releases the Lease', async () => {
-    const exited = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
-    child!.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    controller!.child.kill('SIGTERM');
+    expect((await controller!.exited).code).toBe(0);
     expect(api.get(TYPES.leases, 'kube-system', 'modeld-controller').spec.holderIdentity).toBe('');
     expect(logs).toContain('stopped');
   });

@@ -7,6 +7,7 @@ import type { FakeKubeApi } from '../fakes/kube-api/server.js';
 import { FakeKubeEdgeRouter } from '../fakes/kubeedge-router.js';
 import { SimNode } from '../fakes/sim-node.js';
 import { TYPES, model, node, startApi, startController, until } from './harness.js';
+import { WAIT_MS } from '../helpers/wait.js';
 
 // The kubeedge transport end to end: controller -> (fake) cloudcore Router -> each node's own
 // mosquitto -> simulated node, and node status -> Router -> the controller's HTTP receiver.
@@ -23,7 +24,7 @@ beforeEach(async () => {
 afterEach(async () => {
   for (const c of cleanups.reverse()) await c();
   cleanups.length = 0;
-  for (const b of brokers.splice(0)) await b.stop();
+  for (const b of brokers.splice(0)) await b.close();
   await api.stop();
 });
 
@@ -50,18 +51,18 @@ describe('kubeedge transport through the Router', () => {
     const { router, sims } = await setUp(['edge-a', 'edge-b']);
     const [a, b] = sims;
     api.create(TYPES.inferencemodels, model('m', { nodeSelector: { site: 'a' } }));
-    await a.waitFor((n) => n.held.has('default/m'), 20_000, 'm on edge-a');
+    await a.waitFor((n) => n.held.has('default/m'), WAIT_MS, 'm on edge-a');
     expect(router.posts.some((p) => p.uri === '/edge-a/default/ai/inferencemodel/edge-a/default/m' && p.topic === 'ai/inferencemodel/edge-a/default/m')).toBe(true);
 
     // Status and hello travel node broker -> Router -> receiver, payload as-is.
     await a.report({ namespace: 'default', name: 'm', observedGeneration: 1, phase: 'Serving', servingVersion: '1' });
     await until(() => api.get(TYPES.inferencemodels, 'default', 'm')?.status?.readyNodes === 1, 'status via the Router');
     await b.hello();
-    await b.waitFor((n) => n.received.some((m) => m.route.operation === 'sync'), 20_000, 'sync answering hello');
+    await b.waitFor((n) => n.received.some((m) => m.route.operation === 'sync'), WAIT_MS, 'sync answering hello');
     expect(b.everHeld.size).toBe(0);
 
     api.remove(TYPES.inferencemodels, 'default', 'm');
-    await a.waitFor((n) => !n.held.has('default/m'), 20_000, 'delete via the Router');
+    await a.waitFor((n) => !n.held.has('default/m'), WAIT_MS, 'delete via the Router');
   });
 
   it('a node whose broker was down when the spec went out gets it from the sync after its hello', async () => {
@@ -75,7 +76,7 @@ describe('kubeedge transport through the Router', () => {
     await brokers[0].start();
     await until(() => a.client.connected, 'sim node reconnected');
     await a.hello();
-    await a.waitFor((n) => n.held.has('default/late'), 20_000, 'late spec after hello');
+    await a.waitFor((n) => n.held.has('default/late'), WAIT_MS, 'late spec after hello');
   });
 
   it('retries when the Router itself refuses, and drops malformed posts to the receiver', async () => {

@@ -11,6 +11,7 @@ import {
   type ModelContent,
   type StatusContent,
 } from '../../shared/index.js';
+import { WAIT_MS } from '../helpers/wait.js';
 
 // A FAKE node for controller tests and the benchmark: an MQTT client that keeps the set of specs
 // it was sent (update/delete/sync applied in order) and can say hello and report status. It is
@@ -79,7 +80,7 @@ export class SimNode {
   }
 
   /** Resolves when the predicate holds (checked after every message), or rejects after timeoutMs. */
-  waitFor(pred: (n: SimNode) => boolean, timeoutMs = 20_000, what = 'condition'): Promise<void> {
+  waitFor(pred: (n: SimNode) => boolean, timeoutMs = WAIT_MS, what = 'condition'): Promise<void> {
     if (pred(this)) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const check = () => {

@@ -1,10 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
+import { spawnTree } from './process-tree.js';
 
 // The real agent as a child process (`modeld run`), from source through tsx, as a test peer:
 // it can be killed with SIGKILL at any instant and started again on the same state directory.
+// Its runtimes outlive a kill (they lead their own process groups, as the kill -9 tests need);
+// end() ends the agent with every runtime it ever started.
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -15,7 +18,10 @@ export interface AgentProcess {
   exited: Promise<number | null>;
   /** The last 8 kB the agent wrote on stderr (a stack when it died). */
   stderr(): string;
+  /** Sends `signal` to the agent alone (a crash, or a stop it handles) and waits for its exit. */
   kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Teardown: SIGKILL to the agent and every process it started; resolves when all are gone. */
+  end(): Promise<void>;
 }
 
 /** Writes `config` as YAML beside the state directory and starts `modeld run` on it. */
@@ -25,11 +31,12 @@ export function startAgentProcess(config: Record<string, unknown> & { stateDir: 
   // Each agent its own admin socket (beside its state directory) unless the test names one.
   const admin = { socket: join(dirname(config.stateDir), `admin-${Math.random().toString(36).slice(2, 8)}.sock`), ...(config.admin as object | undefined) };
   writeFileSync(configFile, stringify({ ...config, admin }));
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', join(ROOT, 'agent/cli/index.ts'), '--config', configFile, 'run', ...args], {
+  const tree = spawnTree(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', join(ROOT, 'agent/cli/index.ts'), '--config', configFile, 'run', ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, MODELD_CONFIG: '' },
   });
+  const child = tree.child;
   const logs: Array<Record<string, unknown>> = [];
   let buffered = '';
   child.stdout!.on('data', (chunk: Buffer) => {
@@ -61,5 +68,6 @@ export function startAgentProcess(config: Record<string, unknown> & { stateDir: 
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       await exited;
     },
+    end: () => tree.end(),
   };
 }

@@ -1,6 +1,6 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { makeEnvelope, resourcePath, specTopic, syncTopic, type ModelContent, type StatusContent } from '../../shared/index.js';
-import { waitFor } from './wait.js';
+import { WAIT_MS, waitFor } from './wait.js';
 
 // The controller's side of the wire, for tests: publishes specs exactly as the controller does
 // and records every status the nodes send.
@@ -65,7 +65,7 @@ export async function connectCloud(
     async waitStatus(pred, opts = {}) {
       let found: StatusContent | undefined;
       const recent = () => statuses.slice(-8).map((s) => `${s.name} gen=${s.observedGeneration} ${s.phase} ${s.reason ?? ''} serving=${s.servingVersion ?? '-'}`).join('; ');
-      await waitFor(() => (found = statuses.slice(opts.from ?? 0).find(pred)) !== undefined, opts.timeoutMs ?? 30_000, opts.what ?? 'a status').catch((err: Error) => {
+      await waitFor(() => (found = statuses.slice(opts.from ?? 0).find(pred)) !== undefined, opts.timeoutMs ?? WAIT_MS, opts.what ?? 'a status').catch((err: Error) => {
         throw new Error(`${err.message}; last statuses: ${recent()}`);
       });
       return found!;

@@ -1,8 +1,8 @@
-import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { freePort } from './ports.js';
+import { spawnTree } from './process-tree.js';
 
 // `modeld <command>` as a user runs it: a child process from source through tsx, with a config
 // file, its exit code, stdout and stderr.
@@ -22,21 +22,28 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-export function runCli(configFile: string | undefined, args: string[], opts: { input?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
+/**
+ * Runs one command to its end, as a process tree (ended with the test file if the test is
+ * cut short). Killed with everything it started past `timeoutMs` (below the test timeout).
+ */
+export async function runCli(configFile: string | undefined, args: string[], opts: { input?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
   const argv = ['--import', 'tsx', join(ROOT, 'agent/cli/index.ts'), ...(configFile ? ['--config', configFile] : []), ...args];
-  return new Promise((resolveRun) => {
-    const child = execFile(
-      process.execPath,
-      argv,
-      { cwd: ROOT, env: cleanEnv(opts.env), timeout: opts.timeoutMs ?? 120_000, maxBuffer: 16 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        const code: unknown = err ? (err as { code?: unknown }).code : 0;
-        resolveRun({ code: typeof code === 'number' ? code : (child.exitCode ?? null), stdout, stderr });
-      },
-    );
-    if (opts.input !== undefined) child.stdin!.end(opts.input);
-    else child.stdin!.end();
-  });
+  const tree = spawnTree(process.execPath, argv, { cwd: ROOT, env: cleanEnv(opts.env), stdio: ['pipe', 'pipe', 'pipe'] });
+  const { child } = tree;
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  child.stdin!.on('error', () => {}); // a command that exits without reading its input
+  child.stdin!.end(opts.input);
+  const timer = setTimeout(() => void tree.end(), opts.timeoutMs ?? 150_000);
+  try {
+    const { code } = await tree.exited;
+    return { code, stdout, stderr };
+  } finally {
+    clearTimeout(timer);
+    await tree.end(); // whatever it started and left running
+  }
 }
 
 /**

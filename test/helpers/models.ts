@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { create as tarCreate } from 'tar';
@@ -42,6 +42,7 @@ export function makeModelDir(dir: string, opts: (Partial<LinearModelOptions> & {
 import { fileURLToPath } from 'node:url';
 import { ConfigSchema, type Config, type ConfigInput } from '../../agent/config/schema.js';
 import { statePaths, type StatePaths } from '../../agent/paths.js';
+import { WAIT_MS, waitForValue } from './wait.js';
 
 /** The small OIP script runtime in test/fixtures, as a command for config.runtimes. */
 export const FIXTURE_RUNTIME = fileURLToPath(new URL('../fixtures/oip-runtime.mjs', import.meta.url));
@@ -63,9 +64,21 @@ export function servingEnv(over: Omit<ConfigInput, 'stateDir'> = {}): { root: st
     stateDir: root,
     gateway: { bind: '127.0.0.1', port: 0, ...(over.gateway ?? {}) },
     node: { address: '127.0.0.1', ...(over.node ?? {}) },
-    serving: { startTimeoutMs: 30_000, drainTimeoutMs: 10_000, stopGraceMs: 3000, restartBackoffMs: 50, crashLoopRestarts: 2, ...(over.serving ?? {}) },
+    serving: { startTimeoutMs: 120_000, drainTimeoutMs: 10_000, stopGraceMs: 3000, restartBackoffMs: 50, crashLoopRestarts: 2, ...(over.serving ?? {}) },
   });
   return { root, config, paths: statePaths(root), cleanup: () => rmSync(root, { recursive: true, force: true }) };
+}
+
+/**
+ * Waits until an instance of `version` of default/<name> has been spawned (its pid file is
+ * written right after the spawn) and returns its pid: the event "the runtime is starting".
+ */
+export function spawnedRuntime(paths: StatePaths, name: string, version: string): Promise<number> {
+  const prefix = `default_${name}_${version}_`;
+  return waitForValue(() => {
+    const file = readdirSync(paths.runDir).find((f) => f.startsWith(prefix) && f.endsWith('.pid'));
+    return file ? (JSON.parse(readFileSync(join(paths.runDir, file), 'utf8')) as { pid: number }).pid : undefined;
+  }, WAIT_MS, `an instance of ${name} ${version} to be spawned`);
 }
 
 /** POST an OIP infer with one FP32 input "x" of shape [n, 1]; returns status and parsed body. */

@@ -1,9 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './ports.js';
+import { spawnTree, type ProcessTree } from './process-tree.js';
+import { WAIT_MS, waitFor } from './wait.js';
 
 // A real mosquitto broker on a loopback port, started and stopped by its pid. Debian's service
 // does not start by itself, and tests must not share one.
@@ -16,29 +17,16 @@ export interface Broker {
   /** The same as stop(): reads better in tests of an outage. */
   pause(): Promise<void>;
   start(): Promise<void>;
-  /** The running broker's pid (to freeze it at an exact instant with SIGSTOP, say). */
-  pid(): number | undefined;
+  /** Teardown: stops the broker for good and removes its folder (config and saved sessions). */
+  close(): Promise<void>;
 }
 
-// Each broker's config and saved sessions go when the test process ends.
-const brokerDirs = new Set<string>();
-process.once('exit', () => {
-  for (const d of brokerDirs) rmSync(d, { recursive: true, force: true });
-});
-
-async function waitForPort(port: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(port, '127.0.0.1');
-      s.once('connect', () => (s.destroy(), resolve(true)));
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`mosquitto did not listen on ${port} within ${timeoutMs} ms`);
-}
+const listening = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
 
 export async function startMosquitto(opts: { port?: number; persistence?: boolean } = {}): Promise<Broker> {
   const port = opts.port ?? (await freePort());
@@ -58,30 +46,34 @@ export async function startMosquitto(opts: { port?: number; persistence?: boolea
       '',
     ].join('\n'),
   );
-  let child: ChildProcess | undefined;
-  brokerDirs.add(dir);
+  let tree: ProcessTree | undefined;
   const broker: Broker = {
     port,
     url: `mqtt://127.0.0.1:${port}`,
     async start() {
-      child = spawn('mosquitto', ['-c', conf], { stdio: 'ignore' });
-      const exited = new Promise<never>((_, reject) => child!.once('exit', (code) => reject(new Error(`mosquitto exited with ${code}`))));
-      exited.catch(() => {});
-      await Promise.race([waitForPort(port, 10_000), exited]);
+      const t = (tree = spawnTree('mosquitto', ['-c', conf], { stdio: 'ignore' }));
+      let gone: string | undefined;
+      void t.exited.then(({ code, signal }) => (gone = `mosquitto exited with ${code ?? signal}`));
+      await waitFor(async () => gone !== undefined || (await listening(port)), WAIT_MS, `mosquitto to listen on ${port}`);
+      if (gone) throw new Error(gone);
     },
     pause: () => broker.stop(),
-    pid: () => (child && child.exitCode === null ? child.pid : undefined),
     async stop() {
-      const c = child;
-      child = undefined;
-      if (!c || c.exitCode !== null) return;
-      await new Promise<void>((resolve) => {
-        c.once('exit', () => resolve());
-        c.kill('SIGTERM');
-        setTimeout(() => c.kill('SIGKILL'), 3000).unref();
-      });
+      const t = tree;
+      tree = undefined;
+      if (!t) return;
+      await t.stop('SIGTERM'); // lets it save its sessions (persistence)
+    },
+    async close() {
+      await broker.stop();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
-  await broker.start();
+  try {
+    await broker.start();
+  } catch (err) {
+    await broker.close();
+    throw err;
+  }
   return broker;
 }

@@ -1,5 +1,6 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { waitFor } from './wait.js';
+import { spawnSync } from 'node:child_process';
+import { spawnTree } from './process-tree.js';
+import { WAIT_MS, waitFor } from './wait.js';
 
 // A systemd-style notify socket: a real AF_UNIX SOCK_DGRAM socket (python3, since Node has none)
 // that records every datagram with the sender's pid from SCM_CREDENTIALS, as PID 1 sees them.
@@ -40,7 +41,8 @@ export interface NotifySocket {
 export const canListenForNotify = (): boolean => spawnSync('python3', ['--version']).status === 0;
 
 export async function startNotifySocket(path: string): Promise<NotifySocket> {
-  const child: ChildProcess = spawn('python3', ['-c', LISTENER, path], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const tree = spawnTree('python3', ['-c', LISTENER, path], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = tree.child;
   const messages: NotifyMessage[] = [];
   let listening = false;
   let buf = '';
@@ -63,15 +65,10 @@ export async function startNotifySocket(path: string): Promise<NotifySocket> {
       }
     }
   });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  await waitFor(() => listening || child.exitCode !== null, 15_000, 'the notify socket');
-  if (!listening) throw new Error(`notify socket listener failed: ${stderr}`);
-  return {
-    path,
-    messages,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      await exited;
-    },
-  };
+  await waitFor(() => listening || child.exitCode !== null, WAIT_MS, 'the notify socket');
+  if (!listening) {
+    await tree.end();
+    throw new Error(`notify socket listener failed: ${stderr}`);
+  }
+  return { path, messages, stop: () => tree.end() };
 }

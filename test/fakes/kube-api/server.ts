@@ -319,6 +319,9 @@ export class FakeKubeApi {
     store.set(key, obj);
     if (t.kind === 'CustomResourceDefinition') this.registerCrd(obj);
     this.record(t, 'ADDED', obj);
+    // As the real collector: a dependent created after its owner went (a write in flight when
+    // the owner was deleted) is collected too.
+    if (obj.metadata.ownerReferences?.length) setImmediate(() => this.collectGarbage());
     return obj;
   }
 
@@ -386,6 +389,7 @@ export class FakeKubeApi {
     this.store.get(typeKeyOf(t))!.set(objKey(obj.metadata.namespace, name), obj);
     if (t.kind === 'CustomResourceDefinition') this.registerCrd(obj);
     this.record(t, 'MODIFIED', obj);
+    if (obj.metadata.ownerReferences?.length) setImmediate(() => this.collectGarbage());
     return obj;
   }
 
