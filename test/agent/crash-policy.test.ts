@@ -18,7 +18,7 @@ let agent: AgentProcess | undefined;
 
 beforeEach(() => (work = mkdtempSync(join(tmpdir(), 'crash-policy-'))));
 afterEach(async () => {
-  await agent?.kill();
+  await agent?.end();
   agent = undefined;
   rmSync(work, { recursive: true, force: true });
 });

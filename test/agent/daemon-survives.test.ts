@@ -92,10 +92,10 @@ async function startAgent(fetch: Record<string, unknown> = {}): Promise<AgentPro
 }
 
 afterEach(async () => {
-  await agent?.kill();
+  await agent?.end();
   await cloud.close();
   await http.stop();
-  await broker.stop();
+  await broker.close();
   rmSync(work, { recursive: true, force: true });
 });
 

@@ -110,12 +110,12 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  for (const a of agents) await a.kill('SIGTERM');
+  for (const a of agents) await a.end();
   agents = [];
   await cloud.close();
   for (const s of servers) await s.stop();
   servers = [];
-  await broker.stop();
+  await broker.close();
   rmSync(work, { recursive: true, force: true });
 });
 

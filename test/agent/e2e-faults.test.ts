@@ -148,14 +148,14 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  for (const a of agents) await a.kill();
+  for (const a of agents) await a.end();
   agents = [];
   await cloud.close();
   for (const s of servers) await s.stop();
   servers = [];
   for (const p of pythons) await p.stop();
   pythons = [];
-  await broker.stop();
+  await broker.close();
   rmSync(work, { recursive: true, force: true });
 });
 

@@ -33,13 +33,13 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  await agent?.kill();
+  await agent?.end();
   agent = undefined;
   for (const s of sockets) s.destroy();
   await new Promise((r) => (server ? server.close(r) : r(undefined)));
   server = undefined;
   await cloud.close();
-  await broker.stop();
+  await broker.close();
   rmSync(work, { recursive: true, force: true });
 });
 

@@ -32,12 +32,12 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  await agent?.kill();
+  await agent?.end();
   agent = undefined;
   await server?.stop();
   server = undefined;
   await cloud.close();
-  await broker.stop();
+  await broker.close();
   unmount?.();
   unmount = undefined;
   rmSync(work, { recursive: true, force: true });

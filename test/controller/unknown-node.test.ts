@@ -44,11 +44,11 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  await agent?.kill();
+  await agent?.end();
   agent = undefined;
   await stopController?.();
   await server.stop();
-  await broker.stop();
+  await broker.close();
   await api.stop();
   dir.cleanup();
 });
