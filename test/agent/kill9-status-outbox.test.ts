@@ -28,7 +28,7 @@ import { waitFor } from '../helpers/wait.js';
 // waits for Installed of that generation.
 
 const NODE = 'edge-1';
-const ATTEMPTS = 24;
+const ATTEMPTS = 32;
 
 let work: string;
 let broker: Broker;
