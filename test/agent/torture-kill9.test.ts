@@ -213,8 +213,9 @@ function progressOf(lines: Line[], version: string, p: Progress = { times: {}, b
 /**
  * Where a kill landed, from the lines the agent wrote before it died. Its stdout is a pipe, which
  * Node writes synchronously on Linux: every line it wrote before SIGKILL is in the pipe, and read
- * once stdout ends. So the furthest milestone it logged is what it was doing when it died (or
- * after: between its last line and the kill it may have done part of the next stretch of work).
+ * once stdout ends. So the furthest milestone it logged names the stretch it died in: after that
+ * line, before the next milestone's (download: fetch step to "download verified"; unpack: to the
+ * switch step, Verifying then Installing; switch: to Installed).
  */
 function landing(p: Progress): Landing {
   switch (p.at) {
