@@ -40,6 +40,14 @@ export class Reporter {
   ) {}
 
   report(namespace: string, name: string, update: StatusUpdate): StatusContent {
+    // One transaction: a kill -9 between recording the phase and queueing its status would leave
+    // a row that says "reported" and no status on the way (guarantee 7).
+    const status = this.deps.store.db.transaction(() => this.record(namespace, name, update))();
+    this.deps.onReport?.(status);
+    return status;
+  }
+
+  private record(namespace: string, name: string, update: StatusUpdate): StatusContent {
     const { config, store, serving } = this.deps;
     const desired = store.specs.get(namespace, name);
     const refusal = update.parentMsgId !== undefined; // a rejected message changes no state
@@ -83,7 +91,6 @@ export class Reporter {
     if (!progressOnly || (this.deps.online?.() ?? true)) {
       this.deps.enqueue(statusTopic(config.topics.status, config.node.name), JSON.stringify(envelope));
     }
-    this.deps.onReport?.(status);
     return status;
   }
 }

@@ -46,11 +46,11 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  for (const a of agents) await a.kill();
+  for (const a of agents) await a.end();
   agents.length = 0;
   await cloud.close();
   await server.stop();
-  await broker.stop();
+  await broker.close();
   rmSync(work, { recursive: true, force: true });
 });
 

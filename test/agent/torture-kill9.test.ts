@@ -458,10 +458,10 @@ describe('kill -9 torture: a new version every round', () => {
   });
 
   afterAll(async () => {
-    for (const a of agents) await a.kill();
+    for (const a of agents) await a.end();
     await cloud?.close();
     for (const s of servers) await s.stop();
-    await broker?.stop();
+    await broker?.close();
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
