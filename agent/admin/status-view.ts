@@ -1,5 +1,6 @@
 import { DNS_LABEL, resolveTarget, type Phase } from '../../shared/index.js';
 import { ModeldError } from '../errors.js';
+import { isTreeOf } from '../install/tree-ref.js';
 import { specHash } from '../reconcile/spec-hash.js';
 import type { ServingPort } from '../reconcile/serving-port.js';
 import type { EventRecord } from '../store/events.js';
@@ -58,6 +59,7 @@ export function modelStatus(src: StatusSource, namespace: string, name: string):
   const hash = desired && specHash(desired.spec);
   const target = desired && !desired.spec.image ? resolveTarget(desired.spec) : undefined;
   const held = model?.heldVersion && model.heldSpecHash === hash ? model.heldVersion : undefined;
+  const heldSha256 = held ? model?.heldSha256 : undefined;
   const failed = model?.failedVersion && model.failedSpecHash === hash ? model : undefined;
   const running = serving?.state(namespace, name);
   const overridden =
@@ -84,13 +86,13 @@ export function modelStatus(src: StatusSource, namespace: string, name: string):
       version: v.version,
       sha256: v.sha256,
       state:
-        v.version === model?.servingVersion
+        isTreeOf(v, model?.servingVersion, model?.servingSha256)
           ? 'serving'
-          : v.version === held
+          : isTreeOf(v, held, heldSha256)
             ? 'held'
-            : v.version === model?.previousVersion
+            : isTreeOf(v, model?.previousVersion, model?.previousSha256)
               ? 'previous'
-              : v.version === failed?.failedVersion
+              : isTreeOf(v, failed?.failedVersion, failed?.failedSha256 ?? v.sha256) // a failure without a digest: every tree of its version
                 ? 'failed'
                 : 'installed',
     })),

@@ -7,6 +7,7 @@ import {
   type StatusContent,
 } from '../../shared/index.js';
 import type { Config } from '../config/schema.js';
+import { isTreeOf } from '../install/tree-ref.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/index.js';
 import type { ServingPort } from './serving-port.js';
@@ -75,11 +76,11 @@ export class Reporter {
         version: v.version,
         sha256sum: v.sha256,
         state:
-          v.version === model?.servingVersion
+          isTreeOf(v, model?.servingVersion, model?.servingSha256)
             ? 'serving'
-            : v.version === model?.previousVersion
+            : isTreeOf(v, model?.previousVersion, model?.previousSha256)
               ? 'previous'
-              : v.version === model?.failedVersion
+              : isTreeOf(v, model?.failedVersion, model?.failedSha256 ?? v.sha256) // a failure without a digest: every tree of its version
                 ? 'failed'
                 : 'installed',
       })),

@@ -9,5 +9,5 @@ export interface ServingPort {
   /** Blue/green: the new version takes traffic only once ready; on failure the old keeps serving. */
   activate(target: ServeTarget, opts?: { signal?: AbortSignal }): Promise<{ url: string }>;
   deactivate(namespace: string, name: string): Promise<void>;
-  state(namespace: string, name: string): { version: string; replicas: number; readyReplicas: number; url: string } | undefined;
+  state(namespace: string, name: string): { version: string; sha256?: string; replicas: number; readyReplicas: number; url: string } | undefined;
 }

@@ -194,8 +194,10 @@ describe('a version republished with other bytes', { timeout: 240_000 }, () => {
     expectCurrentHolds(cloudBuild);
     expect(sha(readFileSync(join(modelDir(), 'current', 'model.onnx')))).toBe(sha(cloudBuild.model));
   });
+});
 
-  it('a state directory in the old versions/<v> layout is migrated at start and keeps serving, with no download', async () => {
+describe('a state directory of the old versions/<v> layout', { timeout: 240_000 }, () => {
+  it('is migrated at start and keeps serving, with no download, its rollback tree intact', async () => {
     const v1 = await build('1', 2, 1);
     const v2 = await build('2', 3, -1);
     const { spec } = content(1, [v1, v2], '2');
@@ -232,6 +234,8 @@ describe('a version republished with other bytes', { timeout: 240_000 }, () => {
     const r = await runCli(configFile, ['rollback', 'linear']);
     expect(r.code, r.stderr).toBe(0);
     await waitFor(async () => (await infer(10)).y === v1.y(10), 60_000, 'rolled back to the migrated previous tree');
+    // Traffic moves first, then `current` follows.
+    await waitFor(() => readlinkSync(join(modelDir(), 'current')) === `versions/1@${v1.sha256}`, 30_000, 'current to point at the previous tree');
     expectCurrentHolds(v1);
     expect(v1.server.requests.length).toBe(0);
   });

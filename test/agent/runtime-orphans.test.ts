@@ -46,7 +46,7 @@ describe('orphaned runtimes', () => {
   it('kill -9 of the owning agent, then a new agent starts: no runtime of the old one remains', async () => {
     const env = servingEnv();
     cleanups.push(() => env.cleanup());
-    const dir = makeModelDir(env.paths.versionDir('default', 'lin', '1'), { w: 2, b: 1 });
+    const dir = makeModelDir(env.paths.treeDir('default', 'lin', { version: '1' }), { w: 2, b: 1 });
     const owner = await startOwner(env.root, dir, 2);
     cleanups.push(() => {
       for (const p of owner.pids) if (isRunning(p)) process.kill(-p, 'SIGKILL');
