@@ -15,6 +15,10 @@ export interface LegacyVersion {
   version: string;
   sha256: string;
   files: Record<string, string | Buffer>;
+  /** Symbolic links inside the tree: path -> target. */
+  links?: Record<string, string>;
+  /** Write the digest into the completion marker (default true; old enough trees lack it). */
+  markerDigest?: boolean;
 }
 
 export interface LegacyModel {
@@ -42,10 +46,12 @@ export async function writeLegacyState(stateDir: string, models: LegacyModel[]):
       );
       const modelDir = join(stateDir, 'models', m.namespace, m.name);
       for (const [i, v] of m.versions.entries()) {
-        db.prepare('INSERT INTO versions (namespace, name, version, sha256, installed_at) VALUES (?, ?, ?, ?, ?)').run(m.namespace, m.name, v.version, v.sha256, now + i);
+        db.prepare('INSERT INTO versions (namespace, name, version, sha256, installed_at) VALUES (?, ?, ?, ?, ?)').run(m.namespace, m.name, v.version, v.sha256 || null, now + i);
         const dir = join(modelDir, 'versions', v.version);
         await makeTree(dir, v.files);
-        writeFileSync(join(dir, '.modeld-complete'), JSON.stringify({ sha256: v.sha256, completedAt: now, tree: await treeDigest(dir) }) + '\n');
+        for (const [path, target] of Object.entries(v.links ?? {})) symlinkSync(target, join(dir, path));
+        const marker = { ...(v.markerDigest === false ? {} : { sha256: v.sha256 }), completedAt: now, tree: await treeDigest(dir) };
+        writeFileSync(join(dir, '.modeld-complete'), JSON.stringify(marker) + '\n');
         await makeReadOnly(dir, { includeRoot: true });
       }
       symlinkSync(`versions/${m.current}`, join(modelDir, 'current'));
