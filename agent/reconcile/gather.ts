@@ -24,7 +24,7 @@ export async function gatherPlanInput(
   deps: GatherDeps,
   namespace: string,
   name: string,
-  run: { restoreFailed?: boolean } = {},
+  run: { restoreFailed?: boolean; learnt?: ReadonlyMap<string, string> } = {},
 ): Promise<{ input: PlanInput; hash?: string }> {
   const { store, paths, serving, config } = deps;
   const desired = store.specs.get(namespace, name);
@@ -35,8 +35,12 @@ export async function gatherPlanInput(
     .listFor(namespace, name)
     .map((v) => toTree(v.version, v.sha256)!)
     .filter((tree) => existsSync(paths.treeDir(namespace, name, tree)));
+  // An unverified entry's digest is what its download turned out to hash to (in this run).
+  const learnt = Object.fromEntries(
+    (desired?.spec.manifest ?? []).flatMap((m) => (!m.sha256sum && run.learnt?.has(m.downloadURL) ? [[m.downloadURL, run.learnt.get(m.downloadURL)!]] : [])),
+  );
   const blobs = (desired?.spec.manifest ?? [])
-    .map((m) => m.sha256sum?.toLowerCase())
+    .map((m) => m.sha256sum?.toLowerCase() ?? learnt[m.downloadURL])
     .filter((s): s is string => !!s && deps.blobStore.has(s));
   const running = serving?.state(namespace, name);
   const input: PlanInput = {
@@ -51,6 +55,7 @@ export async function gatherPlanInput(
       heldSpecHash: model?.heldSpecHash,
       installed,
       blobs,
+      learnt,
       running: running && { tree: toTree(running.version, running.sha256)!, replicas: running.replicas },
       servingEnabled: serving !== undefined,
       present: model !== undefined || existsSync(paths.modelDir(namespace, name)),

@@ -33,13 +33,19 @@ export interface PlanInput {
     installed: TreeRef[];
     /** Digests of verified blobs in the store (only those this model's manifest names matter). */
     blobs: string[];
+    /** Digests learnt by unverified downloads in this run, by downloadURL (a spec without sha256sum). */
+    learnt?: Record<string, string>;
     /** What the serving layer runs for this model, if anything. Undefined when serving is off. */
     running?: { tree: TreeRef; replicas: number };
     /** Whether this node serves at all (false: deliver only, `current` is the end state). */
     servingEnabled: boolean;
     /** Something of this model exists (a row, a directory) that a removal must clear. */
     present: boolean;
-    /** Restoring `current` after a restart already failed once in this run: do not try again. */
+    /**
+     * Serving a tree other than the target's (restoring `current` after a restart, a held tree, a
+     * fallback after a failure) already failed under this spec in this run: only the target's tree
+     * is tried now.
+     */
     restoreFailed?: boolean;
     /** A switch happened since the last gc: an older tree may have lost its protection. */
     gcDue?: boolean;
@@ -54,7 +60,7 @@ export interface PlanInput {
 export type Step =
   /** Download the archive into the blob store, verifying its digest as it arrives. */
   | { kind: 'fetch'; version: string; url: string; sha256?: string }
-  /** Unpack the verified archive into a new tree beside the others ('' digest: learnt by the fetch). */
+  /** Unpack the verified archive into a new tree beside the others ('' digest: to be learnt by the fetch before it). */
   | { kind: 'install'; version: string; sha256: string }
   /** Start the tree's instances; once ready, traffic moves to them and the old ones drain and stop. */
   | { kind: 'serve'; tree: TreeRef; replicas: number }
@@ -70,6 +76,8 @@ export type Step =
 export interface Plan {
   /** The tree this plan drives toward, when there is one. */
   want?: TreeRef;
+  /** The tree the spec's target names (`want` unless a hold or a failure chose another). */
+  target?: TreeRef;
   steps: Step[];
   /** Why the target cannot be reached (the spec is wrong, or not the agent's to deploy). */
   refusal?: { phase: 'Failed' | 'Pending'; reason: ErrorCode; message: string };
@@ -88,12 +96,13 @@ const isInstalled = (a: PlanInput['actual'], tree: TreeRef | undefined): boolean
 
 /**
  * The tree the spec names for a version: its digest. A spec without one (allowUnverified) names no
- * bytes: then the newest installed tree of that version, or the version alone until it is fetched.
+ * bytes: then what its download turned out to hash to in this run, else the newest installed tree
+ * of that version, else the version alone until it is fetched.
  */
-export function specTree(entry: ManifestEntry, installed: TreeRef[]): TreeRef {
-  const sha256 = entry.sha256sum?.toLowerCase();
+export function specTree(entry: ManifestEntry, actual: Pick<PlanInput['actual'], 'installed' | 'learnt'>): TreeRef {
+  const sha256 = entry.sha256sum?.toLowerCase() ?? actual.learnt?.[entry.downloadURL];
   if (sha256) return { version: entry.version, sha256 };
-  return installed.filter((t) => t.version === entry.version).at(-1) ?? { version: entry.version };
+  return actual.installed.filter((t) => t.version === entry.version).at(-1) ?? { version: entry.version };
 }
 
 /** A failure recorded without a digest (before digests were recorded, or unverified) blocks every tree of its version. */
@@ -107,10 +116,14 @@ const isFailed = (failed: TreeRef, tree: TreeRef) => failed.version === tree.ver
 export function chooseTree(target: ManifestEntry, input: PlanInput): { tree: TreeRef; blocked: boolean } {
   const a = input.actual;
   const hash = input.desired!.specHash;
-  if (a.held && a.heldSpecHash === hash && isInstalled(a, a.held)) return { tree: a.held, blocked: false };
-  const wanted = specTree(target, a.installed);
-  if (a.failed && a.failedSpecHash === hash && isFailed(a.failed, wanted)) {
-    const fallback = [a.serving, a.previous].find((t) => t && !isFailed(a.failed!, t) && isInstalled(a, t));
+  // Once another tree failed to serve in this run, trying it (or yet another) again would only
+  // alternate between failures: the target's tree, or nothing.
+  const others = !a.restoreFailed;
+  const failedHere = (t: TreeRef) => a.failed !== undefined && a.failedSpecHash === hash && isFailed(a.failed, t);
+  if (others && a.held && a.heldSpecHash === hash && isInstalled(a, a.held) && !failedHere(a.held)) return { tree: a.held, blocked: false };
+  const wanted = specTree(target, a);
+  if (failedHere(wanted)) {
+    const fallback = others ? [a.serving, a.previous].find((t) => t && !failedHere(t) && isInstalled(a, t)) : undefined;
     return { tree: fallback ?? wanted, blocked: true };
   }
   return { tree: wanted, blocked: false };
@@ -132,9 +145,10 @@ export function plan(input: PlanInput): Plan {
     return { steps: withGc(actual, []), refusal: { phase: 'Failed', reason: problems[0].reason, message: problems.map((p) => p.message).join('; ') } };
   }
 
-  const target = resolveTarget(spec)!;
-  const { tree: want, blocked } = chooseTree(target, input);
-  if (blocked && sameTree(want, specTree(target, actual.installed))) return { want, steps: withGc(actual, []), blocked }; // failed, nothing to fall back to
+  const entry = resolveTarget(spec)!;
+  const target = specTree(entry, actual);
+  const { tree: want, blocked } = chooseTree(entry, input);
+  if (blocked && sameTree(want, target)) return { want, target, steps: withGc(actual, []), blocked }; // failed, nothing to fall back to
 
   const steps: Step[] = [];
   const replicas = spec.replicas ?? 1;
@@ -145,18 +159,19 @@ export function plan(input: PlanInput): Plan {
     steps.push({ kind: 'serve', tree: actual.current!, replicas });
   }
   if (!isInstalled(actual, want)) {
-    const entry = spec.manifest!.find((m) => m.version === want.version);
-    if (!entry) return { want, steps: withGc(actual, steps), blocked };
-    const sha = entry.sha256sum?.toLowerCase();
-    if (!sha || !actual.blobs.includes(sha)) steps.push({ kind: 'fetch', version: want.version, url: entry.downloadURL, sha256: sha });
-    // An unverified download's digest is known only after the fetch; the runner fills it in.
-    steps.push({ kind: 'install', version: want.version, sha256: sha ?? '' });
+    const wanted = spec.manifest!.find((m) => m.version === want.version);
+    if (!wanted) return { want, target, steps: withGc(actual, steps), blocked };
+    const sha = wanted.sha256sum?.toLowerCase();
+    const learnt = sha ? undefined : actual.learnt?.[wanted.downloadURL];
+    if (!(sha ?? learnt) || !actual.blobs.includes((sha ?? learnt)!)) steps.push({ kind: 'fetch', version: want.version, url: wanted.downloadURL, sha256: sha });
+    // An unverified download's digest is known only once it is fetched: the next plan names it.
+    steps.push({ kind: 'install', version: want.version, sha256: sha ?? learnt ?? '' });
   }
   if (actual.servingEnabled && (!sameTree(actual.running?.tree, want) || actual.running!.replicas !== replicas)) {
     steps.push({ kind: 'serve', tree: want, replicas });
   }
   if (!sameTree(actual.current, want) || !sameTree(actual.serving, want)) steps.push({ kind: 'point', tree: want });
-  return { want, steps: withGc(actual, steps), blocked };
+  return { want, target, steps: withGc(actual, steps), blocked };
 }
 
 /**
@@ -171,7 +186,7 @@ export function keepTrees(input: PlanInput): TreeRef[] {
   if (input.desired && !spec?.image) {
     if (a.heldSpecHash === input.desired.specHash) keep.push(a.held);
     const target = spec && resolveTarget(spec);
-    if (target) keep.push(specTree(target, a.installed), chooseTree(target, input).tree);
+    if (target) keep.push(specTree(target, a), chooseTree(target, input).tree);
   }
   const out: TreeRef[] = [];
   for (const t of keep) if (t && !out.some((o) => sameTree(o, t))) out.push(t);

@@ -1,8 +1,7 @@
-import { resolveTarget } from '../../shared/index.js';
 import { toModeldError, type ModeldError } from '../errors.js';
 import { describeTree, sameTree, toTree, type TreeRef } from '../install/tree-ref.js';
 import { gatherPlanInput } from './gather.js';
-import { plan, specTree, type Plan, type Step } from './plan.js';
+import { plan, type Plan, type Step } from './plan.js';
 import { specHash } from './spec-hash.js';
 import { runStep, type StepDeps } from './steps.js';
 
@@ -26,7 +25,8 @@ export interface RunnerOptions {
 export class Runner {
   private readonly slots = new Map<string, Slot>();
   private readonly learnt = new Map<string, Map<string, string>>();
-  private readonly restoreFailed = new Set<string>();
+  /** Per model, the spec hash under which serving a tree other than the target's failed (plan.ts, restoreFailed). */
+  private readonly restoreFailed = new Map<string, string>();
   private readonly retryTimers = new Map<string, NodeJS.Timeout>();
   private stopped = false;
 
@@ -92,13 +92,14 @@ export class Runner {
     try {
       for (let i = 0; i < MAX_STEPS; i++) {
         if (slot.abort.signal.aborted) return;
-        const { input, hash } = await gatherPlanInput(this.deps, namespace, name, { restoreFailed: this.restoreFailed.has(key) });
+        const desired = store.specs.get(namespace, name);
+        const restoreFailed = desired !== undefined && this.restoreFailed.get(key) === specHash(desired.spec);
+        const { input, hash } = await gatherPlanInput(this.deps, namespace, name, { restoreFailed, learnt });
         const p = plan(input);
         const step = p.steps[0];
         if (!step) return this.settle(namespace, name, p);
         // Only the cleanup is left: say where the model stands without waiting for it.
         if (step.kind === 'gc' && p.steps.length === 1) this.settle(namespace, name, p);
-        const desired = store.specs.get(namespace, name);
         const modelRef = { namespace, name, modelName: desired?.spec.modelName ?? name, frameworkType: desired?.spec.frameworkType };
         try {
           log.debug({ step }, 'step');
@@ -106,10 +107,11 @@ export class Runner {
         } catch (err) {
           const e = toModeldError(err);
           if (slot.abort.signal.aborted || e.code === 'Cancelled') return;
-          if (step.kind === 'serve' && !sameTree(step.tree, p.want)) {
-            // Restoring the old tree failed; go on toward the target rather than loop.
-            this.restoreFailed.add(key);
-            log.warn({ err: e.message, reason: e.code, version: describeTree(step.tree) }, 'could not restore the current version');
+          if (step.kind === 'serve' && hash && !(sameTree(step.tree, p.want) && sameTree(step.tree, p.target))) {
+            // Serving another tree than the target's (restoring `current`, a held tree, a fallback)
+            // failed: go on with the target's alone under this spec, rather than alternate between failures.
+            this.restoreFailed.set(key, hash);
+            log.warn({ err: e.message, reason: e.code, version: describeTree(step.tree) }, 'could not serve the version that served before');
             continue;
           }
           const tree = failedTree(step, learnt);
@@ -156,7 +158,6 @@ export class Runner {
     const message = `version ${describeTree(tree)}: ${e.message}`;
     store.models.update(namespace, name, { failedVersion: tree.version, failedSha256: tree.sha256, failedSpecHash: hash, failedReason: e.code, failedMessage: message });
     reporter.report(namespace, name, { phase: 'Failed', reason: e.code, message, targetVersion: tree.version });
-    this.restoreFailed.delete(`${namespace}/${name}`);
     if (e.retryable) this.scheduleRetry(namespace, name, tree, hash);
   }
 
@@ -194,8 +195,7 @@ export class Runner {
     const phase = serving ? 'Serving' : 'Installed';
     // Serving a held tree other than the target's: say so (RolledBack) until the spec changes.
     const heldTree = toTree(model?.heldVersion, model?.heldSha256);
-    const target = resolveTarget(desired.spec);
-    const held = sameTree(p.want, heldTree) && !(target && sameTree(p.want, specTree(target, [p.want!])));
+    const held = sameTree(p.want, heldTree) && !sameTree(p.want, p.target);
     const stale = model?.phase !== phase || model.observedGeneration !== desired.generation || model.reason !== (held ? 'RolledBack' : undefined);
     if (stale) {
       reporter.report(namespace, name, held ? { phase, reason: 'RolledBack', message: `held at ${describeTree(heldTree!)} by a rollback until the spec changes` } : { phase });
@@ -206,11 +206,12 @@ export class Runner {
 /** The tree a failed fetch, install or serve was for (a failed point or gc marks nothing). */
 function failedTree(step: Step, learnt: Map<string, string>): TreeRef | undefined {
   switch (step.kind) {
-    case 'fetch':
-    case 'install': {
-      const sha256 = step.sha256 || learnt.get(step.version);
+    case 'fetch': {
+      const sha256 = step.sha256 ?? learnt.get(step.url);
       return sha256 ? { version: step.version, sha256 } : { version: step.version };
     }
+    case 'install':
+      return step.sha256 ? { version: step.version, sha256: step.sha256 } : { version: step.version };
     case 'serve':
       return step.tree;
     default:

@@ -45,7 +45,7 @@ export interface ModelRef {
 
 export interface StepContext {
   signal: AbortSignal;
-  /** Digests learnt from unverified downloads in this run (version -> sha256). */
+  /** Digests learnt from unverified downloads in this run (downloadURL -> sha256). */
   learnt: Map<string, string>;
 }
 
@@ -78,13 +78,13 @@ export async function runStep(step: Step, model: ModelRef, deps: StepDeps, ctx: 
         await overlap?.abandon(err);
         throw err;
       }
-      ctx.learnt.set(step.version, result.sha256);
+      if (!step.sha256) ctx.learnt.set(step.url, result.sha256);
       reporter.report(ns, name, { phase: 'Verifying', message: `sha256 ${result.sha256} verified (${result.size} bytes)`, targetVersion: step.version });
       await overlap?.finish(result.size);
       return;
     }
     case 'install': {
-      const sha = step.sha256 || ctx.learnt.get(step.version);
+      const sha = step.sha256;
       if (!sha || !deps.blobStore.has(sha)) throw new ModeldError('InstallFailed', `archive for version ${step.version} is not in the store`, { retryable: true });
       reporter.report(ns, name, { phase: 'Installing', targetVersion: step.version });
       const archive = deps.blobStore.pathOf(sha);

@@ -182,3 +182,42 @@ describe('keepTrees (what gc and repairs never remove)', () => {
     expect(keep).not.toContainEqual(v2);
   });
 });
+
+// Counterexamples fast-check found (plan.property.test.ts), kept as examples. Each names the seed
+// and path that reproduce it with the property test as it was then.
+describe('planner regressions found by the property test', () => {
+  const unverified = (version: string) => ({
+    spec: InferenceModelSpecSchema.parse({ modelName: 'm', deployToLayer: 'edge', manifest: [{ version, downloadURL: `http://127.0.0.1/${version}-0.tgz` }] }),
+    specHash: 'hu',
+    generation: 1,
+  });
+  const E = 'e'.repeat(64);
+
+  it('installs an unverified download once fetched instead of fetching it again (seed 42, path 19:2:0:0:0:0:0:0:0:0:0:0:0:0:0:0:1:1)', () => {
+    const p = plan({ ...input(unverified('1'), { blobs: [E], learnt: { 'http://127.0.0.1/1-0.tgz': E } }), allowUnverified: true });
+    expect(p.steps[0]).toEqual({ kind: 'install', version: '1', sha256: E });
+    expect(p.want).toEqual({ version: '1', sha256: E });
+  });
+
+  it('does not try a fallback again once it failed to serve: the failure stands (seed 42, path 502:1:1:1:1:1:1:2:2:2:3:2:2:3:3:5:4:4:7:8:7)', () => {
+    const actual = { installed: [{ version: '1' }], previous: { version: '1' }, failed: { version: '2' }, failedSpecHash: 'hu', present: true };
+    expect(plan({ ...input(unverified('2'), actual), allowUnverified: true })).toMatchObject({ want: { version: '1' }, blocked: true, steps: [{ kind: 'serve' }, { kind: 'point' }] });
+    expect(plan({ ...input(unverified('2'), { ...actual, restoreFailed: true }), allowUnverified: true })).toMatchObject({ want: { version: '2' }, blocked: true, steps: [] });
+  });
+
+  it('goes on with the target alone once restoring current failed while a hold is in force (seed 1, path 1299:2:1:1:1:5:4:9:8:8:8:8:12:12:12:14:17:15:15)', () => {
+    const held = { version: '3', sha256: A };
+    const actual = { installed: [{ version: '2' }, held], current: { version: '2' }, held, heldSpecHash: 'hu', present: true };
+    expect(plan({ ...input(unverified('2'), actual), allowUnverified: true }).steps[0]).toEqual({ kind: 'serve', tree: { version: '2' }, replicas: 1 });
+    const afterRestoreFailed = plan({ ...input(unverified('2'), { ...actual, restoreFailed: true }), allowUnverified: true });
+    expect(afterRestoreFailed).toMatchObject({ want: { version: '2' }, steps: [{ kind: 'serve', tree: { version: '2' } }, { kind: 'point' }] });
+    const afterTargetFailed = plan({ ...input(unverified('2'), { ...actual, restoreFailed: true, failed: { version: '2' }, failedSpecHash: 'hu' }), allowUnverified: true });
+    expect(afterTargetFailed).toMatchObject({ blocked: true, steps: [] });
+  });
+
+  it('does not choose a held tree that failed under this spec (seed 7, path 1111:1:0:1:0:0:0:0:0:0:0:0:3:4:5; seed 1234, path 356:2:0:0:0:0:0:0:0:0:2:2:3:3:3:4:5)', () => {
+    const only1 = spec({ manifest: [{ version: '1', downloadURL: 'http://127.0.0.1/1-0.tgz', sha256sum: A }] });
+    const actual = { installed: [v1], held: v1, heldSpecHash: 'h1', failed: v1, failedSpecHash: 'h1', present: true };
+    expect(plan(input({ spec: only1, specHash: 'h1', generation: 1 }, actual))).toMatchObject({ want: v1, blocked: true, steps: [] });
+  });
+});
