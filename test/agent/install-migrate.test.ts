@@ -10,7 +10,10 @@ import { silentLogger } from '../../agent/log.js';
 import { statePaths } from '../../agent/paths.js';
 import { recoverState } from '../../agent/reconcile/recover.js';
 import { openStore } from '../../agent/store/index.js';
+import type { StatusReport } from '../../agent/admin/status-view.js';
+import type { VerifyReport } from '../../agent/admin/verify.js';
 import { writeLegacyState, type LegacyVersion } from '../helpers/legacy-state.js';
+import { offlineNodeConfig, runCli, writeConfig } from '../helpers/modeld-cli.js';
 
 // The move from versions/<v>/ to versions/<v>@<sha256>/ at start: the database migration, the
 // disk migration, and kill -9 before every single change the disk migration makes — `current`
@@ -178,5 +181,23 @@ describe('moving to digest-keyed trees', () => {
     expect(seen.some((w) => w.startsWith('rename'))).toBe(true);
     expect(seen.some((w) => w.startsWith('point current'))).toBe(true);
     expect(seen.some((w) => w.startsWith('remove old'))).toBe(true);
+  });
+
+  it('the CLI reads an old state directory as it is, and migrates it before writing to it without a daemon', { timeout: 120_000 }, async () => {
+    await legacy();
+    const configFile = writeConfig({ ...(await offlineNodeConfig(work)), stateDir: stateDir() });
+    // Read-only: the database is not even migrated yet.
+    const st = await runCli(configFile, ['status', '--json']);
+    expect(st.code, st.stderr).toBe(0);
+    expect((JSON.parse(st.stdout) as StatusReport).models[0]).toMatchObject({ servingVersion: '2', previousVersion: '1' });
+    expect(readlinkSync(join(modelDir(), 'current'))).toBe('versions/2');
+
+    const verify = await runCli(configFile, ['verify', '--json']);
+    expect(verify.code, verify.stderr).toBe(0);
+    expect(JSON.parse(verify.stdout) as VerifyReport).toMatchObject({ versionsChecked: 2, ok: true });
+    expectMigrated();
+    const rb = await runCli(configFile, ['rollback', 'lin', '--json']);
+    expect(rb.code, rb.stderr).toBe(0);
+    expect(JSON.parse(rb.stdout)).toMatchObject({ heldVersion: '1', heldSha256: v1.sha256 });
   });
 });
