@@ -51,7 +51,7 @@ export function runGc(deps: GcDeps, opts: GcOptions = {}): Promise<GcResult> {
 }
 
 async function gcOnce(deps: GcDeps, opts: GcOptions): Promise<GcResult> {
-  const { store, paths, blobStore, serving } = deps;
+  const { store, paths, blobStore } = deps;
   const dryRun = opts.dryRun ?? false;
   const capBytes = opts.all ? 0 : (opts.capBytes ?? deps.config.store.capBytes);
 
