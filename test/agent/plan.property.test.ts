@@ -15,7 +15,7 @@ import { specHash } from '../../agent/reconcile/spec-hash.js';
 const SEED = Number(process.env.FC_SEED ?? 42);
 const RUNS = Number(process.env.FC_RUNS ?? 2000);
 /** The runner gives up after 24 steps (MAX_STEPS); a plan must converge well within that. */
-const BOUND = 16;
+const BOUND = 10;
 
 // A small universe, so that trees collide often: the same version under several digests (a
 // republish), the serving tree also the failed or the held one, and so on.
