@@ -139,7 +139,7 @@ describe('the daemon’s /metrics', () => {
     cloud = await connectCloud(broker.url);
   });
   afterEach(async () => {
-    await agent?.kill();
+    await agent?.kill('SIGTERM'); // SIGKILL would leave its runtime behind (the next agent reaps it; there is none here)
     agent = undefined;
     await cloud.close();
     await broker.stop();
