@@ -2,7 +2,6 @@ import { mkdirSync } from 'node:fs';
 import { AdminServer } from './admin/server.js';
 import { acquireStateLockWaiting } from './admin/state-lock.js';
 import type { Config } from './config/schema.js';
-import { ModeldError } from './errors.js';
 import { BlobStore } from './fetch/blob-store.js';
 import { fetchPolicyFromConfig } from './fetch/policy.js';
 import { checkUrl } from './fetch/url-policy.js';
@@ -14,7 +13,6 @@ import { nodeLimitsFromConfig } from './reconcile/node-limits.js';
 import { recoverState } from './reconcile/recover.js';
 import { Reporter } from './reconcile/report.js';
 import { Runner } from './reconcile/runner.js';
-import { specHash } from './reconcile/spec-hash.js';
 import { Serving, type ServingDeps } from './runtime/serving.js';
 import { openStore, type Store } from './store/index.js';
 import { AGENT_VERSION } from './version.js';
@@ -76,7 +74,6 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
     const fetchPolicy = fetchPolicyFromConfig(config);
 
     // The link is made first so that statuses go to its outbox; it connects last.
-    let runnerRef: Runner | undefined;
     let intakeRef: Intake | undefined;
     const link = new MqttLink({
       config,
@@ -87,7 +84,6 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
       onConnectionChange: opts.metrics && ((up) => opts.metrics!.onBrokerConnection(up)),
     });
 
-    let reporterRef: Reporter | undefined;
     let serving: Serving | undefined;
     if (opts.serve !== false) {
       serving = new Serving({
@@ -97,21 +93,6 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
         log,
         onRuntimeRestarts: opts.metrics && ((ns, name, _v, n) => opts.metrics!.onRuntimeRestarts(ns, name, n)),
         onGatewayRequest: opts.metrics && ((model, code, s) => opts.metrics!.onGatewayRequest(model, code, s)),
-        // A version that crash-loops after it took traffic: block it under this spec and roll back.
-        onFailure: (namespace, name, version, err: ModeldError) => {
-          const desired = store.specs.get(namespace, name);
-          const message = `version ${version} failed while serving: ${err.message}`;
-          if (desired) {
-            store.models.update(namespace, name, {
-              failedVersion: version,
-              failedSpecHash: specHash(desired.spec),
-              failedReason: err.code,
-              failedMessage: message,
-            });
-          }
-          reporterRef?.report(namespace, name, { phase: 'Failed', reason: err.code, message });
-          runnerRef?.kick(namespace, name, { cancel: false });
-        },
       });
       await serving.start();
       stops.push(() => serving!.close());
@@ -126,13 +107,13 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
       online: () => link.connected,
       onReport: opts.metrics && ((s) => opts.metrics!.onStatus(s)),
     });
-    reporterRef = reporter;
     const runner = new Runner(
       // One set of node-wide limits (slots, bandwidth budget) for every model's steps.
       { config, paths, store, log, blobStore, fetchPolicy, serving, reporter, limits: nodeLimitsFromConfig(config), onFetchBytes: opts.metrics && ((ns, name, n) => opts.metrics!.onDownloadBytes(ns, name, n)) },
       { retryDelayMs: opts.retryDelayMs ?? 60_000 },
     );
-    runnerRef = runner;
+    // What a failure of a serving tree means is the runner's to decide.
+    serving?.onServingFailure((t, err) => runner.servingFailed(t.namespace, t.name, { version: t.version, sha256: t.sha256 }, err));
     stops.push(() => runner.stop());
     const intake = new Intake({
       config,

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { treeName, type TreeRef } from './install/tree-ref.js';
 
 /** The state directory's layout (DESIGN.md), in one place. */
 export interface StatePaths {
@@ -14,7 +15,8 @@ export interface StatePaths {
   partial(key: string): string;
   modelDir(namespace: string, name: string): string;
   versionsDir(namespace: string, name: string): string;
-  versionDir(namespace: string, name: string, version: string): string;
+  /** versions/<version>@<sha256>/: one installed tree (tree-ref.ts). */
+  treeDir(namespace: string, name: string, tree: TreeRef): string;
   current(namespace: string, name: string): string;
 }
 
@@ -36,7 +38,7 @@ export function statePaths(root: string): StatePaths {
     partial: (key) => join(partialDir, key),
     modelDir,
     versionsDir: (ns, name) => join(modelDir(ns, name), 'versions'),
-    versionDir: (ns, name, v) => join(modelDir(ns, name), 'versions', v),
+    treeDir: (ns, name, tree) => join(modelDir(ns, name), 'versions', treeName(tree)),
     current: (ns, name) => join(modelDir(ns, name), 'current'),
   };
 }

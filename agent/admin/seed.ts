@@ -87,8 +87,8 @@ export async function seedArchive(
     // so the runner tries again now (from the store) instead of at its next retry.
     const m = deps.store.models.get(model.namespace, model.name);
     const wanted = spec?.spec.manifest?.find((e) => e.version === req.version)?.sha256sum?.toLowerCase();
-    if (m?.failedVersion === req.version && wanted === r.sha256) {
-      deps.store.models.update(model.namespace, model.name, { failedVersion: undefined, failedSpecHash: undefined, failedReason: undefined, failedMessage: undefined });
+    if (m?.failedVersion === req.version && wanted === r.sha256 && (m?.failedSha256 ?? r.sha256) === r.sha256) {
+      deps.store.models.update(model.namespace, model.name, { failedVersion: undefined, failedSha256: undefined, failedSpecHash: undefined, failedReason: undefined, failedMessage: undefined });
     }
     deps.kick(model.namespace, model.name);
   }

@@ -7,6 +7,7 @@ import { TRASH_PREFIX, readCurrent } from '../install/layout.js';
 import { readMarker } from '../install/marker.js';
 import { rmTree } from '../install/rm-tree.js';
 import { treeDigest } from '../install/tree-digest.js';
+import { sameTree, toTree, treeName } from '../install/tree-ref.js';
 import { unpackArchive } from '../install/unpack.js';
 import type { AdminDeps } from './context.js';
 
@@ -85,7 +86,8 @@ export async function verifyStore(
   const kicked = new Set<string>();
   for (const v of store.versions.list()) {
     opts.signal?.throwIfAborted();
-    const dir = paths.versionDir(v.namespace, v.name, v.version);
+    const tree = toTree(v.version, v.sha256)!;
+    const dir = paths.treeDir(v.namespace, v.name, tree);
     const marker = await readMarker(dir);
     if (!marker) continue; // gone or incomplete: start-up recovery deals with those
     report.versionsChecked++;
@@ -102,15 +104,15 @@ export async function verifyStore(
     if (!(await readMarker(dir))) continue; // removed meanwhile (gc, a delete), not corrupt
 
     const model = `${v.namespace}/${v.name}`;
-    const isCurrent = (await readCurrent(paths.modelDir(v.namespace, v.name))) === v.version;
+    const isCurrent = sameTree(await readCurrent(paths.modelDir(v.namespace, v.name)), tree);
     let action: VerifyFinding['action'] = 'reported';
     if (repair && (blobOk || !isCurrent)) {
       // Out of versions/ under a trash name (never half a version under its own name), row gone:
       // the planner sees it missing and installs it again from the blob if a spec still wants it.
-      const trash = join(paths.versionsDir(v.namespace, v.name), `${TRASH_PREFIX}${v.version}-corrupt-${randomBytes(4).toString('hex')}`);
+      const trash = join(paths.versionsDir(v.namespace, v.name), `${TRASH_PREFIX}${treeName(tree)}-corrupt-${randomBytes(4).toString('hex')}`);
       await rename(dir, trash);
       await fsyncPath(paths.versionsDir(v.namespace, v.name));
-      store.versions.delete(v.namespace, v.name, v.version);
+      store.versions.delete(v.namespace, v.name, tree);
       await rmTree(trash);
       action = 'removed-for-reinstall';
       if (!kicked.has(model)) {

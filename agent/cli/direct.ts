@@ -6,6 +6,7 @@ import type { StatusSource } from '../admin/status-view.js';
 import type { Config } from '../config/schema.js';
 import { BlobStore } from '../fetch/blob-store.js';
 import { fetchPolicyFromConfig } from '../fetch/policy.js';
+import { migrateLegacyTrees } from '../install/migrate-layout.js';
 import { checkUrl } from '../fetch/url-policy.js';
 import { createLogger } from '../log.js';
 import { statePaths } from '../paths.js';
@@ -54,6 +55,19 @@ export function openDirect(config: Config, command: string): Direct {
     lock.release();
     throw err;
   }
+}
+
+/**
+ * The move to digest-keyed trees that `modeld run` makes at start (install/migrate-layout.ts),
+ * made before the CLI writes a state directory no daemon has run on since the upgrade, so both
+ * see the same trees. Nothing to do (and nothing changed) on a migrated directory.
+ */
+export async function migrateDirect(direct: Direct): Promise<void> {
+  const { paths, store, log } = direct.deps;
+  await migrateLegacyTrees(paths, {
+    recordedDigest: (namespace, name, version) => store.versions.listFor(namespace, name).find((v) => v.version === version && v.sha256)?.sha256,
+    log,
+  });
 }
 
 /** Read-only tables for `modeld status` without a daemon; undefined when there is no state yet. */

@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
-import { VERSION_PATTERN } from '../../shared/index.js';
 import { parseModelRef } from '../admin/status-view.js';
 import { loadConfig } from '../config/load.js';
 import { ModeldError } from '../errors.js';
-import { rollback, type RollbackResult } from '../reconcile/rollback.js';
+import { parseRollbackTarget, rollback, type RollbackResult } from '../reconcile/rollback.js';
 import { note, printJson } from './output.js';
 import { withWriteTarget } from './target.js';
 
@@ -13,12 +12,12 @@ export function registerRollback(program: Command): void {
     .description('serve the previous (or a named) installed version instead of the target, until the spec changes')
     .argument('<model>', 'name or namespace/name')
     .option('-n, --namespace <ns>', 'namespace when <model> has none', 'default')
-    .option('--to <version>', 'an installed version to serve (default: the previous one)')
+    .option('--to <version>', 'an installed version to serve (default: the previous one); <version>@<digest prefix> picks one build of a republished version')
     .option('--json', 'machine-readable output')
     .action(async (ref: string, opts: { namespace: string; to?: string; json?: boolean }) => {
       const config = loadConfig({ path: program.opts().config });
       const { namespace, name } = parseModelRef(ref, opts.namespace);
-      if (opts.to !== undefined && !VERSION_PATTERN.test(opts.to)) throw new ModeldError('BadRequest', `--to "${opts.to.slice(0, 80)}" is not a version`);
+      if (opts.to !== undefined && !parseRollbackTarget(opts.to)) throw new ModeldError('BadRequest', `--to "${opts.to.slice(0, 80)}" is not a version (or version@digest)`);
       const result = await withWriteTarget(config, 'modeld rollback', async (t) =>
         t.kind === 'daemon'
           ? { ...(await t.client.call<RollbackResult>('POST', '/v1/rollback', { namespace, name, to: opts.to }, 60_000)), daemon: true }

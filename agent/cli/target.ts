@@ -5,7 +5,7 @@ import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
 import { statePaths } from '../paths.js';
 import { AdminClient } from './admin-client.js';
-import { openDirect, type Direct } from './direct.js';
+import { migrateDirect, openDirect, type Direct } from './direct.js';
 
 // Where a command goes: the running daemon (its admin socket answers), or the state directory
 // directly under the lock when no daemon runs. A daemon that holds the lock but does not answer
@@ -57,14 +57,23 @@ export async function writeTarget(config: Config, command: string): Promise<Targ
   for (;;) {
     const client = await daemonClient(config);
     if (client) return { kind: 'daemon', client };
+    let direct: Direct;
     try {
-      return { kind: 'direct', ...openDirect(config, command) };
+      direct = openDirect(config, command);
     } catch (err) {
       // A daemon took the lock between our look and our try: it is starting; go through it.
       const owner = err instanceof ModeldError ? (err.details.owner as LockOwner | undefined) : undefined;
       if (owner?.kind !== 'daemon') throw err;
       if (Date.now() > deadline) throw notAnswering(config, owner);
+      continue;
     }
+    try {
+      await migrateDirect(direct);
+    } catch (err) {
+      direct.close();
+      throw err;
+    }
+    return { kind: 'direct', ...direct };
   }
 }
 

@@ -1,5 +1,6 @@
 // Garbage collection under the store cap. planGc is pure: it only decides; the caller removes
-// (removeVersionDir for versions, the blob store for blobs) and updates SQLite.
+// (removeTreeDir for installed trees, the blob store for blobs) and updates SQLite. A "version"
+// here is one installed tree: a version and its archive's digest (tree-ref.ts).
 //
 // Order, stopping as soon as the total is at or under capBytes:
 //   1. installed versions that are not protected, oldest installedAt first;
@@ -16,6 +17,8 @@ export interface VersionRef {
   namespace: string;
   name: string;
   version: string;
+  /** Which bytes of the version (undefined: a tree from before digests were recorded). */
+  sha256?: string;
 }
 
 export interface GcInput {
@@ -36,11 +39,15 @@ export interface GcPlan {
   overCap: boolean;
 }
 
-const refKey = (v: VersionRef) => `${v.namespace}\0${v.name}\0${v.version}`;
+const versionKey = (v: VersionRef) => `${v.namespace}\0${v.name}\0${v.version}`;
+const refKey = (v: VersionRef) => `${versionKey(v)}\0${v.sha256?.toLowerCase() ?? ''}`;
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 export function planGc(input: GcInput): GcPlan {
-  const isProtected = new Set(input.protectedVersions.map(refKey));
+  // A protected ref without a digest protects every tree of its version: erring on keeping.
+  const exact = new Set(input.protectedVersions.filter((v) => v.sha256).map(refKey));
+  const anyTree = new Set(input.protectedVersions.filter((v) => !v.sha256).map(versionKey));
+  const isProtected = (v: VersionRef) => exact.has(refKey(v)) || anyTree.has(versionKey(v));
   const wanted = new Set(input.wantedBlobs.map((d) => d.toLowerCase()));
   const totalBefore = sum(input.blobs.map((b) => b.size)) + sum(input.versions.map((v) => v.sizeBytes));
   let total = totalBefore;
@@ -48,18 +55,18 @@ export function planGc(input: GcInput): GcPlan {
 
   const removeVersions: GcPlan['removeVersions'] = [];
   const oldestFirst = input.versions
-    .filter((v) => !isProtected.has(refKey(v)))
+    .filter((v) => !isProtected(v))
     .sort((a, b) => a.installedAt - b.installedAt || refKey(a).localeCompare(refKey(b)));
   for (const v of oldestFirst) {
     if (!over()) break;
-    removeVersions.push({ namespace: v.namespace, name: v.name, version: v.version, bytes: v.sizeBytes });
+    removeVersions.push({ namespace: v.namespace, name: v.name, version: v.version, sha256: v.sha256, bytes: v.sizeBytes });
     total -= v.sizeBytes;
   }
 
   const removed = new Set(removeVersions.map(refKey));
   const kept = input.versions.filter((v) => !removed.has(refKey(v)));
   const digestsOf = (vs: typeof kept) => new Set(vs.flatMap((v) => (v.sha256 ? [v.sha256.toLowerCase()] : [])));
-  const backsProtected = digestsOf(kept.filter((v) => isProtected.has(refKey(v))));
+  const backsProtected = digestsOf(kept.filter(isProtected));
   const backsInstalled = digestsOf(kept);
 
   const lru = [...input.blobs].sort((a, b) => a.lastUsedAt - b.lastUsedAt || a.sha256.localeCompare(b.sha256));

@@ -3,7 +3,8 @@ import { WAITING_FOR_SLOT } from '../reconcile/node-limits.js';
 
 // Turns the stream of statuses (Reporter.report is the one place they are made) into the events
 // metrics count: a download or an install finished (with its duration), a digest failure, a
-// switch of the serving version, a rollback. Pure bookkeeping: the clock is passed in.
+// switch of the serving version, a rollback. Pure bookkeeping: the clock is passed in. A switch
+// is a change of the serving tree: a version republished with other bytes is one too.
 
 export type TrackedEvent =
   | { kind: 'downloaded'; namespace: string; name: string; seconds: number }
@@ -16,9 +17,17 @@ interface Seen {
   reason?: string;
   downloadSince?: number;
   installSince?: number;
+  /** The serving and previous trees, as `<version>@<sha256>` (the version alone when the status names no digest). */
   serving?: string;
+  servingVersion?: string;
   previous?: string;
 }
+
+type Versions = NonNullable<StatusContent['versions']>;
+const treeOf = (version: string, versions: Versions | undefined, state: 'serving' | 'previous') => {
+  const sha = versions?.find((v) => v.state === state && v.version === version)?.sha256sum;
+  return sha ? `${version}@${sha}` : version;
+};
 
 export class StatusTracker {
   private readonly models = new Map<string, Seen>();
@@ -59,11 +68,14 @@ export class StatusTracker {
 
     // A status answering a rejected message carries no servingVersion change of its own.
     if (s.servingVersion !== undefined) {
-      if (seen?.serving !== undefined && s.servingVersion !== seen.serving) {
-        out.push({ kind: 'switch', ...ref, from: seen.serving, to: s.servingVersion, rollback: s.servingVersion === seen.previous });
+      const serving = treeOf(s.servingVersion, s.versions, 'serving');
+      if (seen?.serving !== undefined && serving !== seen.serving) {
+        out.push({ kind: 'switch', ...ref, from: seen.servingVersion!, to: s.servingVersion, rollback: serving === seen.previous });
       }
-      next.serving = s.servingVersion;
-      next.previous = s.versions?.find((v) => v.state === 'previous')?.version;
+      next.serving = serving;
+      next.servingVersion = s.servingVersion;
+      const previous = s.versions?.find((v) => v.state === 'previous');
+      next.previous = previous && treeOf(previous.version, s.versions, 'previous');
     }
     this.models.set(key, next);
     return out;

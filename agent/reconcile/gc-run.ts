@@ -1,19 +1,20 @@
-import { resolveTarget } from '../../shared/index.js';
 import { KeyedMutex } from '../../shared/keyed-mutex.js';
 import type { Config } from '../config/schema.js';
 import type { BlobStore } from '../fetch/blob-store.js';
 import { dirSize, planGc, type GcPlan, type VersionRef } from '../install/gc.js';
-import { readCurrent, removeVersionDir } from '../install/layout.js';
+import { removeTreeDir } from '../install/layout.js';
+import { describeTree, toTree } from '../install/tree-ref.js';
 import type { Logger } from '../log.js';
 import type { StatePaths } from '../paths.js';
 import type { Store } from '../store/index.js';
+import { gatherPlanInput } from './gather.js';
+import { keepTrees } from './plan.js';
 import type { ServingPort } from './serving-port.js';
-import { specHash } from './spec-hash.js';
 
 // The glue around the pure planGc: gather what is on disk and what must stay, plan, remove.
-// Protected (never removed): every model's `current`, serving, previous (the rollback version),
-// held and running version, and its spec's target. Wanted blobs: every desired spec's target
-// digest (and a held version's), so an install in progress never loses its archive.
+// Protected (never removed): every tree the planner keeps for its model (keepTrees: `current`,
+// serving, previous — the rollback tree —, a hold in force, running, the target). Wanted blobs:
+// the archives of the kept trees, so an install in progress never loses its archive.
 
 export interface GcDeps {
   config: Config;
@@ -50,38 +51,25 @@ export function runGc(deps: GcDeps, opts: GcOptions = {}): Promise<GcResult> {
 }
 
 async function gcOnce(deps: GcDeps, opts: GcOptions): Promise<GcResult> {
-  const { store, paths, blobStore, serving } = deps;
+  const { store, paths, blobStore } = deps;
   const dryRun = opts.dryRun ?? false;
   const capBytes = opts.all ? 0 : (opts.capBytes ?? deps.config.store.capBytes);
 
   const protectedVersions: VersionRef[] = [];
   const wantedBlobs: string[] = [];
-  const keep = (namespace: string, name: string, version: string | undefined) => {
-    if (version) protectedVersions.push({ namespace, name, version });
-  };
   const models = new Map<string, { namespace: string; name: string }>();
   for (const m of [...store.specs.list(), ...store.models.list(), ...store.versions.list()]) models.set(`${m.namespace}/${m.name}`, m);
   for (const { namespace, name } of models.values()) {
-    const model = store.models.get(namespace, name);
-    const desired = store.specs.get(namespace, name);
-    keep(namespace, name, await readCurrent(paths.modelDir(namespace, name)));
-    keep(namespace, name, model?.servingVersion);
-    keep(namespace, name, model?.previousVersion);
-    // A hold ends when the spec changes: a stale one protects nothing.
-    if (desired && model?.heldSpecHash === specHash(desired.spec)) keep(namespace, name, model.heldVersion);
-    keep(namespace, name, serving?.state(namespace, name)?.version);
-    if (desired && !desired.spec.image) {
-      const target = resolveTarget(desired.spec);
-      keep(namespace, name, target?.version);
-      if (target?.sha256sum) wantedBlobs.push(target.sha256sum.toLowerCase());
-      const held = model?.heldSpecHash === specHash(desired.spec) ? desired.spec.manifest?.find((e) => e.version === model?.heldVersion) : undefined;
-      if (held?.sha256sum) wantedBlobs.push(held.sha256sum.toLowerCase());
+    const { input } = await gatherPlanInput(deps, namespace, name);
+    for (const tree of keepTrees(input)) {
+      protectedVersions.push({ namespace, name, ...tree });
+      if (tree.sha256) wantedBlobs.push(tree.sha256);
     }
   }
 
   const versions = [];
   for (const v of store.versions.list()) {
-    versions.push({ ...v, sizeBytes: await dirSize(paths.versionDir(v.namespace, v.name, v.version)) });
+    versions.push({ ...v, sizeBytes: await dirSize(paths.treeDir(v.namespace, v.name, toTree(v.version, v.sha256)!)) });
   }
   const blobs = store.blobs.list();
   const totalBefore = blobs.reduce((a, b) => a + b.size, 0) + versions.reduce((a, v) => a + v.sizeBytes, 0);
@@ -95,10 +83,11 @@ async function gcOnce(deps: GcDeps, opts: GcOptions): Promise<GcResult> {
 
   const log = deps.log.child({ part: 'gc' });
   for (const v of plan.removeVersions) {
-    // removeVersionDir refuses the version `current` points at: a last guard if the disk moved on.
-    await removeVersionDir(paths.versionDir(v.namespace, v.name, v.version));
-    store.versions.delete(v.namespace, v.name, v.version);
-    log.info({ model: `${v.namespace}/${v.name}`, version: v.version, bytes: v.bytes }, 'gc removed version');
+    // removeTreeDir refuses the tree `current` points at: a last guard if the disk moved on.
+    const tree = toTree(v.version, v.sha256)!;
+    await removeTreeDir(paths.treeDir(v.namespace, v.name, tree));
+    store.versions.delete(v.namespace, v.name, tree);
+    log.info({ model: `${v.namespace}/${v.name}`, version: describeTree(tree), bytes: v.bytes }, 'gc removed version');
   }
   for (const b of plan.removeBlobs) {
     await blobStore.remove(b.sha256);
@@ -111,7 +100,7 @@ async function gcOnce(deps: GcDeps, opts: GcOptions): Promise<GcResult> {
 
 /** Drops from the plan the archives of versions that stay and are protected (planGc's last resort under a cap). */
 function keepProtectedArchives(plan: GcPlan, versions: Array<VersionRef & { sha256?: string }>, protectedVersions: VersionRef[]): GcPlan {
-  const key = (v: VersionRef) => `${v.namespace}\0${v.name}\0${v.version}`;
+  const key = (v: VersionRef) => `${v.namespace}\0${v.name}\0${v.version}\0${v.sha256 ?? ''}`;
   const prot = new Set(protectedVersions.map(key));
   const needed = new Set(versions.filter((v) => prot.has(key(v)) && v.sha256).map((v) => v.sha256!.toLowerCase()));
   const kept = plan.removeBlobs.filter((b) => needed.has(b.sha256.toLowerCase()));

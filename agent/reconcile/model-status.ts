@@ -2,6 +2,7 @@ import { resolveTarget, type Phase, type StatusContent } from '../../shared/inde
 import type { StatusReason } from '../errors.js';
 import type { ModelState } from '../store/models.js';
 import type { DesiredSpec } from '../store/specs.js';
+import { isTreeOf } from '../install/tree-ref.js';
 import type { InstalledVersion } from '../store/versions.js';
 import type { ServingPort } from './serving-port.js';
 import { specHash } from './spec-hash.js';
@@ -61,14 +62,16 @@ export function modelStatus(input: ModelStatusInput): ModelStatus {
   const { desired, model, installed, answer } = input;
   const hash = desired && specHash(desired.spec);
   const target = desired && !desired.spec.image ? resolveTarget(desired.spec) : undefined;
-  const has = (v: string) => installed.some((i) => i.version === v);
+  // Trees are (version, digest): a version republished with other bytes is another tree.
+  const has = (v: string, sha?: string) => installed.some((i) => isTreeOf(i, v, sha));
   // A hold or a failure lasts while the spec it was made under is the spec: a new spec ends the
   // hold and tries the failed version again (plan.chooseVersion decides the same way).
-  const heldVersion = model?.heldVersion && model.heldSpecHash === hash && has(model.heldVersion) ? model.heldVersion : undefined;
+  const heldVersion = model?.heldVersion && model.heldSpecHash === hash && has(model.heldVersion, model.heldSha256) ? model.heldVersion : undefined;
   const failedVersion = model?.failedVersion && model.failedSpecHash === hash ? model.failedVersion : undefined;
   const running = input.serving?.running;
   // With a serving layer, what it routes requests to; the row only says what was switched to last.
   const servingVersion = input.serving ? running?.version : model?.servingVersion;
+  const servingSha256 = input.serving ? running?.sha256 : model?.servingSha256;
   const message = answer ? answer.message : model?.message;
   return {
     node: input.node,
@@ -89,8 +92,13 @@ export function modelStatus(input: ModelStatusInput): ModelStatus {
     versions: installed.map((v) => ({
       version: v.version,
       sha256sum: v.sha256,
-      state:
-        v.version === servingVersion ? 'serving' : v.version === model?.previousVersion ? 'previous' : v.version === failedVersion ? 'failed' : 'installed',
+      state: isTreeOf(v, servingVersion, servingSha256)
+        ? 'serving'
+        : isTreeOf(v, model?.previousVersion, model?.previousSha256)
+          ? 'previous'
+          : isTreeOf(v, failedVersion, model?.failedSha256 ?? v.sha256) // a failure without a digest: every tree of its version
+            ? 'failed'
+            : 'installed',
     })),
     time: input.time,
     source: desired?.source,

@@ -1,8 +1,14 @@
 import { resolveTarget, specProblems, type InferenceModelSpec, type ManifestEntry } from '../../shared/index.js';
 import type { ErrorCode } from '../errors.js';
+import { sameTree, type TreeRef } from '../install/tree-ref.js';
 
 // The planner: a pure function from what is wanted and what is there to the next steps. No I/O;
 // tested with plain data. The runner executes the first step and plans again, until no step is left.
+//
+// What is installed, serving and kept for rollback are trees: a version AND the digest of its
+// archive (install/tree-ref.ts). A version is installed only when a tree with the digest the spec
+// names for it is, so a version republished with other bytes is fetched, installed beside the
+// serving tree and switched to like a new version.
 
 export interface PlanInput {
   desired?: {
@@ -11,41 +17,67 @@ export interface PlanInput {
     generation: number;
   };
   actual: {
-    /** Version `current` points at on disk. */
-    current?: string;
-    servingVersion?: string;
-    previousVersion?: string;
-    failedVersion?: string;
+    /** The tree `current` points at on disk. */
+    current?: TreeRef;
+    /** What the models row records as serving; differs from `current` only after a crash between the two writes. */
+    serving?: TreeRef;
+    /** What served before `serving`: the rollback tree. */
+    previous?: TreeRef;
+    /** A tree that failed under `failedSpecHash` (not retried until the spec changes). */
+    failed?: TreeRef;
     failedSpecHash?: string;
-    heldVersion?: string;
+    /** A rollback: serve this tree instead of the target while the spec hash stays `heldSpecHash`. */
+    held?: TreeRef;
     heldSpecHash?: string;
-    /** Versions complete under versions/. */
-    installed: string[];
+    /** Trees complete under versions/, oldest first. */
+    installed: TreeRef[];
     /** Digests of verified blobs in the store (only those this model's manifest names matter). */
     blobs: string[];
+    /** Digests learnt by unverified downloads in this run, by downloadURL (a spec without sha256sum). */
+    learnt?: Record<string, string>;
     /** What the serving layer runs for this model, if anything. Undefined when serving is off. */
-    running?: { version: string; replicas: number };
+    running?: { tree: TreeRef; replicas: number };
     /** Whether this node serves at all (false: deliver only, `current` is the end state). */
     servingEnabled: boolean;
     /** Something of this model exists (a row, a directory) that a removal must clear. */
     present: boolean;
-    /** Restoring `current` after a restart already failed once in this run: do not try again. */
+    /**
+     * Serving a tree other than the target's (restoring `current` after a restart, a held tree, a
+     * fallback after a failure) already failed under this spec in this run: only the target's tree
+     * is tried now.
+     */
     restoreFailed?: boolean;
+    /** A switch happened since the last gc: an older tree may have lost its protection. */
+    gcDue?: boolean;
   };
   allowUnverified: boolean;
 }
 
+/**
+ * Each step says what it does. Trees named by steps after an unverified fetch carry no digest
+ * yet (it is learnt by the fetch); the runner runs only the first step and plans again.
+ */
 export type Step =
+  /** Download the archive into the blob store, verifying its digest as it arrives. */
   | { kind: 'fetch'; version: string; url: string; sha256?: string }
+  /** Unpack the verified archive into a new tree beside the others ('' digest: to be learnt by the fetch before it). */
   | { kind: 'install'; version: string; sha256: string }
-  | { kind: 'start'; version: string; replicas: number }
-  | { kind: 'switch'; version: string }
+  /** Start the tree's instances; once ready, traffic moves to them and the old ones drain and stop. */
+  | { kind: 'serve'; tree: TreeRef; replicas: number }
+  /** Point `current` at the tree and record it as serving (what served before becomes the rollback tree). */
+  | { kind: 'point'; tree: TreeRef }
+  /** Keep the store under its cap: remove trees and archives nothing protects (keepTrees). */
+  | { kind: 'gc' }
+  /** Stop serving the model. */
   | { kind: 'stop' }
+  /** Remove the model: `current`, every tree, its rows. */
   | { kind: 'remove' };
 
 export interface Plan {
-  /** The version this plan drives toward, when there is one. */
-  want?: string;
+  /** The tree this plan drives toward, when there is one. */
+  want?: TreeRef;
+  /** The tree the spec's target names (`want` unless a hold or a failure chose another). */
+  target?: TreeRef;
   steps: Step[];
   /** Why the target cannot be reached (the spec is wrong, or not the agent's to deploy). */
   refusal?: { phase: 'Failed' | 'Pending'; reason: ErrorCode; message: string };
@@ -58,22 +90,43 @@ const removeAll = (a: PlanInput['actual']): Step[] => [
   ...(a.present ? [{ kind: 'remove' } as const] : []),
 ];
 
+const withGc = (a: PlanInput['actual'], steps: Step[]): Step[] => (a.gcDue ? [...steps, { kind: 'gc' }] : steps);
+
+const isInstalled = (a: PlanInput['actual'], tree: TreeRef | undefined): boolean => a.installed.some((t) => sameTree(t, tree));
+
 /**
- * The version to drive toward: the spec's target, unless a rollback holds another one for this
+ * The tree the spec names for a version: its digest. A spec without one (allowUnverified) names no
+ * bytes: then what its download turned out to hash to in this run, else the newest installed tree
+ * of that version, else the version alone until it is fetched.
+ */
+export function specTree(entry: ManifestEntry, actual: Pick<PlanInput['actual'], 'installed' | 'learnt'>): TreeRef {
+  const sha256 = entry.sha256sum?.toLowerCase() ?? actual.learnt?.[entry.downloadURL];
+  if (sha256) return { version: entry.version, sha256 };
+  return actual.installed.filter((t) => t.version === entry.version).at(-1) ?? { version: entry.version };
+}
+
+/** A failure recorded without a digest (before digests were recorded, or unverified) blocks every tree of its version. */
+const isFailed = (failed: TreeRef, tree: TreeRef) => failed.version === tree.version && (!failed.sha256 || !tree.sha256 || failed.sha256 === tree.sha256);
+
+/**
+ * The tree to drive toward: the spec's target, unless a rollback holds another one for this
  * spec, or the target failed under this very spec (not retried until the spec changes) — then
  * whatever served before it.
  */
-export function chooseVersion(target: ManifestEntry, input: PlanInput): { version: string; blocked: boolean } {
+export function chooseTree(target: ManifestEntry, input: PlanInput): { tree: TreeRef; blocked: boolean } {
   const a = input.actual;
   const hash = input.desired!.specHash;
-  if (a.heldVersion && a.heldSpecHash === hash && a.installed.includes(a.heldVersion)) {
-    return { version: a.heldVersion, blocked: false };
+  // Once another tree failed to serve in this run, trying it (or yet another) again would only
+  // alternate between failures: the target's tree, or nothing.
+  const others = !a.restoreFailed;
+  const failedHere = (t: TreeRef) => a.failed !== undefined && a.failedSpecHash === hash && isFailed(a.failed, t);
+  if (others && a.held && a.heldSpecHash === hash && isInstalled(a, a.held) && !failedHere(a.held)) return { tree: a.held, blocked: false };
+  const wanted = specTree(target, a);
+  if (failedHere(wanted)) {
+    const fallback = others ? [a.serving, a.previous].find((t) => t && !failedHere(t) && isInstalled(a, t)) : undefined;
+    return { tree: fallback ?? wanted, blocked: true };
   }
-  if (a.failedVersion === target.version && a.failedSpecHash === hash) {
-    const fallback = [a.servingVersion, a.previousVersion].find((v) => v && v !== a.failedVersion && a.installed.includes(v));
-    return { version: fallback ?? target.version, blocked: true };
-  }
-  return { version: target.version, blocked: false };
+  return { tree: wanted, blocked: false };
 }
 
 export function plan(input: PlanInput): Plan {
@@ -89,32 +142,53 @@ export function plan(input: PlanInput): Plan {
   }
   const problems = specProblems(spec, { requireDigest: !input.allowUnverified });
   if (problems.length) {
-    return { steps: [], refusal: { phase: 'Failed', reason: problems[0].reason, message: problems.map((p) => p.message).join('; ') } };
+    return { steps: withGc(actual, []), refusal: { phase: 'Failed', reason: problems[0].reason, message: problems.map((p) => p.message).join('; ') } };
   }
 
-  const target = resolveTarget(spec)!;
-  const { version, blocked } = chooseVersion(target, input);
-  if (blocked && version === target.version) return { want: version, steps: [], blocked }; // failed, nothing to fall back to
+  const entry = resolveTarget(spec)!;
+  const target = specTree(entry, actual);
+  const { tree: want, blocked } = chooseTree(entry, input);
+  if (blocked && sameTree(want, target)) return { want, target, steps: withGc(actual, []), blocked }; // failed, nothing to fall back to
 
-  const entry = spec.manifest!.find((m) => m.version === version);
   const steps: Step[] = [];
   const replicas = spec.replicas ?? 1;
   // After a restart nothing runs: serve what `current` holds first, then work toward the target,
   // so a long or failing download never leaves the model unserved.
-  const restorable = actual.current !== undefined && actual.current !== version && actual.installed.includes(actual.current);
+  const restorable = !sameTree(actual.current, want) && isInstalled(actual, actual.current);
   if (actual.servingEnabled && !actual.running && restorable && !actual.restoreFailed) {
-    steps.push({ kind: 'start', version: actual.current!, replicas });
+    steps.push({ kind: 'serve', tree: actual.current!, replicas });
   }
-  if (!actual.installed.includes(version)) {
-    if (!entry) return { want: version, steps: [], blocked };
-    const sha = entry.sha256sum?.toLowerCase();
-    if (!sha || !actual.blobs.includes(sha)) steps.push({ kind: 'fetch', version, url: entry.downloadURL, sha256: sha });
-    // An unverified download's digest is known only after the fetch; the runner fills it in.
-    steps.push({ kind: 'install', version, sha256: sha ?? '' });
+  if (!isInstalled(actual, want)) {
+    const wanted = spec.manifest!.find((m) => m.version === want.version);
+    if (!wanted) return { want, target, steps: withGc(actual, steps), blocked };
+    const sha = wanted.sha256sum?.toLowerCase();
+    const learnt = sha ? undefined : actual.learnt?.[wanted.downloadURL];
+    if (!(sha ?? learnt) || !actual.blobs.includes((sha ?? learnt)!)) steps.push({ kind: 'fetch', version: want.version, url: wanted.downloadURL, sha256: sha });
+    // An unverified download's digest is known only once it is fetched: the next plan names it.
+    steps.push({ kind: 'install', version: want.version, sha256: sha ?? learnt ?? '' });
   }
-  if (actual.servingEnabled && (actual.running?.version !== version || actual.running.replicas !== replicas)) {
-    steps.push({ kind: 'start', version, replicas });
+  if (actual.servingEnabled && (!sameTree(actual.running?.tree, want) || actual.running!.replicas !== replicas)) {
+    steps.push({ kind: 'serve', tree: want, replicas });
   }
-  if (actual.current !== version || actual.servingVersion !== version) steps.push({ kind: 'switch', version });
-  return { want: version, steps, blocked };
+  if (!sameTree(actual.current, want) || !sameTree(actual.serving, want)) steps.push({ kind: 'point', tree: want });
+  return { want, target, steps: withGc(actual, steps), blocked };
+}
+
+/**
+ * The trees of this model that no removal may take (gc, `modeld verify`'s repair): what `current`
+ * points at, what serves and runs, the rollback tree, a hold in force, and the tree the plan
+ * drives toward (an install in progress).
+ */
+export function keepTrees(input: PlanInput): TreeRef[] {
+  const a = input.actual;
+  const keep = [a.current, a.serving, a.previous, a.running?.tree];
+  const spec = input.desired?.spec;
+  if (input.desired && !spec?.image) {
+    if (a.heldSpecHash === input.desired.specHash) keep.push(a.held);
+    const target = spec && resolveTarget(spec);
+    if (target) keep.push(specTree(target, a), chooseTree(target, input).tree);
+  }
+  const out: TreeRef[] = [];
+  for (const t of keep) if (t && !out.some((o) => sameTree(o, t))) out.push(t);
+  return out;
 }

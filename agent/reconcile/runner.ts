@@ -1,8 +1,7 @@
-import { existsSync } from 'node:fs';
-import { resolveTarget } from '../../shared/index.js';
 import { toModeldError, type ModeldError } from '../errors.js';
-import { readCurrent } from '../install/layout.js';
-import { plan, type Plan, type PlanInput } from './plan.js';
+import { describeTree, sameTree, toTree, type TreeRef } from '../install/tree-ref.js';
+import { gatherPlanInput } from './gather.js';
+import { plan, type Plan, type Step } from './plan.js';
 import { specHash } from './spec-hash.js';
 import { runStep, type StepDeps } from './steps.js';
 
@@ -26,7 +25,8 @@ export interface RunnerOptions {
 export class Runner {
   private readonly slots = new Map<string, Slot>();
   private readonly learnt = new Map<string, Map<string, string>>();
-  private readonly restoreFailed = new Set<string>();
+  /** Per model, the spec hash under which serving a tree other than the target's failed (plan.ts, restoreFailed). */
+  private readonly restoreFailed = new Map<string, string>();
   private readonly retryTimers = new Map<string, NodeJS.Timeout>();
   private stopped = false;
 
@@ -83,41 +83,6 @@ export class Runner {
     await Promise.allSettled([...this.slots.values()].map((s) => s.done));
   }
 
-  private async gather(namespace: string, name: string): Promise<{ input: PlanInput; hash?: string }> {
-    const { store, paths, serving, config } = this.deps;
-    const desired = store.specs.get(namespace, name);
-    const model = store.models.get(namespace, name);
-    const hash = desired ? specHash(desired.spec) : undefined;
-    const installed = store.versions
-      .listFor(namespace, name)
-      .filter((v) => existsSync(paths.versionDir(namespace, name, v.version)))
-      .map((v) => v.version);
-    const blobs = (desired?.spec.manifest ?? [])
-      .map((m) => m.sha256sum?.toLowerCase())
-      .filter((s): s is string => !!s && this.deps.blobStore.has(s));
-    const running = serving?.state(namespace, name);
-    const input: PlanInput = {
-      desired: desired && { spec: desired.spec, specHash: hash!, generation: desired.generation },
-      actual: {
-        current: await readCurrent(paths.modelDir(namespace, name)),
-        servingVersion: model?.servingVersion,
-        previousVersion: model?.previousVersion,
-        failedVersion: model?.failedVersion,
-        failedSpecHash: model?.failedSpecHash,
-        heldVersion: model?.heldVersion,
-        heldSpecHash: model?.heldSpecHash,
-        installed,
-        blobs,
-        running: running && { version: running.version, replicas: running.replicas },
-        servingEnabled: serving !== undefined,
-        present: model !== undefined || existsSync(paths.modelDir(namespace, name)),
-        restoreFailed: this.restoreFailed.has(`${namespace}/${name}`),
-      },
-      allowUnverified: config.allowUnverified,
-    };
-    return { input, hash };
-  }
-
   private async loop(namespace: string, name: string, slot: Slot): Promise<void> {
     const key = `${namespace}/${name}`;
     const { reporter, store } = this.deps;
@@ -127,11 +92,14 @@ export class Runner {
     try {
       for (let i = 0; i < MAX_STEPS; i++) {
         if (slot.abort.signal.aborted) return;
-        const { input, hash } = await this.gather(namespace, name);
+        const desired = store.specs.get(namespace, name);
+        const restoreFailed = desired !== undefined && this.restoreFailed.get(key) === specHash(desired.spec);
+        const { input, hash } = await gatherPlanInput(this.deps, namespace, name, { restoreFailed, learnt });
         const p = plan(input);
         const step = p.steps[0];
         if (!step) return this.settle(namespace, name, p);
-        const desired = store.specs.get(namespace, name);
+        // Only the cleanup is left: say where the model stands without waiting for it.
+        if (step.kind === 'gc' && p.steps.length === 1) this.settle(namespace, name, p);
         const modelRef = { namespace, name, modelName: desired?.spec.modelName ?? name, frameworkType: desired?.spec.frameworkType };
         try {
           log.debug({ step }, 'step');
@@ -139,14 +107,16 @@ export class Runner {
         } catch (err) {
           const e = toModeldError(err);
           if (slot.abort.signal.aborted || e.code === 'Cancelled') return;
-          if (step.kind === 'start' && step.version !== p.want) {
-            // Restoring the old version failed; go on toward the target rather than loop.
-            this.restoreFailed.add(key);
-            log.warn({ err: e.message, reason: e.code, version: step.version }, 'could not restore the current version');
+          if (step.kind === 'serve' && hash && !(sameTree(step.tree, p.want) && sameTree(step.tree, p.target))) {
+            // Serving another tree than the target's (restoring `current`, a held tree, a fallback)
+            // failed: go on with the target's alone under this spec, rather than alternate between failures.
+            this.restoreFailed.set(key, hash);
+            log.warn({ err: e.message, reason: e.code, version: describeTree(step.tree) }, 'could not serve the version that served before');
             continue;
           }
-          if ('version' in step && hash && step.kind !== 'switch') {
-            this.markFailed(namespace, name, step.version, hash, e);
+          const tree = failedTree(step, learnt);
+          if (tree && hash) {
+            this.markFailed(namespace, name, tree, hash, e);
             continue;
           }
           throw e;
@@ -160,25 +130,46 @@ export class Runner {
     }
   }
 
-  /** The target failed under this spec: remember it (not retried until the spec changes) and report. */
-  private markFailed(namespace: string, name: string, version: string, hash: string, e: ModeldError): void {
+  /**
+   * The serving-failure policy: a tree that took traffic and then failed for good (CrashLoop) is
+   * blocked under this spec, reported, and the model planned again, which rolls back to what
+   * served before it. The serving layer tells (Serving.onServingFailure).
+   */
+  servingFailed(namespace: string, name: string, tree: TreeRef, err: ModeldError): void {
     const { store, reporter } = this.deps;
-    const message = `version ${version}: ${e.message}`;
-    store.models.update(namespace, name, { failedVersion: version, failedSpecHash: hash, failedReason: e.code, failedMessage: message });
-    reporter.report(namespace, name, { phase: 'Failed', reason: e.code, message, targetVersion: version });
-    this.restoreFailed.delete(`${namespace}/${name}`);
-    if (e.retryable) this.scheduleRetry(namespace, name, version, hash);
+    const desired = store.specs.get(namespace, name);
+    const message = `version ${describeTree(tree)} failed while serving: ${err.message}`;
+    if (desired) {
+      store.models.update(namespace, name, {
+        failedVersion: tree.version,
+        failedSha256: tree.sha256,
+        failedSpecHash: specHash(desired.spec),
+        failedReason: err.code,
+        failedMessage: message,
+      });
+    }
+    reporter.report(namespace, name, { phase: 'Failed', reason: err.code, message });
+    this.kick(namespace, name);
   }
 
-  /** A network failure may pass: try the same version again later while the spec is unchanged. */
-  private scheduleRetry(namespace: string, name: string, version: string, hash: string): void {
+  /** The target failed under this spec: remember it (not retried until the spec changes) and report. */
+  private markFailed(namespace: string, name: string, tree: TreeRef, hash: string, e: ModeldError): void {
+    const { store, reporter } = this.deps;
+    const message = `version ${describeTree(tree)}: ${e.message}`;
+    store.models.update(namespace, name, { failedVersion: tree.version, failedSha256: tree.sha256, failedSpecHash: hash, failedReason: e.code, failedMessage: message });
+    reporter.report(namespace, name, { phase: 'Failed', reason: e.code, message, targetVersion: tree.version });
+    if (e.retryable) this.scheduleRetry(namespace, name, tree, hash);
+  }
+
+  /** A network failure may pass: try the same tree again later while the spec is unchanged. */
+  private scheduleRetry(namespace: string, name: string, tree: TreeRef, hash: string): void {
     const key = `${namespace}/${name}`;
     clearTimeout(this.retryTimers.get(key));
     const timer = setTimeout(() => {
       this.retryTimers.delete(key);
       const m = this.deps.store.models.get(namespace, name);
-      if (m?.failedVersion === version && m.failedSpecHash === hash) {
-        this.deps.store.models.update(namespace, name, { failedVersion: undefined, failedSpecHash: undefined, failedReason: undefined, failedMessage: undefined });
+      if (m?.failedVersion === tree.version && m.failedSha256 === tree.sha256 && m.failedSpecHash === hash) {
+        this.deps.store.models.update(namespace, name, { failedVersion: undefined, failedSha256: undefined, failedSpecHash: undefined, failedReason: undefined, failedMessage: undefined });
         this.kick(namespace, name);
       }
     }, this.opts.retryDelayMs);
@@ -202,10 +193,28 @@ export class Runner {
       return;
     }
     const phase = serving ? 'Serving' : 'Installed';
-    const held = model?.heldVersion && model.heldVersion === p.want && model.heldVersion !== resolveTarget(desired.spec)?.version;
+    // Serving a held tree other than the target's: say so (RolledBack) until the spec changes.
+    const heldTree = toTree(model?.heldVersion, model?.heldSha256);
+    const held = sameTree(p.want, heldTree) && !sameTree(p.want, p.target);
     const stale = model?.phase !== phase || model.observedGeneration !== desired.generation || model.reason !== (held ? 'RolledBack' : undefined);
     if (stale) {
-      reporter.report(namespace, name, held ? { phase, reason: 'RolledBack', message: `held at ${model!.heldVersion} by a rollback until the spec changes` } : { phase });
+      reporter.report(namespace, name, held ? { phase, reason: 'RolledBack', message: `held at ${describeTree(heldTree!)} by a rollback until the spec changes` } : { phase });
     }
+  }
+}
+
+/** The tree a failed fetch, install or serve was for (a failed point or gc marks nothing). */
+function failedTree(step: Step, learnt: Map<string, string>): TreeRef | undefined {
+  switch (step.kind) {
+    case 'fetch': {
+      const sha256 = step.sha256 ?? learnt.get(step.url);
+      return sha256 ? { version: step.version, sha256 } : { version: step.version };
+    }
+    case 'install':
+      return step.sha256 ? { version: step.version, sha256: step.sha256 } : { version: step.version };
+    case 'serve':
+      return step.tree;
+    default:
+      return undefined;
   }
 }

@@ -12,5 +12,5 @@ export interface ServingPort {
    */
   activate(target: ServeTarget, opts?: { signal?: AbortSignal; onRouted?: () => void }): Promise<{ url: string }>;
   deactivate(namespace: string, name: string): Promise<void>;
-  state(namespace: string, name: string): { version: string; replicas: number; readyReplicas: number; url: string } | undefined;
+  state(namespace: string, name: string): { version: string; sha256?: string; replicas: number; readyReplicas: number; url: string } | undefined;
 }

@@ -8,8 +8,9 @@ import { freeBytes } from '../fetch/disk-space.js';
 import { fetchBlob } from '../fetch/download.js';
 import type { FetchPolicy } from '../fetch/policy.js';
 import { detectArchive } from '../install/detect.js';
-import { promoteVersion, removeCurrent, removeVersionDir, swapCurrent } from '../install/layout.js';
+import { promoteTree, removeCurrent, removeTreeDir, swapCurrent } from '../install/layout.js';
 import { rmTree } from '../install/rm-tree.js';
+import { sameTree, toTree, type TreeRef } from '../install/tree-ref.js';
 import { unpackArchive, type UnpackLimits } from '../install/unpack.js';
 import type { Logger } from '../log.js';
 import type { StatePaths } from '../paths.js';
@@ -22,8 +23,8 @@ import type { Reporter } from './report.js';
 import type { ServingPort } from './serving-port.js';
 import { startVersion } from './start-version.js';
 
-// Executors: one function per step kind. Each is idempotent, so a restart at any instant can
-// simply plan again and run what is left.
+// Executors: one per step kind (plan.ts says what each does). Each is idempotent, so a restart at
+// any instant can simply plan again and run what is left.
 
 export interface StepDeps {
   config: Config;
@@ -49,7 +50,7 @@ export interface ModelRef {
 
 export interface StepContext {
   signal: AbortSignal;
-  /** Digests learnt from unverified downloads in this run (version -> sha256). */
+  /** Digests learnt from unverified downloads in this run (downloadURL -> sha256). */
   learnt: Map<string, string>;
 }
 
@@ -108,42 +109,45 @@ async function execute(step: Step, model: ModelRef, deps: StepDeps, ctx: StepCon
         await overlap?.abandon(err);
         throw err;
       }
-      ctx.learnt.set(step.version, result.sha256);
+      if (!step.sha256) ctx.learnt.set(step.url, result.sha256);
       reporter.report(ns, name, { phase: 'Verifying', message: `sha256 ${result.sha256} verified (${result.size} bytes)`, targetVersion: step.version });
       const outcome = await overlap?.finish(result.size, result.path, async (staging) => {
         reporter.report(ns, name, { phase: 'Installing', targetVersion: step.version });
-        await promoteVersion(staging, paths.versionDir(ns, name, step.version), { sha256: result.sha256 });
-        recordInstalled(model, step.version, result.sha256, deps);
+        const tree = { version: step.version, sha256: result.sha256 };
+        await promoteTree(staging, paths.treeDir(ns, name, tree), result.sha256);
+        recordInstalled(model, tree, deps);
       });
       // Refused while it downloaded, and those were the verified bytes: not unpacked a second time.
       if (outcome?.kind === 'refused') throw outcome.error;
       return;
     }
     case 'install': {
-      const sha = step.sha256 || ctx.learnt.get(step.version);
+      const sha = step.sha256;
       if (!sha || !deps.blobStore.has(sha)) throw new ModeldError('InstallFailed', `archive for version ${step.version} is not in the store`, { retryable: true });
       reporter.report(ns, name, { phase: 'Installing', targetVersion: step.version });
       const archive = deps.blobStore.pathOf(sha);
       await detectArchive(archive);
+      const tree = { version: step.version, sha256: sha };
       const staging = stagingFor(model, step.version, paths);
       try {
         await unpackArchive(archive, staging, await unpackLimits(deps), { signal: ctx.signal });
-        await promoteVersion(staging, paths.versionDir(ns, name, step.version), { sha256: sha });
+        await promoteTree(staging, paths.treeDir(ns, name, tree), sha);
       } finally {
         await rm(staging, { recursive: true, force: true });
       }
-      recordInstalled(model, step.version, sha, deps);
+      recordInstalled(model, tree, deps);
       return;
     }
-    case 'start': {
+    case 'serve': {
       if (!deps.serving) return;
       await startVersion(
         {
           namespace: ns,
           name,
           modelName: model.modelName,
-          version: step.version,
-          versionDir: paths.versionDir(ns, name, step.version),
+          version: step.tree.version,
+          sha256: step.tree.sha256,
+          versionDir: paths.treeDir(ns, name, step.tree),
           frameworkType: model.frameworkType,
           replicas: step.replicas,
         },
@@ -152,16 +156,29 @@ async function execute(step: Step, model: ModelRef, deps: StepDeps, ctx: StepCon
       );
       return;
     }
-    case 'switch': {
+    case 'point': {
       const before = store.models.get(ns, name);
-      await swapCurrent(paths.modelDir(ns, name), step.version);
-      const old = before?.servingVersion;
+      await swapCurrent(paths.modelDir(ns, name), step.tree);
+      const old = toTree(before?.servingVersion, before?.servingSha256);
+      const previous = old && !sameTree(old, step.tree) ? old : toTree(before?.previousVersion, before?.previousSha256);
       store.models.update(ns, name, {
-        servingVersion: step.version,
-        previousVersion: old && old !== step.version ? old : before?.previousVersion,
+        servingVersion: step.tree.version,
+        servingSha256: step.tree.sha256,
+        previousVersion: previous?.version,
+        previousSha256: previous?.sha256,
+        // An older tree may have just lost its protection: the plan's gc step keeps the store under its cap.
+        gcDue: true,
       });
-      // An older version may have just lost its protection: keep the store under store.capBytes.
-      void runGc(deps).catch((err: Error) => deps.log.warn({ err: err.message }, 'gc after a switch failed'));
+      return;
+    }
+    case 'gc': {
+      // Store-wide and best effort: a gc that fails costs space, never the model's state.
+      try {
+        await runGc(deps);
+      } catch (err) {
+        deps.log.warn({ model: `${ns}/${name}`, err: (err as Error).message }, 'gc after a switch failed');
+      }
+      store.models.update(ns, name, { gcDue: false });
       return;
     }
     case 'stop':
@@ -173,8 +190,9 @@ async function execute(step: Step, model: ModelRef, deps: StepDeps, ctx: StepCon
       // `current` first: from then on no version is pointed at, and each can go.
       await removeCurrent(dir);
       for (const v of store.versions.listFor(ns, name)) {
-        await removeVersionDir(paths.versionDir(ns, name, v.version));
-        store.versions.delete(ns, name, v.version);
+        const tree = toTree(v.version, v.sha256)!;
+        await removeTreeDir(paths.treeDir(ns, name, tree));
+        store.versions.delete(ns, name, tree);
       }
       await rmTree(dir);
       reporter.report(ns, name, { phase: 'Deleted' });
@@ -203,7 +221,7 @@ async function unpackLimits(deps: StepDeps, pendingBytes: () => number = () => 0
   };
 }
 
-function recordInstalled(model: ModelRef, version: string, sha256: string, deps: StepDeps): void {
-  deps.store.versions.put({ namespace: model.namespace, name: model.name, version, sha256 });
-  deps.store.blobs.touch(sha256);
+function recordInstalled(model: ModelRef, tree: Required<TreeRef>, deps: StepDeps): void {
+  deps.store.versions.put({ namespace: model.namespace, name: model.name, version: tree.version, sha256: tree.sha256 });
+  deps.store.blobs.touch(tree.sha256);
 }

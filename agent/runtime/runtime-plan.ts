@@ -14,6 +14,9 @@ export interface ServeTarget {
   name: string;
   modelName: string;
   version: string;
+  /** The tree's digest: which bytes of `version` these are (a version republished with other bytes is another tree). */
+  sha256?: string;
+  /** The installed tree to serve: models/<ns>/<name>/versions/<version>@<sha256>. */
   versionDir: string;
   frameworkType?: string;
   replicas: number;

@@ -19,8 +19,6 @@ export interface ServingDeps {
   config: Config;
   paths: StatePaths;
   log: Logger;
-  /** A version that was serving failed for good (CrashLoop): the owner may roll back. */
-  onFailure?: (namespace: string, name: string, version: string, err: ModeldError) => void;
   /** A version took over the route (for events and the benchmark): times in ms from activate(). */
   onSwitch?: (namespace: string, name: string, version: string, t: { switchMs: number; runtimeStartMs: number }) => void;
   /** Runtime instances restarted (metrics). */
@@ -31,6 +29,7 @@ export interface ServingDeps {
 
 export interface ServingState {
   version: string;
+  sha256?: string;
   replicas: number;
   readyReplicas: number;
   url: string;
@@ -54,6 +53,7 @@ export class Serving {
   private readonly closing = new AbortController();
   /** Groups being scaled up: their failures are thrown by activate(), not reported. */
   private readonly scaling = new Set<InstanceGroup>();
+  private failureListener?: (target: ServeTarget, err: ModeldError) => void;
 
   constructor(private readonly d: ServingDeps) {
     this.gateway = new Gateway({ config: d.config, log: d.log.child({ part: 'gateway' }), onRequest: d.onGatewayRequest });
@@ -80,6 +80,15 @@ export class Serving {
     return this.changing.run(keyOf(target.namespace, target.name), () => this.doActivate(target, opts.signal, opts.onRouted));
   }
 
+  /**
+   * Who decides what a serving failure means (the runner: block the tree, roll back): told when a
+   * tree that took traffic fails for good (CrashLoop). Set once the decider exists, since it
+   * serves through this very object.
+   */
+  onServingFailure(listener: (target: ServeTarget, err: ModeldError) => void): void {
+    this.failureListener = listener;
+  }
+
   /** Unroutes the model, lets requests in flight finish (bounded), stops its instances. */
   deactivate(namespace: string, name: string): Promise<void> {
     return this.changing.run(keyOf(namespace, name), async () => {
@@ -96,6 +105,7 @@ export class Serving {
     if (!cur) return undefined;
     return {
       version: cur.target.version,
+      sha256: cur.target.sha256,
       replicas: cur.target.replicas,
       readyReplicas: cur.group.readyCount(),
       url: this.gateway.urlFor(cur.target.modelName),
@@ -138,7 +148,7 @@ export class Serving {
     const url = this.gateway.urlFor(target.modelName);
     const log = this.d.log.child({ model: key, version: target.version });
 
-    if (cur && !cur.group.failure && cur.target.version === target.version && cur.target.versionDir === target.versionDir && cur.target.modelName === target.modelName && sameRuntime(cur, plan.runtime)) {
+    if (cur && !cur.group.failure && cur.target.version === target.version && cur.target.sha256 === target.sha256 && cur.target.versionDir === target.versionDir && cur.target.modelName === target.modelName && sameRuntime(cur, plan.runtime)) {
       if (cur.target.replicas === target.replicas) return { url };
       // Same version, other replica count: scale in place.
       if (target.replicas > cur.target.replicas) {
@@ -214,9 +224,9 @@ export class Serving {
     if (cur?.group !== group || this.scaling.has(group)) return;
     this.d.log.error({ model: `${group.namespace}/${group.name}`, version: group.version, code: err.code, err: err.message }, 'serving version failed');
     try {
-      this.d.onFailure?.(group.namespace, group.name, group.version, err);
+      this.failureListener?.({ ...cur.target }, err);
     } catch (e) {
-      this.d.log.error({ err: (e as Error).message }, 'onFailure callback threw');
+      this.d.log.error({ err: (e as Error).message }, 'the serving-failure listener threw');
     }
   }
 }

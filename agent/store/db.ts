@@ -69,6 +69,29 @@ const MIGRATIONS: string[] = [
   );
   CREATE INDEX events_model ON events (namespace, name, id);
   `,
+  // 2: installed trees keyed by version AND archive digest (a version republished with other
+  // bytes is another tree, installed beside the serving one); the models row names trees.
+  `
+  CREATE TABLE versions_by_digest (
+    namespace TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL,
+    sha256 TEXT NOT NULL DEFAULT '',  -- of the archive; '' only for a tree installed before digests were recorded
+    installed_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace, name, version, sha256)
+  );
+  INSERT INTO versions_by_digest (namespace, name, version, sha256, installed_at)
+    SELECT namespace, name, version, lower(COALESCE(sha256, '')), installed_at FROM versions;
+  DROP TABLE versions;
+  ALTER TABLE versions_by_digest RENAME TO versions;
+  ALTER TABLE models ADD COLUMN serving_sha256 TEXT;
+  ALTER TABLE models ADD COLUMN previous_sha256 TEXT;
+  ALTER TABLE models ADD COLUMN held_sha256 TEXT;
+  ALTER TABLE models ADD COLUMN failed_sha256 TEXT;
+  ALTER TABLE models ADD COLUMN gc_due INTEGER NOT NULL DEFAULT 0;  -- a switch since the last gc
+  UPDATE models SET
+    serving_sha256 = (SELECT NULLIF(v.sha256, '') FROM versions v WHERE v.namespace = models.namespace AND v.name = models.name AND v.version = models.serving_version),
+    previous_sha256 = (SELECT NULLIF(v.sha256, '') FROM versions v WHERE v.namespace = models.namespace AND v.name = models.name AND v.version = models.previous_version),
+    held_sha256 = (SELECT NULLIF(v.sha256, '') FROM versions v WHERE v.namespace = models.namespace AND v.name = models.name AND v.version = models.held_version);
+  `,
 ];
 
 /** Opens (creating if needed) the state database: WAL, foreign keys, migrations applied. */
@@ -83,9 +106,10 @@ export function openDatabase(path: string): DB {
   return db;
 }
 
-export function migrate(db: DB): void {
+/** Applies the migrations not applied yet, up to `to` (default: all; tests build old databases with it). */
+export function migrate(db: DB, opts: { to?: number } = {}): void {
   const current = db.pragma('user_version', { simple: true }) as number;
-  for (let v = current; v < MIGRATIONS.length; v++) {
+  for (let v = current; v < Math.min(opts.to ?? MIGRATIONS.length, MIGRATIONS.length); v++) {
     db.transaction(() => {
       db.exec(MIGRATIONS[v]);
       db.pragma(`user_version = ${v + 1}`);

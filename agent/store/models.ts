@@ -3,20 +3,31 @@ import type { StatusReason } from '../errors.js';
 import type { DB } from './db.js';
 
 /** What the node actually has for one model: the pointer state that survives restarts. */
+// A tree is a version and the digest of its archive (install/tree-ref.ts): each *Version below
+// goes with the *Sha256 beside it. A digest is undefined only for what was recorded before
+// digests were (a failure then blocks every tree of its version).
 export interface ModelState {
   namespace: string;
   name: string;
   phase: Phase;
+  /** What `current` points at. */
   servingVersion?: string;
+  servingSha256?: string;
+  /** What served before: kept for rollback. */
   previousVersion?: string;
-  /** A version that failed to install or start; not retried until the spec changes. */
+  previousSha256?: string;
+  /** A tree that failed to install or start; not retried until the spec changes. */
   failedVersion?: string;
+  failedSha256?: string;
   failedSpecHash?: string;
   failedReason?: StatusReason;
   failedMessage?: string;
-  /** Set by a rollback: serve this version instead of the target while the spec is unchanged. */
+  /** Set by a rollback: serve this tree instead of the target while the spec is unchanged. */
   heldVersion?: string;
+  heldSha256?: string;
   heldSpecHash?: string;
+  /** A switch happened since the last gc: an older tree may have lost its protection. */
+  gcDue?: boolean;
   reason?: StatusReason;
   message?: string;
   observedGeneration: number;
@@ -30,15 +41,20 @@ interface Row {
   failed_version: string | null; failed_spec_hash: string | null;
   failed_reason: StatusReason | null; failed_message: string | null;
   held_version: string | null; held_spec_hash: string | null;
+  // Absent when read from a database not yet migrated (the read-only status of an older state directory).
+  serving_sha256?: string | null; previous_sha256?: string | null; held_sha256?: string | null; failed_sha256?: string | null;
+  gc_due?: number;
   reason: StatusReason | null; message: string | null; observed_generation: number; updated_at: number;
 }
 
 const fromRow = (r: Row): ModelState => ({
   namespace: r.namespace, name: r.name, phase: r.phase,
-  servingVersion: r.serving_version ?? undefined, previousVersion: r.previous_version ?? undefined,
-  failedVersion: r.failed_version ?? undefined, failedSpecHash: r.failed_spec_hash ?? undefined,
+  servingVersion: r.serving_version ?? undefined, servingSha256: r.serving_sha256 ?? undefined,
+  previousVersion: r.previous_version ?? undefined, previousSha256: r.previous_sha256 ?? undefined,
+  failedVersion: r.failed_version ?? undefined, failedSha256: r.failed_sha256 ?? undefined, failedSpecHash: r.failed_spec_hash ?? undefined,
   failedReason: r.failed_reason ?? undefined, failedMessage: r.failed_message ?? undefined,
-  heldVersion: r.held_version ?? undefined, heldSpecHash: r.held_spec_hash ?? undefined,
+  heldVersion: r.held_version ?? undefined, heldSha256: r.held_sha256 ?? undefined, heldSpecHash: r.held_spec_hash ?? undefined,
+  gcDue: r.gc_due === 1,
   reason: r.reason ?? undefined, message: r.message ?? undefined,
   observedGeneration: r.observed_generation, updatedAt: r.updated_at,
 });
@@ -63,23 +79,29 @@ export class ModelTable {
       const next: ModelState = { ...prev, ...patch, namespace, name, updatedAt: now };
       this.db
         .prepare(
-          `INSERT INTO models (namespace, name, phase, serving_version, previous_version, failed_version, failed_spec_hash, failed_reason, failed_message,
-             held_version, held_spec_hash, reason, message, observed_generation, updated_at)
-           VALUES (@namespace, @name, @phase, @servingVersion, @previousVersion, @failedVersion, @failedSpecHash, @failedReason, @failedMessage,
-             @heldVersion, @heldSpecHash, @reason, @message, @observedGeneration, @updatedAt)
-           ON CONFLICT (namespace, name) DO UPDATE SET phase = excluded.phase, serving_version = excluded.serving_version,
-             previous_version = excluded.previous_version, failed_version = excluded.failed_version,
-             failed_spec_hash = excluded.failed_spec_hash,
+          `INSERT INTO models (namespace, name, phase, serving_version, serving_sha256, previous_version, previous_sha256,
+             failed_version, failed_sha256, failed_spec_hash, failed_reason, failed_message,
+             held_version, held_sha256, held_spec_hash, gc_due, reason, message, observed_generation, updated_at)
+           VALUES (@namespace, @name, @phase, @servingVersion, @servingSha256, @previousVersion, @previousSha256,
+             @failedVersion, @failedSha256, @failedSpecHash, @failedReason, @failedMessage,
+             @heldVersion, @heldSha256, @heldSpecHash, @gcDue, @reason, @message, @observedGeneration, @updatedAt)
+           ON CONFLICT (namespace, name) DO UPDATE SET phase = excluded.phase,
+             serving_version = excluded.serving_version, serving_sha256 = excluded.serving_sha256,
+             previous_version = excluded.previous_version, previous_sha256 = excluded.previous_sha256,
+             failed_version = excluded.failed_version, failed_sha256 = excluded.failed_sha256, failed_spec_hash = excluded.failed_spec_hash,
              failed_reason = excluded.failed_reason, failed_message = excluded.failed_message,
-             held_version = excluded.held_version, held_spec_hash = excluded.held_spec_hash, reason = excluded.reason, message = excluded.message,
+             held_version = excluded.held_version, held_sha256 = excluded.held_sha256, held_spec_hash = excluded.held_spec_hash,
+             gc_due = excluded.gc_due, reason = excluded.reason, message = excluded.message,
              observed_generation = excluded.observed_generation, updated_at = excluded.updated_at`,
         )
         .run({
           namespace, name, phase: next.phase,
-          servingVersion: next.servingVersion ?? null, previousVersion: next.previousVersion ?? null,
-          failedVersion: next.failedVersion ?? null, failedSpecHash: next.failedSpecHash ?? null,
+          servingVersion: next.servingVersion ?? null, servingSha256: next.servingSha256 ?? null,
+          previousVersion: next.previousVersion ?? null, previousSha256: next.previousSha256 ?? null,
+          failedVersion: next.failedVersion ?? null, failedSha256: next.failedSha256 ?? null, failedSpecHash: next.failedSpecHash ?? null,
           failedReason: next.failedReason ?? null, failedMessage: next.failedMessage ?? null,
-          heldVersion: next.heldVersion ?? null, heldSpecHash: next.heldSpecHash ?? null,
+          heldVersion: next.heldVersion ?? null, heldSha256: next.heldSha256 ?? null, heldSpecHash: next.heldSpecHash ?? null,
+          gcDue: next.gcDue ? 1 : 0,
           reason: next.reason ?? null, message: next.message ?? null,
           observedGeneration: next.observedGeneration, updatedAt: now,
         });

@@ -35,7 +35,7 @@ await runStep({ kind: 'fetch', version: '1', url, sha256 }, model, deps, ctx);
 const t1 = performance.now();
 const fetchRssMB = process.resourceUsage().maxRSS / 1024;
 // Installed already when unpacking overlapped the download; otherwise the install step does it.
-const overlapped = store.versions.get('bench', 'model', '1') !== undefined;
+const overlapped = store.versions.get('bench', 'model', { version: '1', sha256 }) !== undefined;
 if (!overlapped) await runStep({ kind: 'install', version: '1', sha256 }, model, deps, ctx);
 const t2 = performance.now();
 store.close();

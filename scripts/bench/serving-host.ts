@@ -20,7 +20,7 @@ const config = ConfigSchema.parse({
 let last = { switchMs: NaN, runtimeStartMs: NaN };
 const serving = new Serving({ config, paths, log: silentLogger(), onSwitch: (_ns, _n, _v, t) => (last = t) });
 const say = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
-const target = (version: string) => ({ namespace: 'bench', name: 'lin', modelName: 'lin', version, versionDir: paths.versionDir('bench', 'lin', version), replicas: 1 });
+const target = (version: string) => ({ namespace: 'bench', name: 'lin', modelName: 'lin', version, versionDir: paths.treeDir('bench', 'lin', { version }), replicas: 1 });
 const instancePort = () => (serving as unknown as { models: Map<string, { group: { instances: Array<{ port: number }> } }> }).models.get('bench/lin')!.group.instances[0].port;
 
 await serving.start();

@@ -68,8 +68,8 @@ async function oneRun(log: (s: string) => void) {
   const root = mkdtempSync(join(tmpdir(), 'modeld-bench-serving-'));
   const paths = statePaths(root);
   // The archive "already in the store": versions unpacked where the installer leaves them.
-  writeLinearModel(join(paths.versionDir('bench', 'lin', '1'), 'model.onnx'), { w: 2, b: 1, dims: 4 });
-  writeLinearModel(join(paths.versionDir('bench', 'lin', '2'), 'model.onnx'), { w: 3, b: -1, dims: 4 });
+  writeLinearModel(join(paths.treeDir('bench', 'lin', { version: '1' }), 'model.onnx'), { w: 2, b: 1, dims: 4 });
+  writeLinearModel(join(paths.treeDir('bench', 'lin', { version: '2' }), 'model.onnx'), { w: 3, b: -1, dims: 4 });
   const host = await startHost(root);
   try {
     let direct = `http://127.0.0.1:${host.instancePort}`;

@@ -23,7 +23,16 @@ const archives: Record<string, { path: string; sha256: string }> = {};
 
 const state = () => config.stateDir;
 const versionsDir = () => join(state(), 'models/default/lin/versions');
-const installed = () => readdirSync(versionsDir()).sort();
+/** Installed trees, as versions: each directory must be named <version>@<the archive's digest>. */
+const installed = () =>
+  readdirSync(versionsDir())
+    .map((n) => {
+      const [v, sha] = n.split('@');
+      expect(sha, n).toBe(archives[v]?.sha256);
+      return v;
+    })
+    .sort();
+const tree = (v: string) => `${v}@${archives[v].sha256}`;
 const current = () => readlinkSync(join(state(), 'models/default/lin/current'));
 const blobFiles = () => {
   const root = join(state(), 'blobs/sha256');
@@ -113,7 +122,7 @@ describe('modeld gc', () => {
     expect(installed()).toEqual(['1', '2', '3']);
 
     const expectedPlan = {
-      removeVersions: [{ namespace: 'default', name: 'lin', version: '1' }],
+      removeVersions: [{ namespace: 'default', name: 'lin', version: '1', sha256: archives['1'].sha256 }],
       removeBlobs: [{ sha256: archives['1'].sha256 }],
     };
     // Through the running daemon.
@@ -134,7 +143,7 @@ describe('modeld gc', () => {
     const done = await gc('--all');
     expect(done).toMatchObject({ dryRun: false, ...expectedPlan });
     expect(installed()).toEqual(['2', '3']);
-    expect(current()).toBe('versions/3');
+    expect(current()).toBe(`versions/${tree('3')}`);
     expect(blobFiles()).toEqual([archives['2'].sha256, archives['3'].sha256].sort());
     expect((rows(['versions']).versions as Array<{ version: string }>).map((v) => v.version).sort()).toEqual(['2', '3']);
     // Nothing more to take.
@@ -153,13 +162,13 @@ describe('modeld gc', () => {
     daemon = startAgentProcess(tight, ['--no-serve']);
     await waitInstalled('4');
     await waitFor(() => installed().join() === '3,4', 60_000, 'version 2 to be collected');
-    expect(current()).toBe('versions/4');
+    expect(current()).toBe(`versions/${tree('4')}`);
     const m = (JSON.parse((await cli('status', '--json')).stdout) as StatusReport).models[0];
     expect(m).toMatchObject({ servingVersion: '4', previousVersion: '3' });
     // The rollback version is still there to roll back to.
     const rb = await cli('rollback', 'lin');
     expect(rb.code, rb.stderr).toBe(0);
     await waitInstalled('3');
-    expect(existsSync(join(versionsDir(), '4'))).toBe(true);
+    expect(existsSync(join(versionsDir(), tree('4')))).toBe(true);
   }, 300_000);
 });

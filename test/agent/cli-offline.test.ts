@@ -147,7 +147,7 @@ describe('modeld CLI on a node with no cloud and no broker', () => {
     const ev = await cli('events', 'lin', '--json', '--limit', '100');
     expect(ev.code, ev.stderr).toBe(0);
     expect((JSON.parse(ev.stdout) as { events: Array<{ kind: string; message: string }> }).events).toContainEqual(
-      expect.objectContaining({ kind: 'Rollback', message: expect.stringMatching(/^held at 1 \(was serving 2\)/) }),
+      expect.objectContaining({ kind: 'Rollback', message: expect.stringMatching(/^held at 1@[0-9a-f]{12} \(was serving 2@[0-9a-f]{12}\)/) }),
     );
 
     // Any spec change ends the hold: the target serves again.

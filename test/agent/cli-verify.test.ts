@@ -21,7 +21,8 @@ const archives: Record<string, { path: string; sha256: string }> = {};
 
 const cli = (...args: string[]) => runCli(configFile, args);
 const blobPath = (sha: string) => join(config.stateDir, 'blobs/sha256', sha.slice(0, 2), sha.slice(2));
-const modelFile = (v: string) => join(config.stateDir, 'models/default/lin/versions', v, 'model.onnx');
+const treeDir = (v: string) => join(config.stateDir, 'models/default/lin/versions', `${v}@${archives[v].sha256}`);
+const modelFile = (v: string) => join(treeDir(v), 'model.onnx');
 
 function flipByte(file: string, at: number) {
   const mode = statSync(file).mode & 0o777;
@@ -119,7 +120,7 @@ describe('modeld verify', () => {
     expect(r.code).toBe(1);
     // Its archive is gone (quarantined above) and it is not current: removed; a spec wanting it downloads it again.
     expect(r.report.corrupt).toEqual([expect.objectContaining({ kind: 'version', version: '1', action: 'removed-for-reinstall' })]);
-    expect(existsSync(join(config.stateDir, 'models/default/lin/versions/1'))).toBe(false);
+    expect(existsSync(treeDir('1'))).toBe(false);
     expect((await cli('verify')).code).toBe(0);
 
     // The current version damaged and its archive too: the archive is quarantined, the version

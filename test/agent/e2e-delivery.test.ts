@@ -71,13 +71,15 @@ const content = (generation: number, versions: Archive[], targetVersion: string,
 });
 
 const modelDir = (name = 'resnet') => join(stateDir(), 'models', 'default', name);
-const currentVersion = (name = 'resnet') => (existsSync(join(modelDir(name), 'current')) ? readlinkSync(join(modelDir(name), 'current')).replace('versions/', '') : undefined);
+/** The version `current` names (its link is versions/<version>@<sha256>). */
+const currentVersion = (name = 'resnet') => (existsSync(join(modelDir(name), 'current')) ? readlinkSync(join(modelDir(name), 'current')).replace(/^versions\//, '').split('@')[0] : undefined);
 
 /** Guarantee 1: `current` is absent or names a complete version whose files are exactly that version's. */
 function assertCurrentComplete(all: Archive[]) {
   const v = currentVersion();
   if (v === undefined) return;
   const a = all.find((x) => x.version === v)!;
+  expect(readlinkSync(join(modelDir(), 'current'))).toBe(`versions/${v}@${a.sha256}`);
   const dir = join(modelDir(), 'current');
   expect(existsSync(join(dir, '.modeld-complete'))).toBe(true);
   for (const [rel, data] of Object.entries(a.files)) expect(readFileSync(join(dir, rel)).equals(Buffer.from(data))).toBe(true);
@@ -171,7 +173,7 @@ describe('delivery end to end', { timeout: 240_000 }, () => {
     expect(failed.reason).toBe('DigestMismatch');
     expect(failed.message).toContain(v1.sha256);
     expect(currentVersion()).toBeUndefined();
-    expect(existsSync(join(modelDir(), 'versions', '1'))).toBe(false);
+    expect(existsSync(join(modelDir(), 'versions')) ? readdirSync(join(modelDir(), 'versions')) : []).toEqual([]);
   });
 
   it('reports HTTPError for a 404 without retrying, and keeps the old version', async () => {

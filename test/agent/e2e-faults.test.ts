@@ -103,11 +103,11 @@ const content = (name: string, generation: number, url: string, sha256: string, 
   spec: { modelName: name, deployToLayer: 'edge', manifest: [{ version, downloadURL: url, sha256sum: sha256 }], targetVersion: version },
 });
 
-/** What `name` has on disk is exactly `a`: current -> versions/<version>, every file equal, the blob stored. */
+/** What `name` has on disk is exactly `a`: current -> versions/<version>@<sha256>, every file equal, the blob stored. */
 function expectInstalled(name: string, version: string, a: Archive) {
   const p = paths();
-  expect(readlinkSync(p.current('default', name))).toBe(`versions/${version}`);
-  const dir = p.versionDir('default', name, version);
+  expect(readlinkSync(p.current('default', name))).toBe(`versions/${version}@${a.sha256}`);
+  const dir = p.treeDir('default', name, { version, sha256: a.sha256 });
   for (const [rel, data] of Object.entries(a.files)) expect(readFileSync(join(dir, rel)).equals(data), rel).toBe(true);
   expect(readFileSync(p.blob(a.sha256)).equals(a.body)).toBe(true);
 }
@@ -399,8 +399,8 @@ describe('Python http.server (HTTP/1.0) as the peer', { timeout: 300_000 }, () =
     const a = await agent({ stallTimeoutMs: 30_000, ...fetch });
     await cloud.update(NODE, content('big', 1, py.url('big.tar.gz'), bigArchive.sha256));
     await status(a, (x) => x.name === 'big' && x.phase === 'Installed', 'the big archive installed', 240_000);
-    const dir = paths().versionDir('default', 'big', '1');
-    expect(readlinkSync(paths().current('default', 'big'))).toBe('versions/1');
+    const dir = paths().treeDir('default', 'big', { version: '1', sha256: bigArchive.sha256 });
+    expect(readlinkSync(paths().current('default', 'big'))).toBe(`versions/1@${bigArchive.sha256}`);
     expect(sha256File(join(dir, 'weights', 'big.bin'))).toBe(bigArchive.weightsSha256);
     expect(readFileSync(join(dir, 'tag.txt'), 'utf8')).toBe('big');
     expect(py.log()).toMatch(/"GET \/big\.tar\.gz HTTP\/1\.1" 200 -/);

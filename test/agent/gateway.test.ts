@@ -21,7 +21,7 @@ beforeAll(async () => {
   env = servingEnv({ gateway: { maxBodyBytes: LIMIT } });
   serving = new Serving({ config: env.config, paths: env.paths, log: silentLogger() });
   await serving.start();
-  const dir = makeModelDir(env.paths.versionDir('default', 'lin', '1'), { w: 2, b: 1 });
+  const dir = makeModelDir(env.paths.treeDir('default', 'lin', { version: '1' }), { w: 2, b: 1 });
   await serving.activate({ namespace: 'default', name: 'lin', modelName: 'lin', version: '1', versionDir: dir, replicas: 1 });
   url = serving.gatewayUrl();
   instancePid = (serving as any).models.get('default/lin').group.instances[0].pid;

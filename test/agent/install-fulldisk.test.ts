@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { promoteVersion, readCurrent, swapCurrent } from '../../agent/install/layout.js';
+import { promoteTree, readCurrent, swapCurrent } from '../../agent/install/layout.js';
 import { readMarker } from '../../agent/install/marker.js';
 import { unpackArchive } from '../../agent/install/unpack.js';
 import { statePaths, type StatePaths } from '../../agent/paths.js';
@@ -46,23 +46,26 @@ function needMount(ctx: TestContext): void {
 }
 
 const payload = 'version one\n'.repeat(100);
+const v1 = { version: '1', sha256: '1'.repeat(64) };
+const v3 = { version: '3', sha256: '3'.repeat(64) };
 
 async function installV1(): Promise<void> {
   const modelDir = paths.modelDir('default', 'resnet');
-  if ((await readCurrent(modelDir)) === '1') return;
+  if ((await readCurrent(modelDir))?.version === '1') return;
   const archive = await writeRawTar(join(base, 'archives', 'v1.tar'), [{ path: 'payload.txt', body: payload }, { path: 'sub/', type: '5' }]);
   const job = join(paths.stagingDir, 'v1');
   await unpackArchive(archive, job, LIMITS);
-  await promoteVersion(job, paths.versionDir('default', 'resnet', '1'));
-  await swapCurrent(modelDir, '1');
+  await promoteTree(job, paths.treeDir('default', 'resnet', v1), v1.sha256);
+  await swapCurrent(modelDir, v1);
 }
 
 async function expectV1Untouched(): Promise<void> {
   const modelDir = paths.modelDir('default', 'resnet');
-  expect(await readCurrent(modelDir)).toBe('1');
+  expect(await readCurrent(modelDir)).toEqual(v1);
   expect(await readFile(join(modelDir, 'current', 'payload.txt'), 'utf8')).toBe(payload);
-  expect(await readMarker(paths.versionDir('default', 'resnet', '1'))).toBeDefined();
-  expect(await listTree(paths.versionsDir('default', 'resnet'))).toEqual(['1/', '1/.modeld-complete', '1/payload.txt', '1/sub/']);
+  expect(await readMarker(paths.treeDir('default', 'resnet', v1))).toBeDefined();
+  const n = `1@${v1.sha256}`;
+  expect(await listTree(paths.versionsDir('default', 'resnet'))).toEqual([`${n}/`, `${n}/.modeld-complete`, `${n}/payload.txt`, `${n}/sub/`]);
   expect(await listTree(paths.stagingDir)).toEqual([]);
 }
 
@@ -91,8 +94,8 @@ describe('full disk (2 MiB tmpfs)', () => {
       if (err.code !== 'ENOSPC') throw err;
     });
     try {
-      await expect(promoteVersion(job, paths.versionDir('default', 'resnet', '3'))).rejects.toMatchObject({ code: 'NoSpace' });
-      await expect(swapCurrent(paths.modelDir('default', 'resnet'), '3')).rejects.toMatchObject({ code: 'InstallFailed' });
+      await expect(promoteTree(job, paths.treeDir('default', 'resnet', v3), v3.sha256)).rejects.toMatchObject({ code: 'NoSpace' });
+      await expect(swapCurrent(paths.modelDir('default', 'resnet'), v3)).rejects.toMatchObject({ code: 'InstallFailed' });
     } finally {
       await rm(filler, { force: true });
     }

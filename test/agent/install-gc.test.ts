@@ -33,7 +33,7 @@ describe('planGc', () => {
 
   it('removes unprotected versions first, oldest first, and stops at the cap', () => {
     const plan = planGc({ ...base(), capBytes: 490 });
-    expect(plan.removeVersions).toEqual([{ ...p('resnet', '1'), bytes: 100 }]);
+    expect(plan.removeVersions).toEqual([{ ...p('resnet', '1'), sha256: d('1'), bytes: 100 }]);
     expect(plan.removeBlobs).toEqual([]);
     expect(plan.totalAfter).toBe(490);
     expect(plan.overCap).toBe(false);
@@ -76,6 +76,16 @@ describe('planGc', () => {
       if (plan.overCap) expect(plan.totalAfter).toBe(250);
       expect(plan.freedBytes).toBe(590 - plan.totalAfter);
     }
+  });
+
+  it('protects exactly the tree a ref names: another build of the same version is not protected by it', () => {
+    const input = base();
+    // resnet 3 republished: the serving build 3@e is protected, the first build 3@3 is not.
+    input.versions.push(v('resnet', '3', 100, 6, d('e')));
+    input.protectedVersions = [p('resnet', '2'), { ...p('resnet', '3'), sha256: d('e') }, p('bert', 'b')];
+    const plan = planGc({ ...input, capBytes: 450 });
+    expect(plan.removeVersions.map((x) => `${x.version}@${x.sha256![0]}`)).toEqual(['1@1', '3@3', 'a@a']);
+    expect(plan.removeVersions.map((x) => x.sha256)).not.toContain(d('e'));
   });
 
   it('matches digests case-insensitively', () => {

@@ -1,10 +1,13 @@
-import { lstat, mkdir, mkdtemp, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { clearStaging, promoteVersion, readCurrent, removeCurrent, removeVersionDir, swapCurrent } from '../../agent/install/layout.js';
+import { clearStaging, promoteTree, readCurrent, removeCurrent, removeTreeDir, swapCurrent } from '../../agent/install/layout.js';
 import { readMarker } from '../../agent/install/marker.js';
 import { recoverInstallState } from '../../agent/install/recover.js';
+import { treeName, type TreeRef } from '../../agent/install/tree-ref.js';
 import { unpackArchive } from '../../agent/install/unpack.js';
 import { statePaths, type StatePaths } from '../../agent/paths.js';
 import { listTree, writeRawTar } from '../helpers/archives.js';
@@ -24,9 +27,13 @@ afterEach(async () => {
 });
 
 const payload = (v: string) => `${v}\n`.repeat(8192);
+/** The tree of version `v` built from bytes `build` (a stand-in digest: what matters here is the name). */
+const tree = (v: string, build = ''): Required<TreeRef> => ({ version: v, sha256: createHash('sha256').update(`${v}${build}`).digest('hex') });
+const t1 = tree('1');
+const t2 = tree('2');
 
-/** Unpack a small archive for version `v` into staging and promote it. */
-async function install(v: string, ns = 'default', name = 'resnet'): Promise<string> {
+/** Unpack a small archive for version `v` into staging and promote it as tree(v, build). */
+async function install(v: string, ns = 'default', name = 'resnet', build = ''): Promise<string> {
   const archive = await writeRawTar(join(root, 'archives', `${v}.tar`), [
     { path: 'payload.txt', body: payload(v) },
     { path: 'bin/', type: '5' },
@@ -35,13 +42,14 @@ async function install(v: string, ns = 'default', name = 'resnet'): Promise<stri
   ]);
   const job = join(paths.stagingDir, `job-${v}`);
   await unpackArchive(archive, job, LIMITS);
-  const versionDir = paths.versionDir(ns, name, v);
-  await promoteVersion(job, versionDir, { sha256: 'ab'.repeat(32) });
-  return versionDir;
+  const t = tree(v, build);
+  const treeDir = paths.treeDir(ns, name, t);
+  await promoteTree(job, treeDir, t.sha256);
+  return treeDir;
 }
 
-describe('promoteVersion', () => {
-  it('moves staging into versions/<v>, read-only, with the completion marker', async () => {
+describe('promoteTree', () => {
+  it('moves staging into versions/<v>@<sha256>, read-only, with the completion marker', async () => {
     const dir = await install('1');
     expect(await listTree(paths.stagingDir)).toEqual([]);
     expect(await listTree(dir)).toEqual(['.modeld-complete', 'bin/', 'bin/run.sh', 'link', 'payload.txt']);
@@ -50,7 +58,24 @@ describe('promoteVersion', () => {
     expect((await stat(join(dir, 'payload.txt'))).mode & 0o7777).toBe(0o444);
     expect((await stat(join(dir, 'bin/run.sh'))).mode & 0o7777).toBe(0o555);
     expect((await stat(join(dir, '.modeld-complete'))).mode & 0o7777).toBe(0o444);
-    expect((await readMarker(dir))?.sha256).toBe('ab'.repeat(32));
+    expect((await readMarker(dir))?.sha256).toBe(t1.sha256);
+    expect(dir).toBe(join(paths.modelDir('default', 'resnet'), 'versions', `1@${t1.sha256}`));
+  });
+
+  it('installs a version republished with other bytes beside the first build, each under its digest', async () => {
+    const first = await install('1');
+    const second = await install('1', 'default', 'resnet', 'retrained');
+    expect(second).not.toBe(first);
+    expect((await readdir(join(paths.modelDir('default', 'resnet'), 'versions'))).sort()).toEqual([treeName(t1), treeName(tree('1', 'retrained'))].sort());
+    expect((await readMarker(first))?.sha256).toBe(t1.sha256);
+    expect((await readMarker(second))?.sha256).toBe(tree('1', 'retrained').sha256);
+  });
+
+  it('refuses a tree directory not named for the digest it is given', async () => {
+    const job = join(paths.stagingDir, 'job');
+    await mkdir(job);
+    await expect(promoteTree(job, paths.treeDir('default', 'resnet', t1), t2.sha256)).rejects.toMatchObject({ code: 'Internal' });
+    await expect(promoteTree(job, paths.treeDir('default', 'resnet', { version: '1' }), t1.sha256)).rejects.toMatchObject({ code: 'Internal' });
   });
 
   it('is idempotent: a complete version stays, a second staging copy is discarded', async () => {
@@ -59,15 +84,15 @@ describe('promoteVersion', () => {
     const again = join(paths.stagingDir, 'again');
     await mkdir(again);
     await writeFile(join(again, 'payload.txt'), 'different');
-    await promoteVersion(again, dir);
+    await promoteTree(again, dir, t1.sha256);
     expect(await readMarker(dir)).toEqual(before);
     expect(await readFile(join(dir, 'payload.txt'), 'utf8')).toBe(payload('1'));
     expect(await listTree(paths.stagingDir)).toEqual([]);
-    await promoteVersion(join(paths.stagingDir, 'gone'), dir); // staging already gone: still fine
+    await promoteTree(join(paths.stagingDir, 'gone'), dir, t1.sha256); // staging already gone: still fine
   });
 
   it('replaces an incomplete version directory left by a crash', async () => {
-    const dir = paths.versionDir('default', 'resnet', '1');
+    const dir = paths.treeDir('default', 'resnet', t1);
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, 'half.bin'), 'half');
     await install('1');
@@ -77,24 +102,24 @@ describe('promoteVersion', () => {
 });
 
 describe('current', () => {
-  it('swapCurrent points current at versions/<v> with a relative link; readCurrent reads it back', async () => {
+  it('swapCurrent points current at versions/<v>@<sha256> with a relative link; readCurrent reads the tree back', async () => {
     await install('1');
     await install('2');
     const modelDir = paths.modelDir('default', 'resnet');
     expect(await readCurrent(modelDir)).toBeUndefined();
-    await swapCurrent(modelDir, '1');
-    expect(await readlink(paths.current('default', 'resnet'))).toBe('versions/1');
-    await swapCurrent(modelDir, '2');
-    expect(await readCurrent(modelDir)).toBe('2');
+    await swapCurrent(modelDir, t1);
+    expect(await readlink(paths.current('default', 'resnet'))).toBe(`versions/${treeName(t1)}`);
+    await swapCurrent(modelDir, t2);
+    expect(await readCurrent(modelDir)).toEqual(t2);
     expect(await readFile(join(modelDir, 'current', 'payload.txt'), 'utf8')).toBe(payload('2'));
     expect((await listTree(modelDir)).filter((p) => p.startsWith('current'))).toEqual(['current']);
   });
 
   it('refuses to point current at a version that is not complete', async () => {
     const modelDir = paths.modelDir('default', 'resnet');
-    await mkdir(join(modelDir, 'versions', '3'), { recursive: true });
-    await expect(swapCurrent(modelDir, '3')).rejects.toMatchObject({ code: 'InstallFailed' });
-    await expect(swapCurrent(modelDir, '../x')).rejects.toMatchObject({ code: 'Internal' });
+    await mkdir(paths.treeDir('default', 'resnet', tree('3')), { recursive: true });
+    await expect(swapCurrent(modelDir, tree('3'))).rejects.toMatchObject({ code: 'InstallFailed' });
+    await expect(swapCurrent(modelDir, { version: '../x' })).rejects.toMatchObject({ code: 'Internal' });
     expect(await readCurrent(modelDir)).toBeUndefined();
   });
 
@@ -102,7 +127,7 @@ describe('current', () => {
     await install('1');
     await install('2');
     const modelDir = paths.modelDir('default', 'resnet');
-    await swapCurrent(modelDir, '1');
+    await swapCurrent(modelDir, t1);
     // The reader is a separate process so its reads truly interleave with our renames. It reads
     // until it has seen the link change 20 times (and read 4000 times): on a loaded machine the
     // two processes may take turns in long slices. A bound keeps a broken swap from hanging it.
@@ -110,7 +135,7 @@ describe('current', () => {
     await writeFile(script, `
       import { readlinkSync, readFileSync } from 'node:fs';
       const [modelDir, reads] = process.argv.slice(2);
-      const valid = new Map([['versions/1', ${JSON.stringify(payload('1'))}], ['versions/2', ${JSON.stringify(payload('2'))}]]);
+      const valid = new Map([[${JSON.stringify(`versions/${treeName(t1)}`)}, ${JSON.stringify(payload('1'))}], [${JSON.stringify(`versions/${treeName(t2)}`)}, ${JSON.stringify(payload('2'))}]]);
       const contents = new Set(valid.values());
       const errors = []; const seen = new Set();
       const until = Date.now() + 120000;
@@ -130,7 +155,7 @@ describe('current', () => {
     const exit = reader.exited.then(({ code }) => ((exited = true), code));
     let swaps = 0;
     try {
-      for (; !exited && swaps < 1_000_000; swaps++) await swapCurrent(modelDir, swaps % 2 ? '1' : '2');
+      for (; !exited && swaps < 1_000_000; swaps++) await swapCurrent(modelDir, swaps % 2 ? t1 : t2);
       expect(await exit).toBe(0);
     } finally {
       await reader.end();
@@ -139,23 +164,26 @@ describe('current', () => {
     expect(res.first).toEqual([]);
     expect(res.errors).toBe(0);
     expect(swaps).toBeGreaterThan(10);
-    expect(res.seen.sort()).toEqual(['versions/1', 'versions/2']);
+    expect(res.seen.sort()).toEqual([`versions/${treeName(t1)}`, `versions/${treeName(t2)}`].sort());
     expect((await listTree(modelDir)).filter((p) => p.startsWith('current'))).toEqual(['current']);
   });
 });
 
 describe('removal and recovery', () => {
-  it('removeVersionDir refuses the current version and removes another completely', async () => {
+  it('removeTreeDir refuses the current tree and removes another completely, another build of the same version too', async () => {
     const v1 = await install('1');
     const v2 = await install('2');
+    const v2b = await install('2', 'default', 'resnet', 'retrained');
     const modelDir = paths.modelDir('default', 'resnet');
-    await swapCurrent(modelDir, '2');
-    await expect(removeVersionDir(v2)).rejects.toMatchObject({ code: 'InstallFailed' });
-    await removeVersionDir(v1);
-    expect(await listTree(join(modelDir, 'versions'))).toEqual(['2/', '2/.modeld-complete', '2/bin/', '2/bin/run.sh', '2/link', '2/payload.txt']);
-    await removeVersionDir(v1); // already gone: fine
+    await swapCurrent(modelDir, t2);
+    await expect(removeTreeDir(v2)).rejects.toMatchObject({ code: 'InstallFailed' });
+    await removeTreeDir(v1);
+    await removeTreeDir(v2b);
+    const n = treeName(t2);
+    expect(await listTree(join(modelDir, 'versions'))).toEqual([`${n}/`, `${n}/.modeld-complete`, `${n}/bin/`, `${n}/bin/run.sh`, `${n}/link`, `${n}/payload.txt`]);
+    await removeTreeDir(v1); // already gone: fine
     await removeCurrent(modelDir);
-    await removeVersionDir(v2);
+    await removeTreeDir(v2);
     expect(await listTree(modelDir)).toEqual(['versions/']);
   });
 
@@ -167,24 +195,26 @@ describe('removal and recovery', () => {
     expect(await listTree(paths.stagingDir)).toEqual([]);
   });
 
-  it('recoverInstallState clears staging, stray swap links and trash, and reports incomplete versions', async () => {
+  it('recoverInstallState clears staging, stray swap links, trash and partial trees, and reports incomplete trees', async () => {
     await install('1');
     await install('2');
     const modelDir = paths.modelDir('default', 'resnet');
-    await swapCurrent(modelDir, '1');
-    await symlink('versions/2', join(modelDir, 'current.tmp-deadbeef')); // a swap cut before its rename
+    await swapCurrent(modelDir, t1);
+    await symlink(`versions/${treeName(t2)}`, join(modelDir, 'current.tmp-deadbeef')); // a swap cut before its rename
     await mkdir(join(modelDir, 'versions', '.trash-0-abc', 'x'), { recursive: true }); // a removal cut short
-    await mkdir(join(modelDir, 'versions', '3'), { recursive: true }); // no marker
-    await writeFile(join(modelDir, 'versions', '3', 'half.bin'), 'half');
+    await mkdir(join(modelDir, 'versions', '.partial-1-abc', 'x'), { recursive: true }); // a layout migration cut short
+    const t3 = tree('3');
+    await mkdir(paths.treeDir('default', 'resnet', t3), { recursive: true }); // no marker
+    await writeFile(join(paths.treeDir('default', 'resnet', t3), 'half.bin'), 'half');
     await mkdir(join(paths.stagingDir, 'job-9'), { recursive: true });
     const report = await recoverInstallState(paths);
     expect(report.removedTmpLinks).toEqual([join(modelDir, 'current.tmp-deadbeef')]);
-    expect(report.removedTrash).toEqual([join(modelDir, 'versions', '.trash-0-abc')]);
-    expect(report.incompleteVersions).toEqual([{ namespace: 'default', name: 'resnet', version: '3', path: join(modelDir, 'versions', '3') }]);
+    expect(report.removedTrash.sort()).toEqual([join(modelDir, 'versions', '.partial-1-abc'), join(modelDir, 'versions', '.trash-0-abc')]);
+    expect(report.incompleteTrees).toEqual([{ namespace: 'default', name: 'resnet', tree: t3, path: paths.treeDir('default', 'resnet', t3) }]);
     expect(report.brokenCurrent).toEqual([]);
-    expect(report.completeVersions.map((v) => [v.version, v.current]).sort()).toEqual([['1', true], ['2', false]]);
+    expect(report.completeTrees.map((v) => [v.tree.version, v.current]).sort()).toEqual([['1', true], ['2', false]]);
     expect(await listTree(paths.stagingDir)).toEqual([]);
-    expect(await readCurrent(modelDir)).toBe('1');
+    expect(await readCurrent(modelDir)).toEqual(t1);
     expect((await lstat(join(modelDir, 'current.tmp-deadbeef')).catch(() => undefined))).toBeUndefined();
   });
 

@@ -28,7 +28,7 @@ async function setup(mode: string, serving: Record<string, number> = {}) {
   cleanups.push(() => env.cleanup());
   cleanups.push(() => s.close());
   await s.start();
-  const target: ServeTarget = { namespace: 'default', name: 'fx', modelName: 'fx', version: '1', versionDir: env.paths.versionDir('default', 'fx', '1'), frameworkType: 'fix', replicas: 1 };
+  const target: ServeTarget = { namespace: 'default', name: 'fx', modelName: 'fx', version: '1', versionDir: env.paths.treeDir('default', 'fx', { version: '1' }), frameworkType: 'fix', replicas: 1 };
   mkdirSync(target.versionDir, { recursive: true });
   const value = async (name: string, labels: Record<string, string>) => sampleValue(parsePromText(await metrics.registry.metrics()), name, labels);
   return { s, target, value };

@@ -47,8 +47,8 @@ describe('StatusTracker', () => {
     let t = 0;
     const tr = new StatusTracker(() => t);
     const v = (serving: string, previous?: string) => [
-      { version: serving, sha256sum: 'a', state: 'serving' as const },
-      ...(previous ? [{ version: previous, sha256sum: 'b', state: 'previous' as const }] : []),
+      { version: serving, sha256sum: `sha-of-${serving}`, state: 'serving' as const },
+      ...(previous ? [{ version: previous, sha256sum: `sha-of-${previous}`, state: 'previous' as const }] : []),
     ];
     expect(tr.observe(st({ phase: 'Downloading', progress: { bytes: 0 } }))).toEqual([]);
     t = 1000;
@@ -89,6 +89,21 @@ describe('StatusTracker', () => {
     tr.observe(st({ phase: 'Installing' }));
     t = 21_000;
     expect(tr.observe(st({ phase: 'Starting' }))).toEqual([{ kind: 'installed', namespace: 'default', name: 'm', seconds: 1 }]);
+  });
+
+  it('counts a version republished with other bytes as a switch, and going back to the first build as a rollback', () => {
+    const tr = new StatusTracker(() => 0);
+    const first = { version: '1', sha256sum: 'a'.repeat(64) };
+    const retrained = { version: '1', sha256sum: 'b'.repeat(64) };
+    expect(tr.observe(st({ phase: 'Serving', servingVersion: '1', versions: [{ ...first, state: 'serving' }] }))).toEqual([]);
+    expect(tr.observe(st({ phase: 'Serving', servingVersion: '1', versions: [{ ...first, state: 'previous' }, { ...retrained, state: 'serving' }] }))).toEqual([
+      { kind: 'switch', namespace: 'default', name: 'm', from: '1', to: '1', rollback: false },
+    ]);
+    expect(tr.observe(st({ phase: 'Serving', servingVersion: '1', versions: [{ ...first, state: 'serving' }, { ...retrained, state: 'previous' }] }))).toEqual([
+      { kind: 'switch', namespace: 'default', name: 'm', from: '1', to: '1', rollback: true },
+    ]);
+    // The same status again is no switch.
+    expect(tr.observe(st({ phase: 'Serving', servingVersion: '1', versions: [{ ...first, state: 'serving' }, { ...retrained, state: 'previous' }] }))).toEqual([]);
   });
 });
 

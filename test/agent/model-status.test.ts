@@ -88,7 +88,7 @@ describe('one status for the cloud and for `modeld status` (finding 7)', () => {
     given(spec({ replicas: 2 }), { servingVersion: '2', previousVersion: '1', heldVersion: '1', heldSpecHash: specHash(spec()) }, ['1', '2']);
     expect(bothViews().shown.heldVersion).toBeUndefined();
     store.models.update('default', 'resnet', { heldSpecHash: specHash(spec({ replicas: 2 })) });
-    store.versions.delete('default', 'resnet', '1');
+    store.versions.delete('default', 'resnet', { version: '1', sha256: SHA1 });
     const { reported, shown } = bothViews();
     expect(reported).toEqual(shown);
     expect(shown.heldVersion).toBeUndefined();

@@ -42,7 +42,7 @@ describe('orphaned runtimes', () => {
   it('kill -9 of the owning agent, then a new agent starts: no runtime of the old one remains', async () => {
     const env = servingEnv();
     cleanups.push(() => env.cleanup());
-    const dir = makeModelDir(env.paths.versionDir('default', 'lin', '1'), { w: 2, b: 1 });
+    const dir = makeModelDir(env.paths.treeDir('default', 'lin', { version: '1' }), { w: 2, b: 1 });
     const owner = await startOwner(env.root, dir, 2);
     expect(owner.pids).toHaveLength(2);
     expect((await inferX(owner.url, 'lin', [1])).body.model_version).toBe('1');

@@ -15,7 +15,7 @@ afterEach(() => envs.splice(0).forEach((e) => e.cleanup()));
 function setup(runtimes = {}) {
   const env = servingEnv({ runtimes });
   envs.push(env);
-  const dir = env.paths.versionDir('default', 'm', '1');
+  const dir = env.paths.treeDir('default', 'm', { version: '1' });
   mkdirSync(dir, { recursive: true });
   const target: ServeTarget = { namespace: 'default', name: 'm', modelName: 'm', version: '1', versionDir: dir, replicas: 1 };
   return { env, dir, target };
@@ -93,7 +93,7 @@ describe('runtime selection', () => {
 
   it('refuses a version directory that is a link leading out of the state directory', () => {
     const { env, target } = setup();
-    const link = env.paths.versionDir('default', 'm', '2');
+    const link = env.paths.treeDir('default', 'm', { version: '2' });
     symlinkSync('/etc', link);
     expect(codeOf(() => planRuntime({ ...target, version: '2', versionDir: link, frameworkType: 'onnx' }, env.config))).toBe('StartFailed');
   });

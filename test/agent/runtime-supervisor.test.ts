@@ -30,7 +30,7 @@ async function setup(runtimes: Record<string, unknown>, opts: { serving?: Record
     name: 'fx',
     modelName: 'fx',
     version: '1',
-    versionDir: env.paths.versionDir('default', 'fx', '1'),
+    versionDir: env.paths.treeDir('default', 'fx', { version: '1' }),
     frameworkType,
     replicas: 1,
     ...extra,
@@ -129,11 +129,12 @@ describe('supervisor', () => {
   it('a replica that fails while scaling up fails that activation only: the version keeps serving and is not reported failed', async () => {
     const failures: string[] = [];
     const env = servingEnv({ runtimes: { fix: fixtureRuntime('ok') } as never });
-    const serving = new Serving({ config: env.config, paths: env.paths, log: silentLogger(), onFailure: (_ns, _n, v, err) => failures.push(`${v}:${err.code}`) });
+    const serving = new Serving({ config: env.config, paths: env.paths, log: silentLogger() });
+    serving.onServingFailure((t, err) => failures.push(`${t.version}:${err.code}`));
     cleanups.push(() => env.cleanup());
     cleanups.push(() => serving.close());
     await serving.start();
-    const dir = env.paths.versionDir('default', 'fx', '1');
+    const dir = env.paths.treeDir('default', 'fx', { version: '1' });
     (await import('node:fs')).mkdirSync(dir, { recursive: true });
     const crashFile = join(env.root, 'crash-new-replicas');
     (env.config.runtimes.fix.command as string[]).push('--crash-at-start-if', crashFile);

@@ -21,17 +21,18 @@ const VERSIONS: Record<string, { w: number; b: number }> = { '1': { w: 2, b: 1 }
 async function setup(over: Parameters<typeof servingEnv>[0] = {}) {
   const env = servingEnv(over);
   const failures: Array<{ version: string; err: ModeldError }> = [];
-  const serving = new Serving({ config: env.config, paths: env.paths, log: silentLogger(), onFailure: (_ns, _n, version, err) => failures.push({ version, err }) });
+  const serving = new Serving({ config: env.config, paths: env.paths, log: silentLogger() });
+  serving.onServingFailure((t, err) => failures.push({ version: t.version, err }));
   cleanups.push(() => env.cleanup());
   cleanups.push(() => serving.close());
   await serving.start();
-  for (const [v, wb] of Object.entries(VERSIONS)) makeModelDir(env.paths.versionDir('default', 'lin', v), wb);
+  for (const [v, wb] of Object.entries(VERSIONS)) makeModelDir(env.paths.treeDir('default', 'lin', { version: v }), wb);
   const target = (version: string, extra: Partial<ServeTarget> = {}): ServeTarget => ({
     namespace: 'default',
     name: 'lin',
     modelName: 'lin',
     version,
-    versionDir: env.paths.versionDir('default', 'lin', version),
+    versionDir: env.paths.treeDir('default', 'lin', { version: version }),
     replicas: 1,
     ...extra,
   });
@@ -180,7 +181,7 @@ describe('a version that cannot serve', () => {
   it('broken model file: StartFailed with the runtime’s reason, and the old version keeps answering', async () => {
     const { env, serving, target, url } = await setup();
     await serving.activate(target('1'));
-    makeModelDir(env.paths.versionDir('default', 'lin', '3'), { broken: true });
+    makeModelDir(env.paths.treeDir('default', 'lin', { version: '3' }), { broken: true });
     const err = await serving.activate(target('3')).catch((e: ModeldError) => e);
     expect(err).toMatchObject({ code: 'StartFailed' });
     expect((err as Error).message).toMatch(/Protobuf parsing failed/);
@@ -209,14 +210,14 @@ describe('a version that cannot serve', () => {
     await waitFor(() => started.every((p) => !isRunning(p)), WAIT_MS, 'fixture runtimes gone');
   });
 
-  it('a serving version that starts crash-looping is reported through onFailure', async () => {
+  it('a serving version that starts crash-looping is reported to the serving-failure listener', async () => {
     const { env, serving, failures, target, url } = await setup();
     const crashFile = join(env.root, 'crash-now');
     env.config.runtimes.fix = fixtureRuntime('ready-then-crash', { env: { CRASH_FILE: crashFile } }) as never;
     await serving.activate(target('2', { frameworkType: 'fix' }));
     expect((await inferX(url, 'lin', [4])).body).toMatchObject({ model_version: '2', outputs: [{ data: [4] }] });
     writeFileSync(crashFile, '');
-    await waitFor(() => failures.length > 0, WAIT_MS, 'onFailure');
+    await waitFor(() => failures.length > 0, WAIT_MS, 'the serving-failure listener');
     expect(failures).toEqual([{ version: '2', err: expect.objectContaining({ code: 'CrashLoop' }) }]);
     // The owner rolls back the same way it switches.
     await serving.activate(target('1'));

@@ -59,7 +59,7 @@ describe('steps under node-wide limits', () => {
     // When b really starts installing, a's version is complete already.
     const origReport = reporter.report.bind(reporter);
     reporter.report = (ns, name, u) => {
-      if (name === 'b' && u.phase === 'Installing' && !u.reason) installedAt.aDoneWhenBStarted = existsSync(join(paths.versionDir('default', 'a', '1'), '.modeld-complete'));
+      if (name === 'b' && u.phase === 'Installing' && !u.reason) installedAt.aDoneWhenBStarted = existsSync(join(paths.treeDir('default', 'a', { version: '1', sha256: shas[0] }), '.modeld-complete'));
       return origReport(ns, name, u);
     };
     await Promise.all([a, b]);
@@ -67,6 +67,6 @@ describe('steps under node-wide limits', () => {
     const seq = statuses.map((s) => `${s.name} ${s.phase} ${s.reason ?? '-'} ${s.message ?? ''}`.trim());
     expect(seq).toEqual(['a Installing -', 'b Installing WaitingForSlot waiting for an install slot (1 of 1 in use)', 'b Installing -']);
     expect(installedAt.aDoneWhenBStarted).toBe(true);
-    expect(existsSync(join(paths.versionDir('default', 'b', '1'), 'name.txt'))).toBe(true);
+    expect(existsSync(join(paths.treeDir('default', 'b', { version: '1', sha256: shas[1] }), 'name.txt'))).toBe(true);
   });
 });

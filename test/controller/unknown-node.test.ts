@@ -64,7 +64,7 @@ describe('a node the cluster does not know', { timeout: 180_000 }, () => {
     agent = startAgent('edge-a');
     const current = join(stateDir(), 'models', 'default', 'lin', 'current');
     await until(() => api.get(TYPES.inferencemodels, 'default', 'lin')?.status?.nodes?.find((n: any) => n.node === 'edge-a')?.phase === 'Installed', 'edge-a installed lin', 90_000);
-    expect(readlinkSync(current)).toBe('versions/1');
+    expect(readlinkSync(current)).toBe(`versions/1@${server.sha256}`);
 
     // The same node, its name mistyped.
     await agent.kill('SIGTERM');
