@@ -34,7 +34,7 @@ const HELP: Record<string, string> = {
   stateDir: 'State directory: SQLite store, blobs, unpacked models. systemd\'s StateDirectory=modeld.',
   'limits.messageBytes': 'Largest MQTT message accepted; bigger ones are dropped with a log line.',
   'limits.archiveBytes': 'Largest archive downloaded.',
-  'limits.unpackedBytes': 'Largest total size of an unpacked archive (also at most store.capBytes, and what the disk has beyond fetch.reserveBytes: NoSpace).',
+  'limits.unpackedBytes': 'Largest total size of an unpacked archive (ArchiveTooLarge); also at most what the disk has beyond fetch.reserveBytes (NoSpace).',
   'limits.entries': 'Most entries in one archive.',
   'limits.compressionRatio': 'Most a .tar.gz may inflate per compressed byte, once past 64 MiB inflated (ArchiveTooLarge): weights inflate 1-3:1, a gzip bomb about 1000:1.',
   'limits.fetches': 'Downloads in progress at once on the node, over all models; the others wait (status: "waiting for a download slot").',

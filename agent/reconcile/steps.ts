@@ -206,15 +206,16 @@ const stagingFor = (model: ModelRef, version: string, paths: StatePaths) =>
   join(paths.stagingDir, `${model.namespace}_${model.name}_${version}_${randomBytes(4).toString('hex')}`);
 
 /**
- * What an unpack may write: the configured limits, the store's cap (one tree cannot be larger), and
- * the disk's free space less fetch.reserveBytes — measured now, less `pendingBytes` still to come
- * (the rest of a download running beside an overlapped unpack).
+ * What an unpack may write: the configured limits, and the disk's free space less
+ * fetch.reserveBytes — measured now, less `pendingBytes` still to come (the rest of a download
+ * running beside an overlapped unpack). store.capBytes is gc's target, not a limit on one tree:
+ * gc never removes what serves, so a store may stand above its cap.
  */
 async function unpackLimits(deps: StepDeps, pendingBytes: () => number = () => 0): Promise<UnpackLimits> {
-  const { limits, store, fetch } = deps.config;
+  const { limits, fetch } = deps.config;
   const free = await freeBytes(deps.paths.stagingDir).catch(() => Infinity);
   return {
-    maxBytes: Math.min(limits.unpackedBytes, store.capBytes),
+    maxBytes: limits.unpackedBytes,
     maxEntries: limits.entries,
     maxRatio: limits.compressionRatio,
     roomBytes: () => free - fetch.reserveBytes - pendingBytes(),

@@ -125,12 +125,12 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  for (const a of agents) await a.kill('SIGTERM');
+  for (const a of agents) await a.end();
   agents = [];
   await cloud.close();
   for (const s of servers) await s.stop();
   servers = [];
-  await broker.stop();
+  await broker.close();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -226,8 +226,8 @@ describe('a state directory of the old versions/<v> layout', { timeout: 240_000 
     const m = await status();
     expect(m.versions).toEqual(
       expect.arrayContaining([
-        { version: '2', sha256: v2.sha256, state: 'serving' },
-        { version: '1', sha256: v1.sha256, state: 'previous' },
+        { version: '2', sha256sum: v2.sha256, state: 'serving' },
+        { version: '1', sha256sum: v1.sha256, state: 'previous' },
       ]),
     );
     // The migrated rollback tree is still the rollback.

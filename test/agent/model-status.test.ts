@@ -53,7 +53,10 @@ const routingTo = (version: string | undefined): Pick<ServingPort, 'state'> => (
 function given(desired: InferenceModelSpec, model: Partial<ModelState>, installed: string[]): void {
   store.specs.put({ namespace: 'default', name: 'resnet', uid: 'u1', generation: 3, spec: desired, msgId: 'm3', source: 'cloud', updatedAt: 1 });
   for (const v of installed) store.versions.put({ namespace: 'default', name: 'resnet', version: v, sha256: v === '1' ? SHA1 : SHA2 });
-  store.models.update('default', 'resnet', { phase: 'Serving', observedGeneration: 3, ...model });
+  // Rows name trees (version + digest), as the runner records them.
+  const sha = (v?: string) => (v === undefined ? undefined : v === '1' ? SHA1 : SHA2);
+  const trees = { servingSha256: sha(model.servingVersion), previousSha256: sha(model.previousVersion), heldSha256: sha(model.heldVersion), failedSha256: sha(model.failedVersion) };
+  store.models.update('default', 'resnet', { phase: 'Serving', observedGeneration: 3, ...trees, ...model });
 }
 
 /** What both must agree on. */

@@ -181,10 +181,11 @@ type Line = Record<string, unknown>;
 
 /** The milestone one log line marks for `version`, if any. */
 function milestoneOf(l: Line, version: string): Milestone | undefined {
-  const step = l.step as { kind?: string; version?: string } | undefined;
-  if (l.msg === 'step' && step?.version === version) {
-    // An install step (no overlapped unpack) runs only once the archive verified.
-    return step.kind === 'fetch' ? 'fetch' : step.kind === 'switch' ? 'switch' : step.kind === 'install' ? 'verified' : undefined;
+  const step = l.step as { kind?: string; version?: string; tree?: { version?: string } } | undefined;
+  if (l.msg === 'step' && (step?.version ?? step?.tree?.version) === version) {
+    // An install step (no overlapped unpack) runs only once the archive verified. The switch is
+    // `serve` (traffic moves; a no-op with --no-serve) then `point` (the link and the row).
+    return step!.kind === 'fetch' ? 'fetch' : step!.kind === 'serve' || step!.kind === 'point' ? 'switch' : step!.kind === 'install' ? 'verified' : undefined;
   }
   if (l.version !== version) return undefined;
   if (l.msg === 'download verified' || l.phase === 'Verifying') return 'verified';
