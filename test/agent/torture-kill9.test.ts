@@ -11,6 +11,7 @@ import { startChaosServer, type ChaosServer } from '../helpers/chaos-server.js';
 import { connectCloud, type Cloud } from '../helpers/cloud.js';
 import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
 import { waitFor } from '../helpers/wait.js';
+import { seededRandom } from '../helpers/fault-server.js';
 
 // Guarantee 1 under kill -9, round after round. Every round brings a version never installed
 // before (a few MB in a few hundred files, each file naming its version), publishes a spec
@@ -54,17 +55,6 @@ type Phase = (typeof PHASES)[number];
 /** Where a kill landed: one of the phases, or before the agent started on the version, or after it was done. */
 type Landing = Phase | 'before' | 'after';
 
-/** mulberry32: small, seedable, good enough to pick aims and instants. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const seedOf = (...parts: Array<string | number>) => createHash('sha256').update(parts.join('/')).digest().readUInt32LE(0);
 
@@ -96,7 +86,7 @@ const modelDir = () => join(stateDir(), 'models', NS, NAME);
 
 /** A version's files: 200-349 files of 6-14 KiB under a few directories, seeded. */
 function versionFiles(version: string): Map<string, Buffer> {
-  const r = rng(seedOf(SEED, 'files', version));
+  const r = seededRandom(seedOf(SEED, 'files', version));
   const files = new Map<string, Buffer>();
   files.set('version.txt', Buffer.from(`${version}\n`));
   const count = 200 + Math.floor(r() * 150);
@@ -473,7 +463,7 @@ describe('kill -9 torture: a new version every round', () => {
     async () => {
       console.log(`kill -9 torture: ${ROUNDS} rounds, seed ${SEED} (MODELD_TORTURE_SEED=${SEED} to aim the same way), at least ${MIN_PER_PHASE} kills per phase`);
       const started = Date.now();
-      const pick = rng(seedOf(SEED, 'aims'));
+      const pick = seededRandom(seedOf(SEED, 'aims'));
       const known: Version[] = [];
       const rows: Row[] = [];
       const landed: Record<Landing, number> = { download: 0, unpack: 0, switch: 0, before: 0, after: 0 };
