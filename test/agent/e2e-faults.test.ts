@@ -198,7 +198,8 @@ describe(`HTTP faults end to end (FAULT_SEED=${SEED})`, { timeout: 180_000 }, ()
       s.fallback = { kind: 'closeBehindBody', object: i };
       const from = cloud.statuses.length;
       await cloud.update(NODE, content('m', i + 1, s.urlFor(`/v${i + 1}.tar.gz`), v.sha256, String(i + 1)));
-      await Promise.race([cloud.waitStatus((x) => x.name === 'm' && x.observedGeneration === i + 1 && x.phase === 'Installed', { from, what: `v${i + 1} installed` }), died(a)]);
+      // servingVersion too: a step of the previous version that ends just after the new spec arrived reports Installed under the new generation.
+      await Promise.race([cloud.waitStatus((x) => x.name === 'm' && x.observedGeneration === i + 1 && x.phase === 'Installed' && x.servingVersion === String(i + 1), { from, what: `v${i + 1} installed` }), died(a)]);
       expectInstalled('m', String(i + 1), v);
     }
     expect(s.requests.every((r) => r.fault === 'closeBehindBody' && r.status === 200)).toBe(true);
@@ -425,7 +426,7 @@ describe('Python http.server (HTTP/1.0) as the peer', { timeout: 300_000 }, () =
       writeFileSync(join(www, `small-${v}.tar.gz`), arc.body);
       const from = cloud.statuses.length;
       await cloud.update(NODE, content('small', v, py.url(`small-${v}.tar.gz`), arc.sha256, String(v)));
-      await Promise.race([cloud.waitStatus((x) => x.name === 'small' && x.observedGeneration === v && x.phase === 'Installed', { from, what: `v${v} installed` }), died(a)]);
+      await Promise.race([cloud.waitStatus((x) => x.name === 'small' && x.observedGeneration === v && x.phase === 'Installed' && x.servingVersion === String(v), { from, what: `v${v} installed` }), died(a)]);
       expectInstalled('small', String(v), arc);
     }
     expect(py.log().match(/"GET \/small-\d\.tar\.gz HTTP\/1\.1" 200 -/g)).toHaveLength(5);
