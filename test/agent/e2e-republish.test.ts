@@ -150,7 +150,7 @@ describe('a version republished with other bytes', { timeout: 240_000 }, () => {
     const traffic = steadyTraffic([first, retrained]);
     const from = cloud.statuses.length;
     await cloud.update(NODE, content(2, [retrained], '1'));
-    const served = await cloud.waitStatus((s) => s.observedGeneration === 2 && s.phase === 'Serving' && s.readyReplicas === 1, { from, timeoutMs: 60_000, what: 'the republished build serving' });
+    const served = await cloud.waitStatus((s) => s.observedGeneration === 2 && s.phase === 'Serving' && s.readyReplicas === 1 && entry(s, retrained.sha256)?.state === 'serving', { from, timeoutMs: 60_000, what: 'the republished build serving' });
     const { sent, bad } = await traffic.end();
 
     expect(retrained.server.requests.length, 'the republished archive was downloaded').toBeGreaterThan(0);
