@@ -1,17 +1,17 @@
-import { readdirSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { MODEL_NAME_PATTERN, VERSION_PATTERN } from '../../shared/names.js';
 import { EXIT_UNSERVABLE } from './exit-codes.js';
-import { decodeInput, encodeData, OipError, oipDatatype, oipShape, type TensorSpec } from './oip-tensors.js';
+import { findModelFile, jsonReply, loadOipModel, type OipModel, type OipReply } from './oip-model.js';
+import { OipError, oipDatatype, oipShape } from './oip-tensors.js';
+import { readBody } from './read-body.js';
 
 // The built-in `onnx` runtime: one process per instance, started by the supervisor. It loads the
 // one .onnx file of a version directory with onnxruntime-node (CPU) and speaks the Open Inference
 // Protocol v2 over HTTP on loopback. Exit code 78 (EX_CONFIG) means "this model cannot be
 // served" (no model file, invalid model): the supervisor does not restart it.
 
-export { EXIT_UNSERVABLE };
+export { EXIT_UNSERVABLE, findModelFile };
 
 interface Args {
   port: number;
@@ -56,147 +56,24 @@ function parse(argv: string[]): Args {
   return args;
 }
 
-/** The one .onnx file of a version directory (at the top, or one directory down). */
-export function findModelFile(dir: string): string {
-  const found: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    if (e.isFile() && e.name.endsWith('.onnx')) found.push(join(dir, e.name));
-  }
-  if (found.length === 0) {
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      if (!e.isDirectory()) continue;
-      for (const f of readdirSync(join(dir, e.name), { withFileTypes: true })) {
-        if (f.isFile() && f.name.endsWith('.onnx')) found.push(join(dir, e.name, f.name));
-      }
-    }
-  }
-  if (found.length === 0) throw new Error(`no .onnx file in ${dir}`);
-  if (found.length > 1) throw new Error(`more than one .onnx file in ${dir}: ${found.map((f) => f.slice(dir.length + 1)).join(', ')}`);
-  return found[0];
-}
-
-type Ort = typeof import('onnxruntime-node');
-type Session = import('onnxruntime-node').InferenceSession;
-
-interface Loaded {
-  ort: Ort;
-  session: Session;
-  inputs: TensorSpec[];
-  outputs: TensorSpec[];
-}
-
-const tensorSpecs = (meta: Session['inputMetadata']): TensorSpec[] =>
-  meta.map((m) => (m.isTensor ? { name: m.name, type: m.type, shape: m.shape } : { name: m.name, type: 'unknown', shape: [] }));
-
-async function load(args: Args): Promise<Loaded> {
-  const file = findModelFile(args.modelDir);
-  // onnxruntime's telemetry (on unless told otherwise) leaves .ses and mat-debug-<pid>.log in
-  // the temp folder of every process that loads it, and a node has no use for it.
-  process.env.ORT_DISABLE_TELEMETRY ??= '1';
-  const ort = await import('onnxruntime-node');
-  const session = await ort.InferenceSession.create(file, {
-    executionProviders: ['cpu'],
-    intraOpNumThreads: args.threads,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-  });
-  return { ort, session, inputs: tensorSpecs(session.inputMetadata), outputs: tensorSpecs(session.outputMetadata) };
-}
-
 function send(res: ServerResponse, status: number, body: unknown) {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
+  writeReply(res, jsonReply(status, body));
+}
+
+function writeReply(res: ServerResponse, r: OipReply) {
+  res.writeHead(r.status, r.headers);
+  res.end(r.body);
 }
 
 const sendError = (res: ServerResponse, status: number, message: string) => send(res, status, { error: message });
 
-/** Reads a request body up to `limit` bytes; rejects with OipError 413 past it. */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limit) {
-      reject(new OipError(`request body of ${declared} bytes is over the limit of ${limit}`, 413));
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        req.removeAllListeners('data');
-        req.resume();
-        reject(new OipError(`request body is over the limit of ${limit} bytes`, 413));
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
-
 export function startServer(args: Args, stderr: (line: string) => void) {
-  let model: Loaded | undefined;
+  let model: OipModel | undefined;
   let inFlight = 0;
 
-  const metadata = (m: Loaded) => ({
-    name: args.modelName,
-    versions: [args.version],
-    platform: 'onnxruntime',
-    inputs: m.inputs.map((t) => ({ name: t.name, datatype: oipDatatype(t.type), shape: oipShape(t.shape) })),
-    outputs: m.outputs.map((t) => ({ name: t.name, datatype: oipDatatype(t.type), shape: oipShape(t.shape) })),
-  });
-
-  async function infer(req: IncomingMessage, res: ServerResponse, m: Loaded) {
+  async function infer(req: IncomingMessage, res: ServerResponse, m: OipModel) {
     const body = await readBody(req, args.maxBodyBytes);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(body.toString('utf8'));
-    } catch (err) {
-      throw new OipError(`request body is not valid JSON: ${(err as Error).message}`);
-    }
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new OipError('request body must be a JSON object');
-    const r = parsed as { id?: unknown; inputs?: unknown; outputs?: unknown };
-    if (!Array.isArray(r.inputs) || r.inputs.length === 0) throw new OipError('"inputs" must be a non-empty array');
-    const maxElements = Math.max(1, Math.floor(args.maxBodyBytes / 2));
-    const feeds: Record<string, import('onnxruntime-node').Tensor> = {};
-    for (const raw of r.inputs) {
-      const name = (raw as { name?: unknown })?.name;
-      if (typeof name !== 'string') throw new OipError('every input needs a "name"');
-      const spec = m.inputs.find((i) => i.name === name);
-      if (!spec) throw new OipError(`unknown input "${name}"; the model's inputs are ${m.inputs.map((i) => `"${i.name}"`).join(', ')}`);
-      if (feeds[name]) throw new OipError(`input "${name}" is given twice`);
-      const t = decodeInput(raw, spec, maxElements);
-      feeds[name] = new m.ort.Tensor(t.type, t.data, t.shape);
-    }
-    const missing = m.inputs.filter((i) => !feeds[i.name]);
-    if (missing.length) throw new OipError(`missing input ${missing.map((i) => `"${i.name}"`).join(', ')}`);
-    let wanted = m.outputs.map((o) => o.name);
-    if (r.outputs !== undefined) {
-      if (!Array.isArray(r.outputs)) throw new OipError('"outputs" must be an array');
-      wanted = r.outputs.map((o) => {
-        const name = (o as { name?: unknown })?.name;
-        if (typeof name !== 'string' || !m.outputs.some((x) => x.name === name)) throw new OipError(`unknown output ${JSON.stringify(name)}`);
-        return name;
-      });
-    }
-    let result: Record<string, import('onnxruntime-node').Tensor>;
-    try {
-      result = await m.session.run(feeds, wanted);
-    } catch (err) {
-      // onnxruntime rejects inputs the declared signature let through (e.g. broadcast mismatch).
-      throw new OipError(`inference failed: ${(err as Error).message}`);
-    }
-    send(res, 200, {
-      model_name: args.modelName,
-      model_version: args.version,
-      ...(typeof r.id === 'string' ? { id: r.id } : {}),
-      outputs: wanted.map((name) => {
-        const t = result[name];
-        return { name, datatype: oipDatatype(t.type), shape: Array.from(t.dims), data: encodeData(t.type, t.data as ArrayLike<unknown>) };
-      }),
-    });
+    writeReply(res, await m.infer(body, req.headers));
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse) {
@@ -223,7 +100,7 @@ export function startServer(args: Args, stderr: (line: string) => void) {
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return sendError(res, 405, `${req.method} not allowed here`);
     if (action === '/ready') return send(res, 200, { name, ready: true });
-    return send(res, 200, metadata(model));
+    return send(res, 200, model.metadata());
   }
 
   const server = createServer((req, res) => {
@@ -253,7 +130,7 @@ export function startServer(args: Args, stderr: (line: string) => void) {
         server.once('error', reject);
         server.listen(args.port, args.host, () => resolve());
       }),
-    setModel: (m: Loaded) => {
+    setModel: (m: OipModel) => {
       model = m;
     },
     inFlight: () => inFlight,
@@ -272,9 +149,9 @@ async function main() {
   const srv = startServer(args, stderr);
   // Live before the model is loaded; ready only after.
   await srv.listen();
-  let loaded: Loaded;
+  let loaded: OipModel;
   try {
-    loaded = await load(args);
+    loaded = await loadOipModel(args);
   } catch (err) {
     stderr(`onnx-server: cannot load model "${args.modelName}" version "${args.version}": ${(err as Error).message}`);
     process.exit(EXIT_UNSERVABLE);
