@@ -5,7 +5,7 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // Fails the run on a process or temp folder a test left behind (see the file).
     globalSetup: ['test/leak-check.ts'],
-    setupFiles: ['test/end-trees.ts'],
+    setupFiles: ['test/end-trees.ts', 'test/no-proxy.ts'],
     // Generous and bounded: the suite must pass on a loaded machine, and a broken test still fails.
     testTimeout: 180_000,
     hookTimeout: 180_000,

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_STATUS_TOPIC, DEFAULT_TOPIC_PREFIX, DeployLayer, ModelName, NodeName } from '../../shared/index.js';
+import { prefixProblem } from '../fetch/mirrors.js';
 import { Size } from './size.js';
 
 // The node's configuration: every key with its default. README's configuration table follows
@@ -86,6 +87,18 @@ export const ConfigSchema = z.strictObject({
       allowedSchemes: z.array(z.enum(['https', 'http', 'file'])).default(['https', 'http']),
       /** Hostnames (exact, or "*.example.com"); empty allows any host. */
       allowedHosts: z.array(z.string()).default([]),
+      /** URL prefix -> mirror prefix; the spec's URL is checked first, the digest always. */
+      mirrors: z
+        .record(z.string(), z.string())
+        .default({})
+        .superRefine((map, ctx) => {
+          for (const [from, to] of Object.entries(map)) {
+            for (const [what, value, path] of [['prefix', from, [from]], ['mirror', to, [from]]] as const) {
+              const problem = prefixProblem(value);
+              if (problem) ctx.addIssue({ code: 'custom', path: [...path], message: `${what} ${JSON.stringify(value)} ${problem}` });
+            }
+          }
+        }),
       progressIntervalMs: z.number().int().min(0).default(1000),
     })
     .prefault({}),

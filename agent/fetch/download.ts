@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdir, unlink } from 'node:fs/promises';
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { sleep } from '../../shared/sleep.js';
 import { ModeldError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -15,6 +15,8 @@ import type { FetchPolicy } from './policy.js';
 import { copyLocalFile } from './local-file.js';
 import { progressEmitter } from './progress.js';
 import { Throttle } from './throttle.js';
+import { downloadDispatcher } from './dispatcher.js';
+import { viaMirror } from './mirrors.js';
 import { checkUrl } from './url-policy.js';
 
 export interface FetchRequest {
@@ -97,7 +99,9 @@ export async function fetchBlob(req: FetchRequest, deps: FetchDeps, opts: FetchO
     if (now) return now;
     if (expected && (await blobStore.recoverUnrecorded(expected, opts.signal))) return fromStore()!;
     if (url.protocol === 'file:') return await copyLocalFile(url, expected, deps, opts);
-    return await new Download(url, req.url, key, expected, deps, opts).run();
+    const mirrored = viaMirror(url, policy.mirrors);
+    if (mirrored) deps.log.info({ url: req.url, mirror: mirrored.href }, 'downloading from the site mirror');
+    return await new Download(mirrored ?? url, req.url, key, expected, deps, opts).run();
   } finally {
     release();
   }
@@ -177,7 +181,7 @@ class Download {
   /** The retry loop: bounded attempts, backoff with jitter, resume on every retry. */
   private async transfer(): Promise<void> {
     const { policy } = this.deps;
-    const dispatcher = this.deps.dispatcher ?? new Agent({ connect: { timeout: policy.connectTimeoutMs }, headersTimeout: 0, bodyTimeout: 0 });
+    const dispatcher = this.deps.dispatcher ?? downloadDispatcher(policy.connectTimeoutMs, policy.proxy);
     const throttle = this.deps.throttle ?? (policy.bandwidth > 0 ? new Throttle(policy.bandwidth) : undefined);
     const backoff = this.deps.sleep ?? sleep;
     let restarts = 0;
@@ -235,7 +239,7 @@ class Download {
         }
       }
     } finally {
-      if (!this.deps.dispatcher) await (dispatcher as Agent).destroy().catch(() => {});
+      if (!this.deps.dispatcher) await dispatcher.destroy().catch(() => {});
     }
   }
 

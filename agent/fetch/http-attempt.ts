@@ -99,6 +99,7 @@ export async function runAttempt(startUrl: URL, file: PartialFile, known: Remote
 
   let body: Dispatcher.ResponseData['body'] | undefined;
   let headersSeen = false;
+  let meta: ResponseMeta | undefined;
   const offsetAtStart = file.size;
   let expectedEnd: number | undefined;
   try {
@@ -127,7 +128,7 @@ export async function runAttempt(startUrl: URL, file: PartialFile, known: Remote
     headersSeen = true;
     const status = res.statusCode;
     const h = res.headers;
-    const meta: ResponseMeta = {
+    meta = {
       status,
       finalUrl: url.href,
       etag: header(h, 'etag'),
@@ -218,6 +219,10 @@ export async function runAttempt(startUrl: URL, file: PartialFile, known: Remote
       throw new ModeldError('Stalled', `no data from the server for ${policy.stallTimeoutMs} ms${where}`, { retryable: true, cause: err });
     }
     if (err instanceof ModeldError || err instanceof RestartFromZero) throw err;
+    // Every announced byte is on disk and the connection failed after them: undici reports a
+    // keep-alive connection closed behind a body it had buffered but not yet parsed to its end
+    // (tinyproxy closes after each response) as "other side closed". The digest decides.
+    if (meta && expectedEnd !== undefined && file.size === expectedEnd) return meta;
     const code = (err as { code?: string }).code;
     if (code === 'UND_ERR_CONNECT_TIMEOUT') {
       throw new ModeldError('ConnectTimeout', `could not connect to ${startUrl.host} within ${policy.connectTimeoutMs} ms`, { retryable: true, cause: err });

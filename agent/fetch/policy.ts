@@ -1,4 +1,6 @@
 import type { Config } from '../config/schema.js';
+import { proxyFromEnv, type ProxySettings } from './dispatcher.js';
+import { parseMirrors, type Mirror } from './mirrors.js';
 
 /** Everything a download needs to know from the node's configuration, in one plain object. */
 export interface FetchPolicy {
@@ -22,9 +24,13 @@ export interface FetchPolicy {
   allowedHosts: string[];
   allowUnverified: boolean;
   progressIntervalMs: number;
+  /** fetch.mirrors, longest prefix first; a mirror's host is allowed by being configured. */
+  mirrors: Mirror[];
+  /** From HTTPS_PROXY, HTTP_PROXY, NO_PROXY. */
+  proxy: ProxySettings;
 }
 
-export function fetchPolicyFromConfig(config: Config): FetchPolicy {
+export function fetchPolicyFromConfig(config: Config, env: NodeJS.ProcessEnv = process.env): FetchPolicy {
   const f = config.fetch;
   return {
     attempts: f.attempts,
@@ -42,5 +48,7 @@ export function fetchPolicyFromConfig(config: Config): FetchPolicy {
     allowedHosts: [...f.allowedHosts],
     allowUnverified: config.allowUnverified,
     progressIntervalMs: f.progressIntervalMs,
+    mirrors: parseMirrors(f.mirrors),
+    proxy: proxyFromEnv(env),
   };
 }

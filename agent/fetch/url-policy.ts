@@ -24,7 +24,8 @@ function hostAllowed(host: string, allowed: string[]): boolean {
 
 /**
  * The URL as parsed, if the node's policy allows fetching it; otherwise ModeldError('URLNotAllowed')
- * with the reason. Checked before any request, and again on every redirect.
+ * with the reason. Checked before any request, and again on every redirect. A configured mirror's
+ * host (and port) is allowed by being configured.
  */
 export function checkUrl(url: string, policy: FetchPolicy): URL {
   if (typeof url !== 'string' || url.length === 0) throw refuse(String(url), 'empty URL');
@@ -48,7 +49,7 @@ export function checkUrl(url: string, policy: FetchPolicy): URL {
     return parsed;
   }
   if (!parsed.hostname) throw refuse(url, 'no host');
-  if (!hostAllowed(parsed.hostname, policy.allowedHosts)) {
+  if (!hostAllowed(parsed.hostname, policy.allowedHosts) && !policy.mirrors.some((m) => m.to.host === parsed.host)) {
     throw refuse(url, `host "${parsed.hostname}" is not in fetch.allowedHosts`);
   }
   return parsed;

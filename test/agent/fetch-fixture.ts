@@ -29,6 +29,8 @@ export function testPolicy(over: Partial<FetchPolicy> = {}): FetchPolicy {
     allowedHosts: [],
     allowUnverified: false,
     progressIntervalMs: 0,
+    mirrors: [],
+    proxy: {},
     ...over,
   };
 }

@@ -29,8 +29,10 @@ export type Fault = { object?: number } & (
    * HTTP/1.1 with Content-Length and `Connection: close`: the head and the whole body are handed
    * to the socket in one write followed at once by the FIN, not waiting for the client to read
    * any of it, so the FIN arrives right behind the last byte while the client is still behind.
+   * `keepAlive` says `Connection: keep-alive` and closes all the same, as tinyproxy does (it
+   * drops the origin's Connection header and closes after each response).
    */
-  | { kind: 'closeBehindBody' }
+  | { kind: 'closeBehindBody'; keepAlive?: boolean }
   /** Whatever Range and If-Range say, `200` with the whole object (possibly other bytes than before). */
   | { kind: 'rangeAs200' }
   /**
@@ -242,6 +244,7 @@ export async function startFaultServer(opts: { objects: FaultObject[]; seed: num
     switch (fault.kind) {
       case 'closeBehindBody': {
         // One write of everything, then the FIN: nothing waits for the client.
+        if (fault.keepAlive) headers.connection = 'keep-alive';
         const all = Buffer.concat([headBytes(statusLine, headers), obj.body.subarray(start)]);
         log.bytesSent = size - start;
         socket.end(all);
