@@ -51,6 +51,8 @@ const HELP: Record<string, string> = {
   'fetch.reserveBytes': 'Free space kept on the state directory\'s disk beyond the archive and its unpacked content.',
   'fetch.allowedSchemes': 'URL schemes allowed in manifests: https, http, file.',
   'fetch.allowedHosts': 'Hosts allowed in manifests (exact or "*.example.com"); empty: any host.',
+  'fetch.credentials':
+    'host ("name", "name:port" or "*.domain") -> files the node presents to a private store: {bearerTokenFile | basicAuthFile ("user:password"), clientCertFile + clientKeyFile, caFile}. https only; never from the spec; read at each download.',
   'fetch.mirrors':
     'URL prefix -> site mirror prefix, e.g. {"https://models.example.com/": "http://cache.site.lan/models/"}: downloads of matching URLs come from the mirror (the spec URL is checked against allowedHosts first; the digest always).',
   'fetch.progressIntervalMs': 'Least time between two progress statuses, ms.',

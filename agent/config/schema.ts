@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_STATUS_TOPIC, DEFAULT_TOPIC_PREFIX, DeployLayer, ModelName, NodeName } from '../../shared/index.js';
+import { credentialProblem } from '../fetch/credentials.js';
 import { prefixProblem } from '../fetch/mirrors.js';
 import { Size } from './size.js';
 
@@ -87,6 +88,25 @@ export const ConfigSchema = z.strictObject({
       allowedSchemes: z.array(z.enum(['https', 'http', 'file'])).default(['https', 'http']),
       /** Hostnames (exact, or "*.example.com"); empty allows any host. */
       allowedHosts: z.array(z.string()).default([]),
+      /** host -> files with what the node presents to a private store (never from the spec). */
+      credentials: z
+        .record(
+          z.string(),
+          z.strictObject({
+            bearerTokenFile: z.string().optional(),
+            basicAuthFile: z.string().optional(),
+            clientCertFile: z.string().optional(),
+            clientKeyFile: z.string().optional(),
+            caFile: z.string().optional(),
+          }),
+        )
+        .default({})
+        .superRefine((map, ctx) => {
+          for (const [host, c] of Object.entries(map)) {
+            const problem = credentialProblem(host, c);
+            if (problem) ctx.addIssue({ code: 'custom', path: [host], message: problem });
+          }
+        }),
       /** URL prefix -> mirror prefix; the spec's URL is checked first, the digest always. */
       mirrors: z
         .record(z.string(), z.string())

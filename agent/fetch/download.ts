@@ -181,7 +181,7 @@ class Download {
   /** The retry loop: bounded attempts, backoff with jitter, resume on every retry. */
   private async transfer(): Promise<void> {
     const { policy } = this.deps;
-    const dispatcher = this.deps.dispatcher ?? downloadDispatcher(policy.connectTimeoutMs, policy.proxy);
+    const dispatcher = this.deps.dispatcher ?? downloadDispatcher(policy.connectTimeoutMs, policy.proxy, policy.credentials);
     const throttle = this.deps.throttle ?? (policy.bandwidth > 0 ? new Throttle(policy.bandwidth) : undefined);
     const backoff = this.deps.sleep ?? sleep;
     let restarts = 0;

@@ -5,6 +5,7 @@ import { parseRetryAfter } from './backoff.js';
 import type { PartialFile } from './partial-file.js';
 import type { FetchPolicy } from './policy.js';
 import type { Throttle } from './throttle.js';
+import { authorizationFor } from './credentials.js';
 import { checkUrl } from './url-policy.js';
 
 // One HTTP request for a blob: resume from the partial file's length when it has bytes,
@@ -107,6 +108,10 @@ export async function runAttempt(startUrl: URL, file: PartialFile, known: Remote
     let res: Dispatcher.ResponseData;
     for (let hop = 0; ; hop++) {
       const headers: Record<string, string> = { 'accept-encoding': 'identity', 'user-agent': 'modeld' };
+      // Looked up for each hop: a redirect to another host carries that host's credentials, if
+      // any, and never the first one's (a presigned URL must not get an Authorization header).
+      const authorization = authorizationFor(url, policy.credentials);
+      if (authorization) headers.authorization = authorization;
       if (file.size > 0) {
         headers.range = `bytes=${file.size}-`;
         const ifRange = ifRangeValue(known);

@@ -1,4 +1,5 @@
 import type { Config } from '../config/schema.js';
+import { parseCredentials, type CredentialRule } from './credentials.js';
 import { proxyFromEnv, type ProxySettings } from './dispatcher.js';
 import { parseMirrors, type Mirror } from './mirrors.js';
 
@@ -28,6 +29,8 @@ export interface FetchPolicy {
   mirrors: Mirror[];
   /** From HTTPS_PROXY, HTTP_PROXY, NO_PROXY. */
   proxy: ProxySettings;
+  /** fetch.credentials: what this node presents to private stores, per host. */
+  credentials: CredentialRule[];
 }
 
 export function fetchPolicyFromConfig(config: Config, env: NodeJS.ProcessEnv = process.env): FetchPolicy {
@@ -50,5 +53,6 @@ export function fetchPolicyFromConfig(config: Config, env: NodeJS.ProcessEnv = p
     progressIntervalMs: f.progressIntervalMs,
     mirrors: parseMirrors(f.mirrors),
     proxy: proxyFromEnv(env),
+    credentials: parseCredentials(f.credentials),
   };
 }

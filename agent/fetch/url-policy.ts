@@ -43,7 +43,7 @@ export function checkUrl(url: string, policy: FetchPolicy): URL {
   if (!policy.allowedSchemes.includes(scheme as (typeof KNOWN_SCHEMES)[number])) {
     throw refuse(url, `scheme "${scheme}:" is not allowed by fetch.allowedSchemes (${policy.allowedSchemes.join(', ') || 'none'})`);
   }
-  if (parsed.username || parsed.password) throw refuse(url, 'credentials in the URL are not allowed');
+  if (parsed.username || parsed.password) throw refuse(url, 'credentials in the URL are not allowed (a private store takes them from fetch.credentials on the node)');
   if (scheme === 'file') {
     if (parsed.hostname && parsed.hostname !== 'localhost') throw refuse(url, `file: URL names a remote host "${parsed.hostname}"`);
     return parsed;

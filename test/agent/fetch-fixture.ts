@@ -31,6 +31,7 @@ export function testPolicy(over: Partial<FetchPolicy> = {}): FetchPolicy {
     progressIntervalMs: 0,
     mirrors: [],
     proxy: {},
+    credentials: [],
     ...over,
   };
 }

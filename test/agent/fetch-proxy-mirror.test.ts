@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigSchema } from '../../agent/config/schema.js';
@@ -10,7 +10,7 @@ import { checkUrl } from '../../agent/fetch/url-policy.js';
 import { faultObject, faultSeed, startFaultServer, type FaultServer } from '../helpers/fault-server.js';
 import { startPythonHttp, type PythonHttp } from '../helpers/python-http.js';
 import { startTinyproxy, type Tinyproxy } from '../helpers/tinyproxy.js';
-import { makeTempRoot, openAgent, rejection, testPolicy, type Agentish } from './fetch-fixture.js';
+import { makeTempRoot, openAgent, rejection, testPolicy, until, type Agentish } from './fetch-fixture.js';
 
 // Boards behind a site proxy or a site mirror (issue 11): downloads go through the proxy the
 // environment names (Debian's tinyproxy here, a real forward proxy), resume through it, and a
@@ -60,7 +60,10 @@ describe('downloads through a forward proxy (HTTP_PROXY, HTTPS_PROXY, NO_PROXY)'
 
   it('resumes through the proxy after the connection is reset mid-body', async () => {
     const [p, s] = await Promise.all([proxy(), origin()]);
-    s.script({ kind: 'reset', atByte: SIZE / 2 }, { kind: 'ok' });
+    // The reset waits until bytes have reached the client's file through the proxy: a resume.
+    const partial = agent.paths.partial(obj.sha256);
+    const hold = () => until(() => existsSync(partial) && statSync(partial).size >= 64 * 1024, 'bytes through the proxy on disk');
+    s.script({ kind: 'reset', atByte: SIZE / 2, hold }, { kind: 'ok' });
     agent.policy = testPolicy({ proxy: proxyFromEnv({ http_proxy: p.url }) });
     const r = await agent.fetch({ url: s.url, sha256: obj.sha256 });
     expect(readFileSync(r.path).equals(body)).toBe(true);
