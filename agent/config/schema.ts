@@ -40,6 +40,8 @@ export const ConfigSchema = z.strictObject({
       clientId: z.string().optional(),
       keepaliveSec: z.number().int().min(5).max(3600).default(30),
       reconnectMs: z.number().int().min(100).default(2000),
+      /** The delay between attempts doubles from reconnectMs up to this. */
+      reconnectMaxMs: z.number().int().min(100).default(60_000),
       tls: z
         .strictObject({
           ca: z.string().optional(),

@@ -3,9 +3,20 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { makeEnvelope, nodeFilter, presenceTopic, statusTopic, type HelloContent } from '../../shared/index.js';
 import { sleep } from '../../shared/sleep.js';
 import type { Config } from '../config/schema.js';
+import { ModeldError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { OutboxTable } from '../store/outbox.js';
+import { brokerRefusal } from './broker-refusal.js';
 import { presencePayload } from './presence.js';
+
+/** A TLS file named in the config; one that cannot be read is a config error (exit 78), said with its key. */
+function readTlsFile(key: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new ModeldError('ConfigInvalid', `${key}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+}
 
 export interface LinkDeps {
   config: Config;
@@ -63,18 +74,27 @@ export class MqttLink {
         retain: true,
       },
     };
-    if (b.tls.ca) opts.ca = readFileSync(b.tls.ca);
-    if (b.tls.cert) opts.cert = readFileSync(b.tls.cert);
-    if (b.tls.key) opts.key = readFileSync(b.tls.key);
+    if (b.tls.ca) opts.ca = readTlsFile('broker.tls.ca', b.tls.ca);
+    if (b.tls.cert) opts.cert = readTlsFile('broker.tls.cert', b.tls.cert);
+    if (b.tls.key) opts.key = readTlsFile('broker.tls.key', b.tls.key);
     opts.rejectUnauthorized = b.tls.rejectUnauthorized;
     const url = b.url.replace(/^tcp:/, 'mqtt:').replace(/^ssl:/, 'mqtts:');
 
     const client = mqtt.connect(url, opts);
     this.client = client;
-    // One warning per outage, not one per reconnect attempt: a node may be offline for days.
+    // One warning per outage and reason, not one per reconnect attempt: a node may be offline
+    // for days. Attempts back off from reconnectMs, doubling up to reconnectMaxMs (mqtt.js reads
+    // options.reconnectPeriod each time it schedules one).
     let warned = false;
+    let refusedFor: string | undefined;
+    client.on('reconnect', () => {
+      log.debug({ broker: url, delayMs: client.options.reconnectPeriod }, 'reconnecting to broker');
+      client.options.reconnectPeriod = Math.max(b.reconnectMs, Math.min(b.reconnectMaxMs, (client.options.reconnectPeriod ?? b.reconnectMs) * 2));
+    });
     client.on('connect', () => {
       warned = false;
+      refusedFor = undefined;
+      client.options.reconnectPeriod = b.reconnectMs;
       log.info({ broker: url }, 'connected to broker');
       this.deps.onConnectionChange?.(true);
       void this.onConnect(client);
@@ -84,7 +104,12 @@ export class MqttLink {
       if (!warned) log.warn({ broker: url }, 'broker unreachable; serving from local state, statuses kept in the outbox');
       warned = true;
     });
-    client.on('error', (err) => log[warned ? 'debug' : 'warn']({ err: err.message, broker: url }, 'broker connection error'));
+    client.on('error', (err) => {
+      const reason = brokerRefusal(err, url);
+      if (reason === refusedFor) return log.debug({ err: err.message, broker: url }, 'broker connection error');
+      refusedFor = reason;
+      log.warn({ reason, err: err.message, broker: url }, 'broker connection refused');
+    });
     client.on('message', (topic, payload) => {
       if (topic === presenceTopic(this.prefix, this.node)) return; // our own presence echo
       this.deps.onMessage(topic, payload);

@@ -35,7 +35,7 @@ beforeAll(async () => {
   cloud = await connectCloud(broker.url);
   config = {
     node: { name: NODE },
-    broker: { url: broker.url, reconnectMs: 200 },
+    broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 },
     stateDir: join(work, 'state'),
     admin: { socket: join(work, 'admin.sock') },
   };

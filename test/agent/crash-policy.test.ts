@@ -26,7 +26,7 @@ afterEach(async () => {
 async function start(metricsPort: number): Promise<AgentProcess> {
   const a = startAgentProcess(
     // No broker answers here: the daemon runs offline, as on a node whose broker is down.
-    { node: { name: 'edge-c' }, broker: { url: `mqtt://127.0.0.1:${await freePort()}`, reconnectMs: 200 }, stateDir: join(work, 'state'), admin: { metricsBind: '127.0.0.1', metricsPort } },
+    { node: { name: 'edge-c' }, broker: { url: `mqtt://127.0.0.1:${await freePort()}`, reconnectMs: 200, reconnectMaxMs: 1000 }, stateDir: join(work, 'state'), admin: { metricsBind: '127.0.0.1', metricsPort } },
     ['--no-serve'],
     { nodeArgs: ['--import', INJECT] },
   );

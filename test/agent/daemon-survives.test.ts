@@ -83,7 +83,7 @@ beforeEach(async () => {
 async function startAgent(fetch: Record<string, unknown> = {}): Promise<AgentProcess> {
   const hellos = cloud.hellos.length;
   agent = startAgentProcess(
-    { node: { name: NODE }, broker: { url: broker.url, reconnectMs: 200 }, stateDir: join(work, 'state'), admin: { metricsPort: 0 }, fetch: { backoffBaseMs: 50, backoffMaxMs: 500, ...fetch }, log: { level: 'debug' } },
+    { node: { name: NODE }, broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 }, stateDir: join(work, 'state'), admin: { metricsPort: 0 }, fetch: { backoffBaseMs: 50, backoffMaxMs: 500, ...fetch }, log: { level: 'debug' } },
     ['--no-serve'],
   );
   await waitFor(() => cloud.hellos.length > hellos || agent.child.exitCode !== null, 60_000, 'the agent to say hello');

@@ -31,7 +31,7 @@ async function agent(extra: Record<string, unknown> = {}): Promise<AgentProcess>
   const a = startAgentProcess(
     {
       node: { name: NODE, labels: { zone: 'a' } },
-      broker: { url: broker.url, reconnectMs: 200 },
+      broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 },
       stateDir: stateDir(),
       fetch: { progressIntervalMs: 100, backoffBaseMs: 50, backoffMaxMs: 500, stallTimeoutMs: 60_000 },
       log: { level: 'debug' },

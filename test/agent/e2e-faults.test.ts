@@ -46,7 +46,7 @@ async function agent(fetch: Record<string, unknown> = {}): Promise<AgentProcess>
   const a = startAgentProcess(
     {
       node: { name: NODE },
-      broker: { url: broker.url, reconnectMs: 200 },
+      broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 },
       stateDir: stateDir(),
       fetch: { progressIntervalMs: 200, backoffBaseMs: 50, backoffMaxMs: 300, stallTimeoutMs: 10_000, ...fetch },
       log: { level: 'debug' },

@@ -103,7 +103,7 @@ async function agent(extra: Record<string, unknown>): Promise<AgentProcess> {
   const a = startAgentProcess(
     {
       node: { name: NODE },
-      broker: { url: broker.url, reconnectMs: 200 },
+      broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 },
       stateDir: join(work, 'state'),
       log: { level: 'debug' },
       ...extra,

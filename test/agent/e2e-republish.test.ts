@@ -37,7 +37,7 @@ async function agent(): Promise<AgentProcess> {
   const hellos = cloud.hellos.length;
   const config = {
     node: { name: NODE, address: '127.0.0.1' },
-    broker: { url: broker.url, reconnectMs: 200 },
+    broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 },
     stateDir: stateDir(),
     gateway: { bind: '127.0.0.1', port: gatewayPort },
     serving: { startTimeoutMs: 30_000, drainTimeoutMs: 2000, stopGraceMs: 2000 },

@@ -30,7 +30,7 @@ async function agent(opts: { waitHello?: boolean } = {}): Promise<AgentProcess> 
   const hellos = cloud.hellos.length;
   const a = startAgentProcess({
     node: { name: NODE, address: '127.0.0.1' },
-    broker: { url: broker.url, reconnectMs: 200 },
+    broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 },
     stateDir: stateDir(),
     gateway: { bind: '127.0.0.1', port: gatewayPort },
     serving: { startTimeoutMs: 120_000, drainTimeoutMs: 2000, stopGraceMs: 2000 },

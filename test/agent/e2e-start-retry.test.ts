@@ -34,7 +34,7 @@ async function agent(): Promise<AgentProcess> {
   mkdirSync(markers, { recursive: true });
   const a = startAgentProcess({
     node: { name: NODE, address: '127.0.0.1' },
-    broker: { url: broker.url, reconnectMs: 200 },
+    broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 },
     stateDir: join(work, 'state'),
     gateway: { bind: '127.0.0.1', port: gatewayPort },
     serving: { startTimeoutMs: START_TIMEOUT_MS, drainTimeoutMs: 1000, stopGraceMs: 1000, restartBackoffMs: 50, startAttempts: 3, startBackoffMs: 200 },

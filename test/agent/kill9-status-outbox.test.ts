@@ -57,7 +57,7 @@ afterEach(async () => {
 async function startAgent(): Promise<{ a: AgentProcess; closed: Promise<unknown> }> {
   const hellos = cloud.hellos.length;
   const a = startAgentProcess(
-    { node: { name: NODE, labels: { zone: 'a' } }, broker: { url: broker.url, reconnectMs: 200 }, stateDir: stateDir(), log: { level: 'debug' } },
+    { node: { name: NODE, labels: { zone: 'a' } }, broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 }, stateDir: stateDir(), log: { level: 'debug' } },
     ['--no-serve'],
   );
   agents.push(a);

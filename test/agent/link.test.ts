@@ -19,7 +19,7 @@ let clients: MqttClient[] = [];
 const STATUS = 'default/ai/inferencemodel-status/n1';
 
 function makeLink(s = store) {
-  const config = parseConfig({ node: { name: 'n1' }, broker: { url: broker.url, reconnectMs: 200 }, stateDir: dir });
+  const config = parseConfig({ node: { name: 'n1' }, broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 }, stateDir: dir });
   const link = new MqttLink({ config, log: silentLogger(), outbox: s.outbox, agentVersion: 'test', onMessage: () => {} });
   links.push(link);
   return link;

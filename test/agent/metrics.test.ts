@@ -172,7 +172,7 @@ describe('the daemon’s /metrics', () => {
     const gatewayPort = await freePort();
     agent = startAgentProcess({
       node: { name: 'edge-m', address: '127.0.0.1' },
-      broker: { url: broker.url, reconnectMs: 200 },
+      broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 },
       stateDir: join(work, 'state'),
       gateway: { bind: '127.0.0.1', port: gatewayPort },
       admin: { metricsBind: '127.0.0.1', metricsPort },

@@ -71,7 +71,7 @@ async function changingServer(a: Buffer, b: Buffer, cutAt: number): Promise<stri
 async function startAgent(): Promise<AgentProcess> {
   const hellos = cloud.hellos.length;
   agent = startAgentProcess(
-    { node: { name: NODE }, broker: { url: broker.url, reconnectMs: 200 }, stateDir: join(work, 'state'), admin: { metricsPort: 0 }, fetch: { backoffBaseMs: 20, backoffMaxMs: 100 }, log: { level: 'debug' } },
+    { node: { name: NODE }, broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 }, stateDir: join(work, 'state'), admin: { metricsPort: 0 }, fetch: { backoffBaseMs: 20, backoffMaxMs: 100 }, log: { level: 'debug' } },
     ['--no-serve'],
   );
   await waitFor(() => cloud.hellos.length > hellos || agent!.child.exitCode !== null, 60_000, 'hello');

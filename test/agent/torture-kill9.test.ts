@@ -134,7 +134,7 @@ async function startAgent(): Promise<Agent> {
   const a = startAgentProcess(
     {
       node: { name: NODE, labels: { zone: 'a' } },
-      broker: { url: broker.url, reconnectMs: 200 },
+      broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 },
       stateDir: stateDir(),
       fetch: { progressIntervalMs: 50, backoffBaseMs: 50, backoffMaxMs: 500, stallTimeoutMs: 60_000, bandwidth: BANDWIDTH },
       log: { level: 'debug' },

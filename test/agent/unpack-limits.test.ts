@@ -45,7 +45,7 @@ afterEach(async () => {
 
 async function startAgent(stateDir: string, extra: Record<string, unknown> = {}) {
   const hellos = cloud.hellos.length;
-  agent = startAgentProcess({ node: { name: NODE }, broker: { url: broker.url, reconnectMs: 200 }, stateDir, admin: { metricsPort: 0 }, log: { level: 'debug' }, ...extra }, ['--no-serve']);
+  agent = startAgentProcess({ node: { name: NODE }, broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 }, stateDir, admin: { metricsPort: 0 }, log: { level: 'debug' }, ...extra }, ['--no-serve']);
   await waitFor(() => cloud.hellos.length > hellos || agent!.child.exitCode !== null, 60_000, 'hello');
   expect(agent.child.exitCode).toBeNull();
 }

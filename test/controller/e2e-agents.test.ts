@@ -33,7 +33,7 @@ async function startAgent(name: string, labels: Record<string, string>) {
   const gatewayPort = await freePort();
   const config = {
     node: { name, labels, layer: 'edge', address: '127.0.0.1' },
-    broker: { url: broker.url, reconnectMs: 200 },
+    broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 },
     stateDir: join(dir.path, name, 'state'),
     gateway: { bind: '127.0.0.1', port: gatewayPort },
     admin: { socket: join(dir.path, name, 'modeld.sock'), metricsBind: '127.0.0.1', metricsPort: 0 },

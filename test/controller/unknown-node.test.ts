@@ -25,7 +25,7 @@ const stateDir = () => join(dir.path, 'state');
 
 function startAgent(name: string): AgentProcess {
   return startAgentProcess(
-    { node: { name, layer: 'edge' }, broker: { url: broker.url, reconnectMs: 200 }, stateDir: stateDir(), admin: { metricsPort: 0 }, fetch: { backoffBaseMs: 50, backoffMaxMs: 500 }, log: { level: 'debug' } },
+    { node: { name, layer: 'edge' }, broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 }, stateDir: stateDir(), admin: { metricsPort: 0 }, fetch: { backoffBaseMs: 50, backoffMaxMs: 500 }, log: { level: 'debug' } },
     ['--no-serve'],
   );
 }

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -28,15 +29,40 @@ const listening = (port: number) =>
     s.once('error', () => resolve(false));
   });
 
-export async function startMosquitto(opts: { port?: number; persistence?: boolean } = {}): Promise<Broker> {
+export interface BrokerTls {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  /** Mutual TLS: a client must present a certificate the CA signed. */
+  requireCertificate?: boolean;
+}
+
+export interface BrokerOptions {
+  port?: number;
+  persistence?: boolean;
+  /** A TLS listener (mqtts://) instead of a plain one. */
+  tls?: BrokerTls;
+  /** user -> password; anonymous clients are then refused. */
+  users?: Record<string, string>;
+}
+
+export async function startMosquitto(opts: BrokerOptions = {}): Promise<Broker> {
   const port = opts.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'mosq-'));
   const conf = join(dir, 'mosquitto.conf');
+  if (opts.users) {
+    // mosquitto_passwd (Debian's mosquitto package) writes the salted hashes mosquitto reads.
+    const file = join(dir, 'passwd');
+    writeFileSync(file, '');
+    for (const [user, password] of Object.entries(opts.users)) execFileSync('mosquitto_passwd', ['-b', file, user, password], { stdio: 'ignore' });
+  }
+  const tls = opts.tls;
   writeFileSync(
     conf,
     [
       `listener ${port} 127.0.0.1`,
-      'allow_anonymous true',
+      ...(tls ? [`cafile ${tls.caFile}`, `certfile ${tls.certFile}`, `keyfile ${tls.keyFile}`, `require_certificate ${tls.requireCertificate ? 'true' : 'false'}`] : []),
+      ...(opts.users ? ['allow_anonymous false', `password_file ${join(dir, 'passwd')}`] : ['allow_anonymous true']),
       // Started as root (CI), mosquitto would switch to its own user and could not write here.
       ...(process.getuid?.() === 0 ? ['user root'] : []),
       `persistence ${opts.persistence ? 'true' : 'false'}`,
@@ -49,7 +75,7 @@ export async function startMosquitto(opts: { port?: number; persistence?: boolea
   let tree: ProcessTree | undefined;
   const broker: Broker = {
     port,
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `${tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
     async start() {
       const t = (tree = spawnTree('mosquitto', ['-c', conf], { stdio: 'ignore' }));
       let gone: string | undefined;
