@@ -1,7 +1,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { AGENT_VERSION } from '../version.js';
 import { decodeInput, encodeData, OipError, oipDatatype, oipShape, type TensorSpec } from './oip-tensors.js';
+import { ortBackend, type OnnxBackend, type OnnxBackendChoice } from './ort-backend.js';
 
 // One loaded ONNX model version answering Open Inference Protocol v2 requests. No HTTP server
 // here: whoever owns the socket (the per-instance onnx-server, or a host holding many models)
@@ -15,6 +17,8 @@ export interface OipModelOptions {
   threads: number;
   /** Bounds the elements of one request (half a byte each at least). */
   maxBodyBytes: number;
+  /** Which onnxruntime serves (serving.onnxBackend); default auto: native, else WASM. */
+  backend?: OnnxBackendChoice;
 }
 
 /** An answer ready to write: status, headers, and the whole body. */
@@ -29,6 +33,8 @@ export interface OipModel {
   readonly version: string;
   readonly inputs: TensorSpec[];
   readonly outputs: TensorSpec[];
+  /** The onnxruntime that serves this session: onnxruntime-node, or onnxruntime-web's WASM build. */
+  readonly backend: OnnxBackend;
   /** The model metadata response (GET /v2/models/<name>[/versions/<v>]). */
   metadata(): Record<string, unknown>;
   /** Answers POST .../infer; throws OipError (status 4xx) for a request the model refuses. */
@@ -36,6 +42,15 @@ export interface OipModel {
   /** Frees the session; the model answers nothing after. */
   release(): Promise<void>;
 }
+
+/** The Open Inference Protocol extensions this runtime implements (Triton's names). */
+export const OIP_EXTENSIONS: readonly string[] = ['binary_tensor_data'];
+
+/** The server metadata response (GET /v2, and GET /v2/). */
+export const serverMetadata = (): { name: string; version: string; extensions: string[] } => ({ name: 'modeld', version: AGENT_VERSION, extensions: [...OIP_EXTENSIONS] });
+
+/** True for the server metadata path; Triton and KServe answer it with or without the trailing slash. */
+export const isServerMetadataPath = (path: string): boolean => path === '/v2' || path === '/v2/';
 
 /** The one .onnx file of a version directory (at the top, or one directory down). */
 export function findModelFile(dir: string): string {
@@ -56,7 +71,6 @@ export function findModelFile(dir: string): string {
   return found[0];
 }
 
-type Ort = typeof import('onnxruntime-node');
 type Session = import('onnxruntime-node').InferenceSession;
 type Tensor = import('onnxruntime-node').Tensor;
 
@@ -71,12 +85,9 @@ export const jsonReply = (status: number, body: unknown): OipReply => {
 /** Loads the version's model file; rejects with the reason when it cannot be served. */
 export async function loadOipModel(o: OipModelOptions): Promise<OipModel> {
   const file = findModelFile(o.modelDir);
-  // onnxruntime's telemetry (on unless told otherwise) leaves .ses and mat-debug-<pid>.log in
-  // the temp folder of every process that loads it, and a node has no use for it.
-  process.env.ORT_DISABLE_TELEMETRY ??= '1';
-  const ort: Ort = await import('onnxruntime-node');
+  const { ort, backend, executionProviders } = await ortBackend(o.backend ?? 'auto');
   const session = await ort.InferenceSession.create(file, {
-    executionProviders: ['cpu'],
+    executionProviders,
     intraOpNumThreads: o.threads,
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
@@ -94,6 +105,8 @@ export async function loadOipModel(o: OipModelOptions): Promise<OipModel> {
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new OipError('request body must be a JSON object');
     const r = parsed as { id?: unknown; inputs?: unknown; outputs?: unknown };
+    // OIP v2: "id" is an optional string; anything else is refused rather than dropped.
+    if (r.id !== undefined && typeof r.id !== 'string') throw new OipError(`"id" must be a string, got ${r.id === null ? 'null' : typeof r.id}`);
     if (!Array.isArray(r.inputs) || r.inputs.length === 0) throw new OipError('"inputs" must be a non-empty array');
     const feeds: Record<string, Tensor> = {};
     for (const raw of r.inputs) {
@@ -139,10 +152,11 @@ export async function loadOipModel(o: OipModelOptions): Promise<OipModel> {
     version: o.version,
     inputs,
     outputs,
+    backend,
     metadata: () => ({
       name: o.modelName,
       versions: [o.version],
-      platform: 'onnxruntime',
+      platform: 'onnxruntime_onnx',
       inputs: inputs.map((t) => ({ name: t.name, datatype: oipDatatype(t.type), shape: oipShape(t.shape) })),
       outputs: outputs.map((t) => ({ name: t.name, datatype: oipDatatype(t.type), shape: oipShape(t.shape) })),
     }),
