@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { AGENT_VERSION } from '../version.js';
+import { binaryOutputs, encodeWithBinary, HEADER_LENGTH, sliceBinaryInputs, splitInferBody, tensorBytes } from './oip-binary.js';
 import { decodeInput, encodeData, OipError, oipDatatype, oipShape, type TensorSpec } from './oip-tensors.js';
 import { ortBackend, type OnnxBackend, type OnnxBackendChoice } from './ort-backend.js';
 
@@ -96,28 +97,35 @@ export async function loadOipModel(o: OipModelOptions): Promise<OipModel> {
   const outputs = tensorSpecs(session.outputMetadata);
   const maxElements = Math.max(1, Math.floor(o.maxBodyBytes / 2));
 
-  async function infer(body: Buffer): Promise<OipReply> {
+  async function infer(body: Buffer, headers: IncomingHttpHeaders): Promise<OipReply> {
+    const split = splitInferBody(body, headers[HEADER_LENGTH]);
     let parsed: unknown;
     try {
-      parsed = JSON.parse(body.toString('utf8'));
+      parsed = JSON.parse(split.header.toString('utf8'));
     } catch (err) {
-      throw new OipError(`request body is not valid JSON: ${(err as Error).message}`);
+      const hint = split.binaryExtension ? '' : ' (a body with binary tensor data needs the Inference-Header-Content-Length header)';
+      throw new OipError(`request ${split.binaryExtension ? 'header' : 'body'} is not valid JSON: ${(err as Error).message}${hint}`);
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new OipError('request body must be a JSON object');
     const r = parsed as { id?: unknown; inputs?: unknown; outputs?: unknown };
     // OIP v2: "id" is an optional string; anything else is refused rather than dropped.
     if (r.id !== undefined && typeof r.id !== 'string') throw new OipError(`"id" must be a string, got ${r.id === null ? 'null' : typeof r.id}`);
     if (!Array.isArray(r.inputs) || r.inputs.length === 0) throw new OipError('"inputs" must be a non-empty array');
+    const binaryIn = sliceBinaryInputs(r.inputs, split);
     const feeds: Record<string, Tensor> = {};
-    for (const raw of r.inputs) {
+    r.inputs.forEach((raw, i) => {
       const name = (raw as { name?: unknown })?.name;
       if (typeof name !== 'string') throw new OipError('every input needs a "name"');
-      const spec = inputs.find((i) => i.name === name);
-      if (!spec) throw new OipError(`unknown input "${name}"; the model's inputs are ${inputs.map((i) => `"${i.name}"`).join(', ')}`);
+      const spec = inputs.find((x) => x.name === name);
+      if (!spec) throw new OipError(`unknown input "${name}"; the model's inputs are ${inputs.map((x) => `"${x.name}"`).join(', ')}`);
       if (feeds[name]) throw new OipError(`input "${name}" is given twice`);
-      const t = decodeInput(raw, spec, maxElements);
-      feeds[name] = new ort.Tensor(t.type, t.data, t.shape);
-    }
+      const t = decodeInput(raw, spec, maxElements, binaryIn[i]);
+      const tensor = new ort.Tensor(t.type, t.data, t.shape);
+      // Where the JS engine has Float16Array, Tensor wraps float16 bits in one, and
+      // onnxruntime-node 1.30 reads a Float16Array as empty ("not enough space"): keep the bits.
+      if (t.type === 'float16') (tensor as unknown as { cpuData: unknown }).cpuData = t.data;
+      feeds[name] = tensor;
+    });
     const missing = inputs.filter((i) => !feeds[i.name]);
     if (missing.length) throw new OipError(`missing input ${missing.map((i) => `"${i.name}"`).join(', ')}`);
     let wanted = outputs.map((x) => x.name);
@@ -129,6 +137,7 @@ export async function loadOipModel(o: OipModelOptions): Promise<OipModel> {
         return name;
       });
     }
+    const asBinary = binaryOutputs(parsed as Record<string, unknown>, wanted);
     let result: Record<string, Tensor>;
     try {
       result = await session.run(feeds, wanted);
@@ -136,15 +145,23 @@ export async function loadOipModel(o: OipModelOptions): Promise<OipModel> {
       // onnxruntime rejects inputs the declared signature let through (e.g. broadcast mismatch).
       throw new OipError(`inference failed: ${(err as Error).message}`);
     }
-    return jsonReply(200, {
+    const binaries: Buffer[] = [];
+    const reply = {
       model_name: o.modelName,
       model_version: o.version,
       ...(typeof r.id === 'string' ? { id: r.id } : {}),
-      outputs: wanted.map((name) => {
+      outputs: wanted.map((name, i) => {
         const t = result[name];
-        return { name, datatype: oipDatatype(t.type), shape: Array.from(t.dims), data: encodeData(t.type, t.data as ArrayLike<unknown>) };
+        const head = { name, datatype: oipDatatype(t.type), shape: Array.from(t.dims) };
+        if (!asBinary[i]) return { ...head, data: encodeData(t.type, t.data as ArrayLike<unknown>) };
+        if (!ArrayBuffer.isView(t.data)) throw new OipError(`output "${name}" of type ${t.type} cannot be sent as binary data`);
+        const bytes = tensorBytes(t.data);
+        binaries.push(bytes);
+        return { ...head, parameters: { binary_data_size: bytes.length } };
       }),
-    });
+    };
+    const { headers: h, body: b } = encodeWithBinary(reply, binaries);
+    return { status: 200, headers: h, body: b };
   }
 
   return {

@@ -5,7 +5,7 @@ import { dirname } from 'node:path';
 // is small enough to encode by hand. Field numbers below are onnx.proto's.
 
 /** ONNX TensorProto.DataType values for the element types we write. */
-export const OnnxDataType = { FLOAT: 1, INT32: 6, INT64: 7, BOOL: 9, DOUBLE: 11 } as const;
+export const OnnxDataType = { FLOAT: 1, UINT8: 2, INT8: 3, UINT16: 4, INT16: 5, INT32: 6, INT64: 7, BOOL: 9, FLOAT16: 10, DOUBLE: 11, UINT32: 12, UINT64: 13 } as const;
 export type OnnxElemType = keyof typeof OnnxDataType;
 
 // ---- protobuf wire encoding -------------------------------------------------------------
@@ -51,6 +51,8 @@ function tensorProto(name: string, elem: OnnxElemType, dims: number[], values: n
     case 'BOOL':
       raw = Buffer.from(Uint8Array.from(values.map((v) => (v ? 1 : 0))));
       break;
+    default:
+      throw new RangeError(`no initializer encoding for ${elem}`);
   }
   return concat([...dims.map((d) => fInt(1, d)), fInt(2, OnnxDataType[elem]), fStr(8, name), fBytes(9, raw)]);
 }
