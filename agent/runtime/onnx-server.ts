@@ -163,7 +163,7 @@ async function main() {
   }
   srv.setModel(loaded);
   process.stdout.write(
-    `onnx-server: serving "${args.modelName}" version "${args.version}" on ${args.host}:${args.port} ` +
+    `onnx-server: serving "${args.modelName}" version "${args.version}" on ${args.host}:${args.port} (onnxruntime ${loaded.backend}) ` +
       `inputs ${loaded.inputs.map((i) => `${i.name}:${oipDatatype(i.type)}[${oipShape(i.shape)}]`).join(' ')}\n`,
   );
 

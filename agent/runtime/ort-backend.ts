@@ -30,7 +30,7 @@ export function wasmDistDir(): string {
   return dirname(createRequire(import.meta.url).resolve('onnxruntime-web'));
 }
 
-const realImporters: OrtImporters = {
+export const realImporters: OrtImporters = {
   native: async () => {
     // onnxruntime's telemetry (on unless told otherwise) leaves .ses and mat-debug-<pid>.log in
     // the temp folder of every process that loads it, and a node has no use for it.
@@ -74,4 +74,34 @@ export function ortBackend(choice: OnnxBackendChoice): Promise<LoadedOrt> {
     p.catch(() => cache.delete(choice));
   }
   return p;
+}
+
+/**
+ * A model computing y = Identity(x), x float32 [N, 1]: what `probeOrtBackend` runs. Written by
+ * scripts/models/onnx-writer.ts (identityModelBytes({dataType: 'FLOAT', dims: 1})); a test checks
+ * they are the same bytes.
+ */
+export const PROBE_MODEL_BASE64 =
+  'CAgSEm1vZGVsZC1tYWtlLW1vZGVscxoBMSgBMgV5ID0geDpMChQKAXgSAXkaAmlkIghJZGVudGl0eRIIaWRlbnRpdHlaFAoBeBIPCg0IARIJCgMSAU4KAggBYhQKAXkSDwoNCAESCQoDEgFOCgIIAUIECgAQDQ==';
+
+export interface BackendProbe {
+  backend: OnnxBackend;
+  /** onnxruntime's version, as the package reports it. */
+  version: string;
+  nativeError?: string;
+}
+
+/** Loads the backend, creates a session from a tiny model and runs it: what `doctor` reports. */
+export async function probeOrtBackend(choice: OnnxBackendChoice, load: (c: OnnxBackendChoice) => Promise<LoadedOrt> = ortBackend): Promise<BackendProbe> {
+  const { ort, backend, executionProviders, nativeError } = await load(choice);
+  const session = await ort.InferenceSession.create(Buffer.from(PROBE_MODEL_BASE64, 'base64'), { executionProviders, intraOpNumThreads: 1, interOpNumThreads: 1 });
+  try {
+    const out = await session.run({ x: new ort.Tensor('float32', Float32Array.of(1.5), [1, 1]) });
+    const y = out.y?.data as Float32Array | undefined;
+    if (!y || y[0] !== 1.5) throw new Error(`the probe model answered ${y?.[0]} for 1.5`);
+  } finally {
+    await session.release();
+  }
+  const versions = (ort.env as { versions?: Record<string, string | undefined> }).versions ?? {};
+  return { backend, version: versions[backend === 'wasm' ? 'web' : 'node'] ?? versions.common ?? '?', ...(nativeError ? { nativeError } : {}) };
 }

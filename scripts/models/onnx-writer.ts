@@ -137,23 +137,25 @@ export function writeLinearModel(path: string, opts: LinearModelOptions): void {
   writeFile(path, linearModelBytes(opts));
 }
 
-/** Writes a model computing y = Identity(x) of any element type (for datatype tests, BOOL included). */
-export function writeIdentityModel(path: string, opts: { dataType: OnnxElemType; inputName?: string; dims?: number }): void {
+/** The bytes of a model computing y = Identity(x) of any element type (BOOL included), x [N, dims]. */
+export function identityModelBytes(opts: { dataType: OnnxElemType; inputName?: string; dims?: number }): Bytes {
   const input = opts.inputName ?? 'x';
   const dims = opts.dims ?? 1;
-  writeFile(
-    path,
-    modelProto(
-      {
-        name: 'identity',
-        nodes: [nodeProto('Identity', [input], ['y'], 'id')],
-        initializers: [],
-        inputs: [valueInfo(input, opts.dataType, ['N', dims])],
-        outputs: [valueInfo('y', opts.dataType, ['N', dims])],
-      },
-      'y = x',
-    ),
+  return modelProto(
+    {
+      name: 'identity',
+      nodes: [nodeProto('Identity', [input], ['y'], 'id')],
+      initializers: [],
+      inputs: [valueInfo(input, opts.dataType, ['N', dims])],
+      outputs: [valueInfo('y', opts.dataType, ['N', dims])],
+    },
+    'y = x',
   );
+}
+
+/** Writes a model computing y = Identity(x) of any element type (for datatype tests, BOOL included). */
+export function writeIdentityModel(path: string, opts: { dataType: OnnxElemType; inputName?: string; dims?: number }): void {
+  writeFile(path, identityModelBytes(opts));
 }
 
 /** Writes a file named like a model that is not one: onnxruntime refuses to load it. */
