@@ -27,7 +27,9 @@ export interface OrtImporters {
 
 /** The directory holding onnxruntime-web's .mjs glue and .wasm binary (its dist/). */
 export function wasmDistDir(): string {
-  return dirname(createRequire(import.meta.url).resolve('onnxruntime-web'));
+  // Through the .wasm's own export: the package's main entry for require is a file the release
+  // does not ship (only the ESM entry Node imports).
+  return dirname(createRequire(import.meta.url).resolve('onnxruntime-web/ort-wasm-simd-threaded.wasm'));
 }
 
 export const realImporters: OrtImporters = {
