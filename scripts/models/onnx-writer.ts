@@ -64,8 +64,13 @@ function valueInfo(name: string, elem: OnnxElemType, shape: Array<number | strin
   return concat([fStr(1, name), fMsg(2, [fMsg(1, tensorType)])]);
 }
 
-function nodeProto(op: string, inputs: string[], outputs: string[], name: string): Bytes {
-  return concat([...inputs.map((i) => fStr(1, i)), ...outputs.map((o) => fStr(2, o)), fStr(3, name), fStr(4, op)]);
+/** AttributeProto: an INT (type 2) or INTS (type 7) attribute. */
+function intAttribute(name: string, value: number | number[]): Bytes {
+  return Array.isArray(value) ? concat([fStr(1, name), ...value.map((v) => fInt(8, v)), fInt(20, 7)]) : concat([fStr(1, name), fInt(3, value), fInt(20, 2)]);
+}
+
+function nodeProto(op: string, inputs: string[], outputs: string[], name: string, attributes: Bytes[] = []): Bytes {
+  return concat([...inputs.map((i) => fStr(1, i)), ...outputs.map((o) => fStr(2, o)), fStr(3, name), fStr(4, op), ...attributes.map((a) => fBytes(5, a))]);
 }
 
 interface GraphSpec {
@@ -156,6 +161,26 @@ export function identityModelBytes(opts: { dataType: OnnxElemType; inputName?: s
 /** Writes a model computing y = Identity(x) of any element type (for datatype tests, BOOL included). */
 export function writeIdentityModel(path: string, opts: { dataType: OnnxElemType; inputName?: string; dims?: number }): void {
   writeFile(path, identityModelBytes(opts));
+}
+
+/**
+ * Writes an image-sized model: y = ReduceMean(x) over the last two axes, x float32
+ * [N, channels, height, width] -> y [N, channels] (a classifier's input with next to no compute).
+ */
+export function writeChannelMeanModel(path: string, opts: { channels: number; height: number; width: number }): void {
+  writeFile(
+    path,
+    modelProto(
+      {
+        name: 'channel-mean',
+        nodes: [nodeProto('ReduceMean', ['x'], ['y'], 'mean', [intAttribute('axes', [2, 3]), intAttribute('keepdims', 0)])],
+        initializers: [],
+        inputs: [valueInfo('x', 'FLOAT', ['N', opts.channels, opts.height, opts.width])],
+        outputs: [valueInfo('y', 'FLOAT', ['N', opts.channels])],
+      },
+      'y = mean of x over height and width',
+    ),
+  );
 }
 
 /** Writes a file named like a model that is not one: onnxruntime refuses to load it. */
