@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { DEFAULT_STATUS_TOPIC, DEFAULT_TOPIC_PREFIX, DeployLayer, ModelName, NodeName } from '../../shared/index.js';
 import { credentialProblem } from '../fetch/credentials.js';
 import { prefixProblem } from '../fetch/mirrors.js';
+import { ONNX_BACKEND_CHOICES } from '../runtime/ort-backend.js';
 import { Size } from './size.js';
 
 // The node's configuration: every key with its default. README's configuration table follows
@@ -146,6 +147,8 @@ export const ConfigSchema = z.strictObject({
       startAttempts: z.number().int().min(1).max(20).default(3),
       /** Longest wait before the second try (a random wait up to this, doubling for each further try), ms. */
       startBackoffMs: z.number().int().min(0).default(10_000),
+      /** onnxruntime for the built-in runtime: auto = onnxruntime-node, else onnxruntime-web's WASM build. */
+      onnxBackend: z.enum(ONNX_BACKEND_CHOICES).default('auto'),
     })
     .prefault({}),
   /** frameworkType -> runtime. `onnx` is built in; others are commands. */
