@@ -26,8 +26,9 @@ setInterval(() => {
 `;
 
 export interface HangWatchdog {
-  /** What the host is doing now (the model being loaded or asked), for the hang file. */
-  doing(what: { model: string; phase: 'load' | 'run' } | undefined): void;
+  /** A load or run of `model` begins; the hang file names every model with one under way. */
+  begin(model: string, phase: 'load' | 'run'): void;
+  end(model: string, phase: 'load' | 'run'): void;
   stop(): Promise<void>;
 }
 
@@ -41,15 +42,28 @@ export function startHangWatchdog(opts: { hangMs: number; hangFile: string }): H
   timer.unref();
   const worker = new Worker(WORKER, { eval: true, workerData: { sab, hangMs: opts.hangMs, hangFile: opts.hangFile } });
   worker.unref();
-  let last = '';
+  const busy = new Map<string, number>();
+  const write = () => {
+    const models = [...busy.keys()];
+    const loads = models.filter((k) => k.startsWith('load:')).map((k) => k.slice(5));
+    const runs = models.filter((k) => k.startsWith('run:')).map((k) => k.slice(4));
+    const b = Buffer.from(JSON.stringify({ ...(loads.length ? { phase: 'load', model: loads[0] } : runs.length ? { phase: 'run', model: runs[0] } : {}), models: [...loads, ...runs] }), 'utf8').subarray(0, 500);
+    text.set(b);
+    len[0] = b.length;
+  };
   return {
-    doing(what) {
-      const s = what ? JSON.stringify(what) : '';
-      if (s === last) return;
-      last = s;
-      const b = Buffer.from(s, 'utf8').subarray(0, 500);
-      text.set(b);
-      len[0] = b.length;
+    begin(model, phase) {
+      const k = `${phase}:${model}`;
+      const n = busy.get(k) ?? 0;
+      busy.set(k, n + 1);
+      if (n === 0) write();
+    },
+    end(model, phase) {
+      const k = `${phase}:${model}`;
+      const n = (busy.get(k) ?? 1) - 1;
+      if (n > 0) return void busy.set(k, n);
+      busy.delete(k);
+      write();
     },
     async stop() {
       clearInterval(timer);

@@ -32,8 +32,9 @@ export async function runHost(opts: { configPath?: string }): Promise<void> {
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('uncaughtException', (err) => log.error({ err: err.stack }, 'uncaught exception (the host goes on)'));
   process.on('unhandledRejection', (err) => log.error({ err: (err as Error)?.stack ?? String(err) }, 'unhandled rejection (the host goes on)'));
-  await control.listen();
+  // The endpoint first: whoever sees the control socket answer may use the endpoint's port.
   await host.start();
+  await control.listen();
   log.info({ pid: process.pid, endpoint: `${config.gateway.bind}:${host.gateway.port}` }, 'runtime host started');
   await host.whenRestored();
   await notifier.ready(`${host.state().routes.length} models`);

@@ -62,7 +62,7 @@ export interface HostState {
   endpoint: { bind: string; port: number };
   routes: RouteState[];
   /** The last time a session run blocked the host past serving.sessionHangMs (it was restarted). */
-  lastHang?: { at: string; blockedMs: number; model?: string };
+  lastHang?: { at: string; blockedMs: number; phase?: 'load' | 'run'; model?: string; models?: string[] };
 }
 
 export const hostSocketPath = (runDir: string) => join(runDir, 'host.sock');

@@ -145,7 +145,8 @@ export class RuntimeHost {
   }
 
   private async loadSession(spec: RouteSpec) {
-    this.watchdog?.doing({ model: routeKey(spec.namespace, spec.name), phase: 'load' });
+    const key = routeKey(spec.namespace, spec.name);
+    this.watchdog?.begin(key, 'load');
     try {
       return await loadWarm(this.load, {
         modelDir: spec.versionDir,
@@ -155,7 +156,7 @@ export class RuntimeHost {
         maxBodyBytes: this.d.config.gateway.maxBodyBytes,
       });
     } finally {
-      this.watchdog?.doing(undefined);
+      this.watchdog?.end(key, 'load');
     }
   }
 
@@ -189,7 +190,7 @@ export class RuntimeHost {
         await this.scaleSessions(cur, spec.replicas, req.drainTimeoutMs);
         log.info({ replicas: spec.replicas }, 'scaled');
       }
-      this.persist();
+      await this.persist();
       emit({ event: 'routed', switched: false });
       emit({ event: 'done', route: this.routeState(cur) });
       return;
@@ -216,10 +217,12 @@ export class RuntimeHost {
     this.routes.set(key, next);
     this.gateway.setRoute(spec.modelName, next);
     if (cur && cur.modelName !== spec.modelName) this.gateway.removeRoute(cur.modelName, cur);
-    this.persist();
+    const saved = this.persist();
     log.info({ kind: spec.kind, replicas: spec.replicas, previous: cur?.version }, 'version serving');
     emit({ event: 'routed', switched: true });
     if (cur) emit({ event: 'drained', left: await this.retire(cur, req.drainTimeoutMs) });
+    // Done means on disk: a host restarted from here on serves this version.
+    await saved;
     emit({ event: 'done', route: this.routeState(next) });
   }
 
@@ -241,7 +244,7 @@ export class RuntimeHost {
       if (cur) {
         this.routes.delete(key);
         this.gateway.removeRoute(cur.modelName, cur);
-        this.persist();
+        await this.persist();
       }
       emit({ event: 'routed', switched: !!cur });
       if (cur) emit({ event: 'drained', left: await this.retire(cur, drainTimeoutMs) });
@@ -306,12 +309,13 @@ export class RuntimeHost {
   }
 
   /** Route table to disk (atomic), in order; a failed write is logged and the next one retries. */
-  private persist() {
+  private persist(): Promise<void> {
     const routes = [...this.routes.values()].map((r) => ({ ...r.spec }));
     const file = hostRoutesFile(this.d.paths.runDir);
     this.persisting = this.persisting.then(() =>
       writeFileAtomic(file, JSON.stringify({ version: 1, routes })).catch((err: Error) => this.d.log.error({ err: err.message, file }, 'cannot save the route table')),
     );
+    return this.persisting;
   }
 
   /**
@@ -329,12 +333,12 @@ export class RuntimeHost {
           if (s.inFlight > 0) continue; // answering traffic: alive
           const body = warmupBody(s.model);
           if (!body) continue;
-          this.watchdog?.doing({ model: key, phase: 'run' });
+          this.watchdog?.begin(key, 'run');
           const failed = await s.model.infer(body, {}).then(
             (reply) => (reply.status === 200 ? undefined : `status ${reply.status}`),
             (err: Error) => err?.message ?? String(err),
           );
-          this.watchdog?.doing(undefined);
+          this.watchdog?.end(key, 'run');
           if (failed && !s.out && this.routes.get(key) === r) void this.replaceSession(key, r, s, failed);
         }
       }
@@ -362,7 +366,8 @@ export class RuntimeHost {
   /** For the sessions: errors to log, and the model being asked (so a hang names it). */
   private readonly hooks = {
     error: (err: unknown) => this.d.log.error({ err: (err as Error)?.stack ?? String(err) }, 'inference failed'),
-    ask: (key: string) => this.watchdog?.doing({ model: key, phase: 'run' }),
+    begin: (key: string) => this.watchdog?.begin(key, 'run'),
+    end: (key: string) => this.watchdog?.end(key, 'run'),
   };
 
   /** Removes the hang record once the agent has seen it (it is reported once). */

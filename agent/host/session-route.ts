@@ -70,7 +70,7 @@ export class SessionRoute implements LocalTarget {
   constructor(
     readonly spec: RouteSpec,
     private readonly maxBodyBytes: number,
-    private readonly hooks: { error(err: unknown): void; ask(key: string): void },
+    private readonly hooks: { error(err: unknown): void; begin(key: string): void; end(key: string): void },
   ) {}
 
   get namespace() {
@@ -124,17 +124,21 @@ export class SessionRoute implements LocalTarget {
 
   private infer(req: IncomingMessage, res: ServerResponse, s: Session): void {
     s.inFlight++;
+    const key = `${this.spec.namespace}/${this.spec.name}`;
+    let asked = false;
     let done = false;
     const finish = () => {
       if (!done) {
         done = true;
         s.inFlight--;
+        if (asked) this.hooks.end(key);
       }
     };
     res.once('close', finish);
     readBody(req, this.maxBodyBytes)
       .then((body) => {
-        this.hooks.ask(`${this.spec.namespace}/${this.spec.name}`);
+        asked = true;
+        this.hooks.begin(key);
         return s.model.infer(body, req.headers);
       })
       .then(

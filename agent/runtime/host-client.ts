@@ -130,7 +130,7 @@ export class HostClient {
         return await this.state(2000);
       } catch (err) {
         lastErr = err;
-        if (this.child && this.child.exitCode !== null) break;
+        if (this.child && (this.child.exitCode !== null || this.child.signalCode !== null)) break;
       }
       await sleep(25, signal);
     }

@@ -382,9 +382,14 @@ export class Serving {
     const signal = this.closing.signal;
     let failures = 0;
     let restarts = 0;
+    let watched: { child: unknown; exited: Promise<void> } | undefined;
     while (!signal.aborted) {
       const child = this.host.child;
-      const exited = child && child.exitCode === null && child.signalCode === null ? new Promise<void>((r) => child.once('exit', () => r())) : undefined;
+      if (child && watched?.child !== child) {
+        const exited = child.exitCode === null && child.signalCode === null ? new Promise<void>((r) => child.once('exit', () => r())) : Promise.resolve();
+        watched = { child, exited };
+      }
+      const exited = child && child.exitCode === null && child.signalCode === null ? watched?.exited : undefined;
       await Promise.race([sleep(s.probeIntervalMs, signal), ...(exited ? [exited] : [])]);
       if (signal.aborted) break;
       let state: HostState | undefined;
@@ -393,7 +398,7 @@ export class Serving {
         failures = 0;
       } catch (err) {
         failures++;
-        const dead = !!this.host.child && this.host.child.exitCode !== null;
+        const dead = !!this.host.child && (this.host.child.exitCode !== null || this.host.child.signalCode !== null);
         this.d.log.warn({ failures, err: (err as Error).message, dead }, 'runtime host did not answer');
         if (s.hostStart === 'agent' && (dead || failures >= s.probeFailures)) {
           const pid = this.hostState?.pid;
