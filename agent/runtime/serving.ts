@@ -108,9 +108,16 @@ export class Serving {
     for (const r of state.routes) {
       const key = keyOf(r.namespace, r.name);
       if (this.models.has(key)) continue;
+      if (r.kind === 'proxy') {
+        // Its instances were the previous agent's (reaped above): nothing answers there. The route
+        // stays (503 until the reconcile starts new instances), and it is not ours to report as serving.
+        const { readyReplicas: _r, inFlight: _i, sessions: _s, backend: _b, error: _e, ...spec } = r;
+        void this.changing
+          .run(key, () => this.host.change('POST', '/routes', { ...spec, ports: [], drainTimeoutMs: 0 }, () => {}))
+          .catch((err: Error) => this.d.log.warn({ model: key, err: err.message }, 'could not empty the instances of a route left by the previous agent'));
+        continue;
+      }
       this.models.set(key, { target: { namespace: r.namespace, name: r.name, modelName: r.modelName, version: r.version, sha256: r.sha256, versionDir: r.versionDir, replicas: r.replicas }, runtime: r.runtime, host: r });
-      // A proxy route's instances were the previous agent's (reaped above): nothing answers there.
-      if (r.kind === 'proxy' && (r.ports?.length ?? 0) > 0) void this.pushPorts(key, []);
     }
     if (state.routes.length) this.d.log.info({ models: state.routes.map((r) => `${r.namespace}/${r.name}@${r.version}`) }, 'the runtime host serves these already');
   }
