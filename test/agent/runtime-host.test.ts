@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Pool } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
+import { checkHost } from '../../agent/cli/doctor-checks.js';
 import { silentLogger } from '../../agent/log.js';
 import { hostCommand } from '../../agent/runtime/host-client.js';
 import { isRunning } from '../../agent/runtime/pidfiles.js';
@@ -193,5 +194,15 @@ describe('the runtime host', { timeout: 180_000 }, () => {
     }, WAIT_MS, 'the restored host to answer, m4 not ready');
     expect(ready.body.notReady).toEqual(['m4']);
     expect((await inferX(url, 'm4', [1])).status).toBe(503);
+  });
+
+  it('modeld doctor checks the host: its socket answers and what it serves; warns when nothing answers', async () => {
+    const { env, target } = setup();
+    expect(await checkHost(env.config, 500)).toMatchObject({ name: 'host', status: 'warn', message: expect.stringMatching(/does not answer/) });
+    const serving = newServing(env);
+    await serving.start();
+    makeModelDir(env.paths.treeDir('default', 'lin', { version: '1' }), { w: 2, b: 1 });
+    await serving.activate(target('lin', '1'));
+    expect(await checkHost(env.config, 2000)).toMatchObject({ name: 'host', status: 'ok', message: expect.stringMatching(/1 models: lin@1 \(session, native, 1\/1 ready\)/) });
   });
 });
