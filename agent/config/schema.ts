@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_STATUS_TOPIC, DEFAULT_TOPIC_PREFIX, DeployLayer, ModelName, NodeName } from '../../shared/index.js';
+import { ONNX_BACKEND_CHOICES } from '../runtime/ort-backend.js';
 import { Size } from './size.js';
 
 // The node's configuration: every key with its default. README's configuration table follows
@@ -127,6 +128,8 @@ export const ConfigSchema = z.strictObject({
       probeTimeoutMs: z.number().int().min(10).default(2000),
       /** Failed probes in a row before an instance leaves the route and is restarted. */
       probeFailures: z.number().int().min(1).max(100).default(3),
+      /** onnxruntime for the built-in runtime: auto = onnxruntime-node, else onnxruntime-web's WASM build. */
+      onnxBackend: z.enum(ONNX_BACKEND_CHOICES).default('auto'),
     })
     .prefault({}),
   /** frameworkType -> runtime. `onnx` is built in; others are commands. */

@@ -154,6 +154,7 @@ export class RuntimeHost {
         version: spec.version,
         threads: this.d.config.serving.sessionThreads,
         maxBodyBytes: this.d.config.gateway.maxBodyBytes,
+        backend: this.d.config.serving.onnxBackend,
       });
     } finally {
       this.watchdog?.end(key, 'load');

@@ -5,7 +5,7 @@ import { dirname } from 'node:path';
 // is small enough to encode by hand. Field numbers below are onnx.proto's.
 
 /** ONNX TensorProto.DataType values for the element types we write. */
-export const OnnxDataType = { FLOAT: 1, INT32: 6, INT64: 7, BOOL: 9, DOUBLE: 11 } as const;
+export const OnnxDataType = { FLOAT: 1, UINT8: 2, INT8: 3, UINT16: 4, INT16: 5, INT32: 6, INT64: 7, BOOL: 9, FLOAT16: 10, DOUBLE: 11, UINT32: 12, UINT64: 13 } as const;
 export type OnnxElemType = keyof typeof OnnxDataType;
 
 // ---- protobuf wire encoding -------------------------------------------------------------
@@ -51,6 +51,8 @@ function tensorProto(name: string, elem: OnnxElemType, dims: number[], values: n
     case 'BOOL':
       raw = Buffer.from(Uint8Array.from(values.map((v) => (v ? 1 : 0))));
       break;
+    default:
+      throw new RangeError(`no initializer encoding for ${elem}`);
   }
   return concat([...dims.map((d) => fInt(1, d)), fInt(2, OnnxDataType[elem]), fStr(8, name), fBytes(9, raw)]);
 }
@@ -60,6 +62,11 @@ function valueInfo(name: string, elem: OnnxElemType, shape: Array<number | strin
   const dims = shape.map((d) => fMsg(1, [typeof d === 'number' ? fInt(1, d) : fStr(2, d)]));
   const tensorType = [fInt(1, OnnxDataType[elem]), fMsg(2, dims)];
   return concat([fStr(1, name), fMsg(2, [fMsg(1, tensorType)])]);
+}
+
+/** AttributeProto: an INT (type 2) or INTS (type 7) attribute. */
+function intAttribute(name: string, value: number | number[]): Bytes {
+  return Array.isArray(value) ? concat([fStr(1, name), ...value.map((v) => fInt(8, v)), fInt(20, 7)]) : concat([fStr(1, name), fInt(3, value), fInt(20, 2)]);
 }
 
 function nodeProto(op: string, inputs: string[], outputs: string[], name: string, attributes: Bytes[] = []): Bytes {
@@ -142,21 +149,43 @@ export function writeLinearModel(path: string, opts: LinearModelOptions): void {
   writeFile(path, linearModelBytes(opts));
 }
 
-/** Writes a model computing y = Identity(x) of any element type (for datatype tests, BOOL included). */
-export function writeIdentityModel(path: string, opts: { dataType: OnnxElemType; inputName?: string; dims?: number }): void {
+/** The bytes of a model computing y = Identity(x) of any element type (BOOL included), x [N, dims]. */
+export function identityModelBytes(opts: { dataType: OnnxElemType; inputName?: string; dims?: number }): Bytes {
   const input = opts.inputName ?? 'x';
   const dims = opts.dims ?? 1;
+  return modelProto(
+    {
+      name: 'identity',
+      nodes: [nodeProto('Identity', [input], ['y'], 'id')],
+      initializers: [],
+      inputs: [valueInfo(input, opts.dataType, ['N', dims])],
+      outputs: [valueInfo('y', opts.dataType, ['N', dims])],
+    },
+    'y = x',
+  );
+}
+
+/** Writes a model computing y = Identity(x) of any element type (for datatype tests, BOOL included). */
+export function writeIdentityModel(path: string, opts: { dataType: OnnxElemType; inputName?: string; dims?: number }): void {
+  writeFile(path, identityModelBytes(opts));
+}
+
+/**
+ * Writes an image-sized model: y = ReduceMean(x) over the last two axes, x float32
+ * [N, channels, height, width] -> y [N, channels] (a classifier's input with next to no compute).
+ */
+export function writeChannelMeanModel(path: string, opts: { channels: number; height: number; width: number }): void {
   writeFile(
     path,
     modelProto(
       {
-        name: 'identity',
-        nodes: [nodeProto('Identity', [input], ['y'], 'id')],
+        name: 'channel-mean',
+        nodes: [nodeProto('ReduceMean', ['x'], ['y'], 'mean', [intAttribute('axes', [2, 3]), intAttribute('keepdims', 0)])],
         initializers: [],
-        inputs: [valueInfo(input, opts.dataType, ['N', dims])],
-        outputs: [valueInfo('y', opts.dataType, ['N', dims])],
+        inputs: [valueInfo('x', 'FLOAT', ['N', opts.channels, opts.height, opts.width])],
+        outputs: [valueInfo('y', 'FLOAT', ['N', opts.channels])],
       },
-      'y = x',
+      'y = mean of x over height and width',
     ),
   );
 }

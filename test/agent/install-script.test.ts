@@ -51,6 +51,11 @@ describe('the release tarball', () => {
     const ort = list.filter((p) => p.includes('onnxruntime-node/bin/napi-v6/') && p.endsWith('.node'));
     expect(ort.length).toBeGreaterThan(0);
     expect(ort.every((p) => p.includes(`/linux/${process.arch}/`))).toBe(true);
+    // onnxruntime-web: only the files Node opens for a WASM session; its bundled dependencies not at all.
+    const web = list.filter((p) => p.startsWith(`${top}node_modules/onnxruntime-web/`) && !p.endsWith('/')).map((p) => p.slice(`${top}node_modules/onnxruntime-web/`.length));
+    expect(web.sort()).toEqual(['dist/ort-wasm-simd-threaded.mjs', 'dist/ort-wasm-simd-threaded.wasm', 'dist/ort.node.min.mjs', 'package.json']);
+    for (const p of ['node_modules/protobufjs/', 'node_modules/flatbuffers/', 'node_modules/guid-typescript/']) expect(has(p), p).toBe(false);
+    expect(has('node_modules/onnxruntime-common/package.json')).toBe(true);
   });
 });
 
@@ -79,6 +84,12 @@ describe('install.sh --root', () => {
     const checks = JSON.parse(doc.stdout).checks as Array<{ name: string; status: string }>;
     expect(checks.find((c) => c.name === 'config')?.status).toBe('ok');
     expect(checks.find((c) => c.name === 'runtime:onnx (built in)')?.status).toBe('ok'); // the packed native binary loads
+    // The pruned onnxruntime-web still creates and runs a session (what an armv7 board uses).
+    const wasm = sh(link, ['--config', join(root, 'etc/modeld/config.yaml'), 'doctor', '--json', '--timeout', '500'], {
+      env: { MODELD_STATE_DIR: join(root, 'var/lib/modeld'), MODELD_GATEWAY__PORT: '0', MODELD_ADMIN__METRICS_PORT: '0', MODELD_SERVING__ONNX_BACKEND: 'wasm' },
+    });
+    const onnx = (JSON.parse(wasm.stdout).checks as Array<{ name: string; status: string; message: string }>).find((c) => c.name === 'runtime:onnx (built in)');
+    expect(onnx, wasm.stdout + wasm.stderr).toMatchObject({ status: 'ok', message: expect.stringMatching(/onnxruntime-web \S+ WASM backend serves .*a probe model answered/) });
   });
 
   it('the installed unit passes systemd-analyze verify with the installed launcher', (ctx) => {

@@ -74,7 +74,7 @@ describe.each([['host'], ['process']] as Array<[Isolation]>)('serving through th
     expect(r1.status).toBe(200);
     expect(r1.body).toMatchObject({ model_name: 'lin', model_version: '1', outputs: [{ name: 'y', datatype: 'FP32', shape: [3, 1], data: [3, 5, -5] }] });
     const meta = await (await fetch(`${url}/v2/models/lin`)).json();
-    expect(meta).toEqual({ name: 'lin', versions: ['1'], platform: 'onnxruntime', inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 1] }], outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, 1] }] });
+    expect(meta).toEqual({ name: 'lin', versions: ['1'], platform: 'onnxruntime_onnx', inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 1] }], outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, 1] }] });
     expect(serving.state('default', 'lin')).toEqual({ version: '1', replicas: 1, readyReplicas: 1, url: a.url, isolation: mode, ...(mode === 'host' ? { backend: 'native' } : {}) });
     const old = await servers(serving, mode);
     expect(old).toHaveLength(1);
