@@ -92,7 +92,11 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
         paths,
         log,
         onRuntimeRestarts: opts.metrics && ((ns, name, _v, n) => opts.metrics!.onRuntimeRestarts(ns, name, n)),
-        onGatewayRequest: opts.metrics && ((model, code, s) => opts.metrics!.onGatewayRequest(model, code, s)),
+        onHostRestart: (info) => {
+          opts.metrics?.onHostRestart();
+          const hang = info.lastHang ? `: a run of ${info.lastHang.model ?? 'a model'} blocked it for ${info.lastHang.blockedMs} ms (serving.sessionHangMs)` : '';
+          store.events.add({ kind: 'HostRestarted', message: `the runtime host restarted (pid ${info.previousPid ?? '?'} -> ${info.pid})${hang}; it restores every model` });
+        },
       });
       await serving.start();
       stops.push(() => serving!.close());
@@ -124,7 +128,7 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
       kick: (ns, name, o) => runner.kick(ns, name, o),
     });
     intakeRef = intake;
-    opts.metrics?.setSources({ outboxDepth: () => store.outbox.depth(), modelPhases: () => store.models.list() });
+    opts.metrics?.setSources({ outboxDepth: () => store.outbox.depth(), modelPhases: () => store.models.list(), extraText: serving && (() => serving!.hostMetrics()) });
 
     // The local admin API (the CLI's way in while the daemon runs). Not fatal: delivery and
     // serving go on without it, and the CLI then reports the daemon as unreachable.

@@ -67,7 +67,7 @@ cp package.json package-lock.json "$stage/"
 [[ -f README.md ]] && cp README.md "$stage/"
 cp -r "$dist/agent" "$dist/shared" "$stage/dist/"
 find "$stage/dist" -name '*.map' -delete
-cp systemd/modeld.service systemd/config.example.yaml "$stage/systemd/"
+cp systemd/modeld.service systemd/modeld-host.service systemd/config.example.yaml "$stage/systemd/"
 cp scripts/install.sh "$stage/scripts/"
 [[ -f docs/operations.md ]] && cp docs/operations.md "$stage/docs/"
 cat >"$stage/bin/modeld" <<'LAUNCHER'
@@ -75,6 +75,8 @@ cat >"$stage/bin/modeld" <<'LAUNCHER'
 # modeld launcher: exec keeps the pid (systemd's main pid is node itself).
 NODE="${MODELD_NODE:-node}"
 here="$(dirname "$(readlink -f "$0")")"
+# The runtime host without the agent's modules (less memory on a small board).
+if [ "${1:-}" = host ]; then shift; exec "$NODE" "$here/../dist/agent/host/main.js" "$@"; fi
 exec "$NODE" "$here/../dist/agent/cli/index.js" "$@"
 LAUNCHER
 chmod 755 "$stage/bin/modeld" "$stage/scripts/install.sh"

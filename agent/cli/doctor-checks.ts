@@ -195,3 +195,22 @@ export async function checkPort(kind: 'gateway' | 'metrics', host: string, port:
   if (err.code === 'EACCES') return { name, status: 'fail', message: `${host}:${port} needs CAP_NET_BIND_SERVICE (ports below 1024)` };
   return { name, status: 'fail', message: `cannot bind ${host}:${port}: ${err.code ?? err.message}` };
 }
+
+/** The runtime host (agent/host/): does its control socket answer, and what does it serve? */
+export async function checkHost(config: Config, timeoutMs: number): Promise<CheckResult> {
+  const { HostClient } = await import('../runtime/host-client.js');
+  const { statePaths } = await import('../paths.js');
+  const { silentLogger } = await import('../log.js');
+  const client = new HostClient({ config, paths: statePaths(config.stateDir), log: silentLogger() });
+  try {
+    const s = await client.state(timeoutMs);
+    const notReady = s.routes.filter((r) => r.replicas > 0 && r.readyReplicas === 0);
+    const models = s.routes.map((r) => `${r.modelName}@${r.version} (${r.kind === 'session' ? `session, ${r.backend ?? 'native'}` : 'proxy'}, ${r.readyReplicas}/${r.replicas} ready)`);
+    const msg = `pid ${s.pid}, endpoint ${s.endpoint.bind}:${s.endpoint.port}, ${s.routes.length} models${models.length ? `: ${models.slice(0, 20).join(', ')}` : ''}${s.restoring ? '; restoring' : ''}`;
+    if (notReady.length) return { name: 'host', status: 'warn', message: `${msg}; not ready: ${notReady.map((r) => r.modelName).join(', ')}` };
+    return { name: 'host', status: 'ok', message: msg };
+  } catch (err) {
+    const how = config.serving.hostStart === 'systemd' ? 'systemctl status modeld-host' : 'the agent starts it (modeld run)';
+    return { name: 'host', status: 'warn', message: `the runtime host does not answer on ${client.socketPath} (${errText(err)}): nothing is served; ${how}` };
+  }
+}

@@ -4,7 +4,7 @@ import { detectEdgecore } from '../config/edgecore.js';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
-import { checkBroker, checkDiskSpace, checkEdgecore, checkPort, checkRuntimes, checkStateDir, type CheckResult } from './doctor-checks.js';
+import { checkBroker, checkDiskSpace, checkEdgecore, checkHost, checkPort, checkRuntimes, checkStateDir, type CheckResult } from './doctor-checks.js';
 
 // `modeld doctor`: one line per check (ok / warn / fail), exit 1 when any check fails. Works with
 // or without a running daemon; what the daemon holds (its ports) counts as fine.
@@ -30,6 +30,7 @@ export async function runDoctor(opts: { configPath?: string; timeoutMs: number; 
   results.push(checkStateDir(config), checkDiskSpace(config));
   results.push(await checkBroker(config, opts.timeoutMs));
   results.push(...(await checkRuntimes(config)));
+  results.push(await checkHost(config, opts.timeoutMs));
   results.push(await checkPort('gateway', config.gateway.bind, config.gateway.port, opts.timeoutMs));
   results.push(await checkPort('metrics', config.admin.metricsBind, config.admin.metricsPort, opts.timeoutMs));
   return results;
@@ -43,7 +44,7 @@ export function formatChecks(results: CheckResult[]): string {
 export function registerDoctor(program: Command): void {
   program
     .command('doctor')
-    .description('check this node: config, broker, disk, state directory, runtimes, edgecore, ports (exit 1 on any failure)')
+    .description('check this node: config, broker, disk, state directory, runtimes, runtime host, edgecore, ports (exit 1 on any failure)')
     .option('--json', 'machine-readable output')
     .option('--timeout <ms>', 'how long to wait for the broker and for ports held by a daemon', '3000')
     .action(async (opts: { json?: boolean; timeout: string }) => {

@@ -7,6 +7,7 @@ import { registerDelete } from './delete.js';
 import { registerEvents } from './events.js';
 import { EXIT, errorLine, exitCodeFor } from './exit.js';
 import { registerGc } from './gc.js';
+import { registerHost } from './host.js';
 import { registerRollback } from './rollback.js';
 import { registerRun } from './run.js';
 import { registerDoctor } from './doctor.js';
@@ -46,6 +47,7 @@ const program = new Command()
   .configureOutput({ outputError: (str, write) => write(`modeld: ${str.replace(/^error: /, '')}`) });
 
 registerRun(program);
+registerHost(program);
 registerDoctor(program);
 registerStatus(program);
 registerApply(program);

@@ -25,7 +25,7 @@ export function registerRun(program: Command): void {
       const notifier = createNotifier({ log });
       // /metrics is not worth failing the node for: a busy port is logged and the agent goes on.
       const metrics = new AgentMetrics({ agentVersion: AGENT_VERSION, node: config.node.name });
-      const metricsServer: MetricsServer | undefined = await startMetricsServer({ registry: metrics.registry, bind: config.admin.metricsBind, port: config.admin.metricsPort, log }).catch((err: Error) => {
+      const metricsServer: MetricsServer | undefined = await startMetricsServer({ registry: metrics.registry, text: () => metrics.text(), bind: config.admin.metricsBind, port: config.admin.metricsPort, log }).catch((err: Error) => {
         log.error({ err: err.message }, 'metrics not available');
         return undefined;
       });

@@ -9,10 +9,11 @@ import { StatusTracker } from './status-tracker.js';
 export interface MetricsSources {
   outboxDepth?: () => number;
   modelPhases?: () => Array<{ phase?: string | null }>;
+  /** Exposition text of another registry appended on scrape: the runtime host's node-endpoint series. */
+  extraText?: () => Promise<string>;
 }
 
 const DURATION_BUCKETS = [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600];
-const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 export class AgentMetrics {
   readonly registry = new Registry();
@@ -26,8 +27,9 @@ export class AgentMetrics {
   readonly switches = new Counter({ name: 'modeld_switches_total', help: 'Changes of the serving version (rollbacks included).', labelNames: ['namespace', 'name'] as const, registers: [this.registry] });
   readonly rollbacks = new Counter({ name: 'modeld_rollbacks_total', help: 'Switches back to the previous version (automatic or by `modeld rollback`).', labelNames: ['namespace', 'name'] as const, registers: [this.registry] });
   readonly runtimeRestarts = new Counter({ name: 'modeld_runtime_restarts_total', help: 'Runtime instances restarted after an unexpected exit or a start timeout.', labelNames: ['namespace', 'name'] as const, registers: [this.registry] });
-  readonly gatewayRequests = new Counter({ name: 'modeld_gateway_requests_total', help: 'Requests the gateway routed to a model, by HTTP status.', labelNames: ['model', 'code'] as const, registers: [this.registry] });
-  readonly gatewayLatency = new Histogram({ name: 'modeld_gateway_request_duration_seconds', help: 'Gateway request time per model, until the response is sent.', labelNames: ['model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  // The node endpoint's series (modeld_gateway_requests_total, modeld_gateway_request_duration_seconds)
+  // are the runtime host's (agent/host/runtime-host.ts): appended on scrape through extraText.
+  readonly hostRestarts = new Counter({ name: 'modeld_host_restarts_total', help: 'Restarts of the runtime host seen by the agent (it restores every model).', registers: [this.registry] });
   readonly escapedErrors = new Counter({ name: 'modeld_escaped_errors_total', help: 'Errors that escaped every handler (logged with their stack; the daemon kept running), by origin.', labelNames: ['origin'] as const, registers: [this.registry] });
   readonly brokerConnected = new Gauge({ name: 'modeld_broker_connected', help: '1 while the MQTT link to the broker is up.', registers: [this.registry] });
 
@@ -57,6 +59,7 @@ export class AgentMetrics {
       1,
     );
     this.brokerConnected.set(0);
+    this.hostRestarts.inc(0);
     for (const origin of ['uncaughtException', 'unhandledRejection']) this.escapedErrors.inc({ origin }, 0);
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
@@ -92,9 +95,15 @@ export class AgentMetrics {
     this.runtimeRestarts.inc({ namespace, name }, count);
   }
 
-  onGatewayRequest(model: string, status: number, seconds: number): void {
-    this.gatewayRequests.inc({ model, code: String(status) });
-    this.gatewayLatency.observe({ model }, seconds);
+  onHostRestart(): void {
+    this.hostRestarts.inc();
+  }
+
+  /** The whole exposition: this registry, then the runtime host's (left out when it does not answer). */
+  async text(): Promise<string> {
+    const own = await this.registry.metrics();
+    const extra = await this.sources.extraText?.().catch(() => '');
+    return extra ? `${own}${own.endsWith('\n') ? '' : '\n'}${extra}` : own;
   }
 
   onEscapedError(origin: string): void {

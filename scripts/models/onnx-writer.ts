@@ -73,6 +73,9 @@ function nodeProto(op: string, inputs: string[], outputs: string[], name: string
   return concat([...inputs.map((i) => fStr(1, i)), ...outputs.map((o) => fStr(2, o)), fStr(3, name), fStr(4, op), ...attributes.map((a) => fBytes(5, a))]);
 }
 
+/** AttributeProto holding a graph (type GRAPH = 5): a Loop's body. */
+const graphAttribute = (name: string, graph: Bytes): Bytes => concat([fStr(1, name), fBytes(6, graph), fInt(20, 5)]);
+
 interface GraphSpec {
   name: string;
   nodes: Bytes[];
@@ -81,15 +84,19 @@ interface GraphSpec {
   outputs: Bytes[];
 }
 
-/** ModelProto: ir_version 8, default-domain opset 13. */
-function modelProto(g: GraphSpec, docString: string): Bytes {
-  const graph = concat([
+function graphProto(g: GraphSpec): Bytes {
+  return concat([
     ...g.nodes.map((n) => fBytes(1, n)),
     fStr(2, g.name),
     ...g.initializers.map((t) => fBytes(5, t)),
     ...g.inputs.map((v) => fBytes(11, v)),
     ...g.outputs.map((v) => fBytes(12, v)),
   ]);
+}
+
+/** ModelProto: ir_version 8, default-domain opset 13. */
+function modelProto(g: GraphSpec, docString: string): Bytes {
+  const graph = graphProto(g);
   return concat([
     fInt(1, 8),
     fStr(2, 'modeld-make-models'),
@@ -179,6 +186,34 @@ export function writeChannelMeanModel(path: string, opts: { channels: number; he
         outputs: [valueInfo('y', 'FLOAT', ['N', opts.channels])],
       },
       'y = mean of x over height and width',
+    ),
+  );
+}
+
+/**
+ * Writes a model counting to its input: y (FP32, a scalar) = n (INT64, a scalar), by a Loop of n
+ * iterations adding 1. Its run time grows with n and onnxruntime cannot cancel it: n = 1e12 is
+ * a run that hangs for days, the hung session of the health tests.
+ */
+export function writeCountModel(path: string): void {
+  const body = graphProto({
+    name: 'count-body',
+    nodes: [nodeProto('Identity', ['c_in'], ['c_out'], 'keep-going'), nodeProto('Add', ['v_in', 'one'], ['v_out'], 'add-one')],
+    initializers: [],
+    inputs: [valueInfo('i', 'INT64', []), valueInfo('c_in', 'BOOL', []), valueInfo('v_in', 'FLOAT', [])],
+    outputs: [valueInfo('c_out', 'BOOL', []), valueInfo('v_out', 'FLOAT', [])],
+  });
+  writeFile(
+    path,
+    modelProto(
+      {
+        name: 'count',
+        nodes: [nodeProto('Loop', ['n', 'cond', 'v0'], ['y'], 'loop', [graphAttribute('body', body)])],
+        initializers: [tensorProto('cond', 'BOOL', [], [1]), tensorProto('v0', 'FLOAT', [], [0]), tensorProto('one', 'FLOAT', [], [1])],
+        inputs: [valueInfo('n', 'INT64', [])],
+        outputs: [valueInfo('y', 'FLOAT', [])],
+      },
+      'y = n (a loop of n iterations)',
     ),
   );
 }

@@ -41,7 +41,7 @@ describe('the release tarball', () => {
     const list = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 }).split('\n');
     const top = `modeld-${version}/`;
     expect(list.every((p) => p === '' || p.startsWith(top))).toBe(true);
-    for (const f of ['dist/agent/cli/index.js', 'dist/agent/runtime/onnx-server.js', 'dist/shared/index.js', 'bin/modeld', 'RELEASE', 'package.json', 'systemd/modeld.service', 'systemd/config.example.yaml', 'scripts/install.sh', 'docs/operations.md', 'node_modules/better-sqlite3/build/Release/better_sqlite3.node', 'node_modules/mqtt/package.json', 'node_modules/prom-client/package.json']) {
+    for (const f of ['dist/agent/cli/index.js', 'dist/agent/runtime/onnx-server.js', 'dist/shared/index.js', 'bin/modeld', 'RELEASE', 'package.json', 'systemd/modeld.service', 'systemd/modeld-host.service', 'dist/agent/host/main.js', 'systemd/config.example.yaml', 'scripts/install.sh', 'docs/operations.md', 'node_modules/better-sqlite3/build/Release/better_sqlite3.node', 'node_modules/mqtt/package.json', 'node_modules/prom-client/package.json']) {
       expect(list, f).toContain(top + f);
     }
     const has = (prefix: string) => list.some((p) => p.startsWith(top + prefix));
@@ -75,6 +75,7 @@ describe('install.sh --root', () => {
     expect(readFileSync(join(root, 'etc/modeld/config.yaml'), 'utf8')).toBe(readFileSync(join(ROOT, 'systemd/config.example.yaml'), 'utf8'));
     expect(lstatSync(join(root, 'etc/modeld/config.yaml')).mode & 0o777).toBe(0o640);
     expect(readFileSync(join(root, 'etc/systemd/system/modeld.service'), 'utf8')).toBe(readFileSync(join(ROOT, 'systemd/modeld.service'), 'utf8'));
+    expect(readFileSync(join(root, 'etc/systemd/system/modeld-host.service'), 'utf8')).toBe(readFileSync(join(ROOT, 'systemd/modeld-host.service'), 'utf8'));
     // The command runs through the link, and checks the installed template as a valid config.
     const help = sh(link, ['--help']);
     expect(help.code).toBe(0);
@@ -99,10 +100,13 @@ describe('install.sh --root', () => {
     const root = freshRoot();
     expect(install('--root', root, '--prefix', '/srv/modeld', tarball).code).toBe(0);
     const unit = readFileSync(join(root, 'etc/systemd/system/modeld.service'), 'utf8');
+    const hostUnit = readFileSync(join(root, 'etc/systemd/system/modeld-host.service'), 'utf8');
     expect(unit).toMatch(/^ExecStart=\/srv\/modeld\/bin\/modeld run$/m);
+    expect(hostUnit).toMatch(/^ExecStart=\/srv\/modeld\/bin\/modeld host$/m);
     const dir = mkdtempSync(join(work, 'unit-'));
     writeFileSync(join(dir, 'modeld.service'), unit.replace(/^ExecStart=\/srv/m, `ExecStart=${root}/srv`));
-    const r = sh('systemd-analyze', ['verify', join(dir, 'modeld.service')]);
+    writeFileSync(join(dir, 'modeld-host.service'), hostUnit.replace(/^ExecStart=\/srv/m, `ExecStart=${root}/srv`));
+    const r = sh('systemd-analyze', ['verify', join(dir, 'modeld.service'), join(dir, 'modeld-host.service')]);
     expect(r.stderr + r.stdout).toBe('');
     expect(r.code).toBe(0);
   });
@@ -165,7 +169,7 @@ describe('install.sh --root', () => {
 
     const un = install('--root', root, '--uninstall');
     expect(un.code).toBe(0);
-    for (const p of ['opt/modeld', 'etc/systemd/system/modeld.service', 'usr/local/bin/modeld']) expect(existsSync(join(root, p)), p).toBe(false);
+    for (const p of ['opt/modeld', 'etc/systemd/system/modeld.service', 'etc/systemd/system/modeld-host.service', 'usr/local/bin/modeld']) expect(existsSync(join(root, p)), p).toBe(false);
     expect(readFileSync(join(root, 'var/lib/modeld/state.db'), 'utf8')).toBe('keep me');
     expect(existsSync(join(root, 'etc/modeld/config.yaml'))).toBe(true);
 

@@ -23,7 +23,7 @@ const st = (over: Partial<StatusContent>): StatusContent =>
 describe('the strict text-format parser', () => {
   it('accepts what prom-client writes and rejects malformed expositions', async () => {
     const m = new AgentMetrics({ agentVersion: '1.2.3', node: 'edge "1"\\x' });
-    m.onGatewayRequest('lin', 200, 0.003);
+    m.onRuntimeRestarts('default', 'lin', 1);
     const fams = parsePromText(await m.registry.metrics());
     expect(sampleValue(fams, 'modeld_info', { node: 'edge "1"\\x' })).toBe(1);
     expect(sampleValue(fams, 'process_resident_memory_bytes')).toBeGreaterThan(0);

@@ -92,9 +92,12 @@ describe('runtime selection', () => {
     try {
       await expect(serving.activate(hostile)).rejects.toMatchObject({ code: 'StartFailed' });
       expect(serving.served()).toEqual([]);
-      expect(existsSync(env.paths.runDir) ? readdirSync(env.paths.runDir) : []).toEqual([]);
+      // No instance spawned (the runtime host's own files are there: start() started it).
+      expect(existsSync(env.paths.runDir) ? readdirSync(env.paths.runDir).filter((f) => f.endsWith('.pid')) : []).toEqual([]);
+      expect((await serving.host.state()).routes).toEqual([]);
     } finally {
       await serving.close();
+      await serving.stopHost();
     }
   });
 
