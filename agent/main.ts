@@ -17,6 +17,7 @@ import { Serving, type ServingDeps } from './runtime/serving.js';
 import { openStore, type Store } from './store/index.js';
 import { AGENT_VERSION } from './version.js';
 import type { AgentMetrics } from './metrics/metrics.js';
+import type { ConfigView } from './config/explain.js';
 
 /** Everything the running agent is made of: built once here, passed to whoever needs it. */
 export interface Agent {
@@ -42,6 +43,8 @@ export interface StartOptions {
   onSwitch?: ServingDeps['onSwitch'];
   /** Prometheus metrics to feed (`modeld run` serves them on admin.metricsPort). */
   metrics?: AgentMetrics;
+  /** The configuration with each value's source, for `modeld config view` (GET /v1/config). */
+  configView?: ConfigView;
 }
 
 /** Starts the parts in order; `stop()` stops them in reverse. */
@@ -129,7 +132,7 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
     // The local admin API (the CLI's way in while the daemon runs). Not fatal: delivery and
     // serving go on without it, and the CLI then reports the daemon as unreachable.
     const admin = new AdminServer(
-      { config, paths, store, blobStore, log, intake, serving, kick: (ns, name, o) => runner.kick(ns, name, o), daemon: true },
+      { config, paths, store, blobStore, log, intake, serving, kick: (ns, name, o) => runner.kick(ns, name, o), daemon: true, configView: opts.configView },
       { socketPath: config.admin.socket, maxBodyBytes: config.limits.messageBytes },
     );
     await admin.listen().then(

@@ -12,6 +12,7 @@ import { createLogger } from '../log.js';
 import { statePaths } from '../paths.js';
 import { Intake } from '../reconcile/intake.js';
 import { Reporter } from '../reconcile/report.js';
+import { BlobTable } from '../store/blobs.js';
 import { EventTable } from '../store/events.js';
 import { openStore } from '../store/index.js';
 import { ModelTable } from '../store/models.js';
@@ -71,12 +72,12 @@ export async function migrateDirect(direct: Direct): Promise<void> {
 }
 
 /** Read-only tables for `modeld status` without a daemon; undefined when there is no state yet. */
-export function openReadOnly(config: Config): { source: StatusSource; close(): void } | undefined {
+export function openReadOnly(config: Config): { source: StatusSource & { store: { blobs: BlobTable } }; close(): void } | undefined {
   const paths = statePaths(config.stateDir);
   if (!existsSync(paths.db)) return undefined;
   const db = new Database(paths.db, { readonly: true, fileMustExist: true, timeout: 10_000 });
   return {
-    source: { store: { specs: new SpecTable(db), models: new ModelTable(db), versions: new VersionTable(db), events: new EventTable(db) } },
+    source: { store: { specs: new SpecTable(db), models: new ModelTable(db), versions: new VersionTable(db), events: new EventTable(db), blobs: new BlobTable(db) } },
     close: () => db.close(),
   };
 }

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
+import { exitCodesHelp } from './exit-codes.js';
 import { detectEdgecore } from '../config/edgecore.js';
-import { loadConfig } from '../config/load.js';
+import { explainConfig } from '../config/explain.js';
 import { CrashGuard } from '../crash-guard.js';
 import { createLogger } from '../log.js';
 import { startAgent } from '../main.js';
@@ -13,10 +14,12 @@ export function registerRun(program: Command): void {
     .command('run')
     .description('run the modeld daemon (what systemd starts)')
     .option('--no-serve', 'deliver models only: no runtimes, no gateway')
+    .addHelpText('after', exitCodesHelp('run'))
     .action(async (opts: { serve: boolean }) => {
       // edgecore's node name and EventBus broker, as defaults under the config file and environment.
       const edgecore = detectEdgecore();
-      const config = loadConfig({ path: program.opts().config, defaults: edgecore.defaults });
+      // Kept with where each value came from, for `modeld config view`.
+      const { config, view: configView } = explainConfig({ path: program.opts().config, edgecore });
       const log = createLogger({ level: config.log.level });
       const guard = new CrashGuard(log);
       guard.install();
@@ -29,7 +32,7 @@ export function registerRun(program: Command): void {
         log.error({ err: err.message }, 'metrics not available');
         return undefined;
       });
-      const agent = await startAgent(config, log, { serve: opts.serve, metrics });
+      const agent = await startAgent(config, log, { serve: opts.serve, metrics, configView });
       guard.attach({ events: agent.store.events, onEscape: (origin) => metrics.onEscapedError(origin) });
       log.info({ node: config.node.name, stateDir: config.stateDir, broker: config.broker.url }, 'modeld started');
       let stopping = false;

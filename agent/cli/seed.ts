@@ -1,11 +1,13 @@
 import type { Command } from 'commander';
+import { exitCodesHelp } from './exit-codes.js';
+import { isData, outputFormat, printData } from './output-format.js';
 import { resolve } from 'node:path';
 import { SHA256_PATTERN, VERSION_PATTERN } from '../../shared/index.js';
 import { seedArchive, type SeedResult } from '../admin/seed.js';
 import { parseModelRef } from '../admin/status-view.js';
 import { loadConfig } from '../config/load.js';
 import { ModeldError } from '../errors.js';
-import { formatBytes, note, printJson, progressBar } from './output.js';
+import { formatBytes, note, progressBar } from './output.js';
 import { withWriteTarget } from './target.js';
 
 export function registerSeed(program: Command): void {
@@ -17,8 +19,11 @@ export function registerSeed(program: Command): void {
     .requiredOption('--version <v>', 'the version it is')
     .option('-n, --namespace <ns>', 'namespace when --name has none', 'default')
     .option('--sha256 <hex>', 'expected digest: refused unless the archive matches')
-    .option('--json', 'machine-readable output')
-    .action(async (archive: string, opts: { name: string; version: string; namespace: string; sha256?: string; json?: boolean }) => {
+    .option('-o, --output <format>', 'output format: json, yaml')
+    .option('--json', 'machine-readable output (the same as -o json)')
+    .addHelpText('after', exitCodesHelp('seed'))
+    .action(async (archive: string, opts: { name: string; version: string; namespace: string; sha256?: string; output?: string; json?: boolean }) => {
+      const format = outputFormat(opts, ['json', 'yaml']);
       const config = loadConfig({ path: program.opts().config });
       const { namespace, name } = parseModelRef(opts.name, opts.namespace);
       if (!VERSION_PATTERN.test(opts.version)) throw new ModeldError('BadRequest', `--version "${opts.version.slice(0, 80)}" is not a version`);
@@ -48,7 +53,7 @@ export function registerSeed(program: Command): void {
           bar.done();
         }
       });
-      if (opts.json) return printJson(out);
+      if (isData(format)) return printData(format, out);
       // sha256sum's format, so scripts can read the digest.
       process.stdout.write(`${out.sha256}  ${archive}\n`);
       const checked = out.verifiedAgainst === 'argument' ? 'matches --sha256' : out.verifiedAgainst === 'spec' ? `matches the spec of ${namespace}/${name}` : 'computed';

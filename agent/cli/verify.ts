@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
+import { exitCodesHelp } from './exit-codes.js';
+import { isData, outputFormat, printData } from './output-format.js';
 import type { VerifyReport } from '../admin/verify.js';
 import { verifyStore } from '../admin/verify.js';
 import { loadConfig } from '../config/load.js';
 import { ModeldError } from '../errors.js';
-import { printJson } from './output.js';
 import { withWriteTarget } from './target.js';
 
 export function registerVerify(program: Command): void {
@@ -11,13 +12,16 @@ export function registerVerify(program: Command): void {
     .command('verify')
     .description('re-hash every stored archive and installed version; quarantine what is corrupt (exit 1 if anything is)')
     .option('--no-repair', 'only report; move and remove nothing')
-    .option('--json', 'machine-readable output')
-    .action(async (opts: { repair: boolean; json?: boolean }) => {
+    .option('-o, --output <format>', 'output format: json, yaml')
+    .option('--json', 'machine-readable output (the same as -o json)')
+    .addHelpText('after', exitCodesHelp('verify'))
+    .action(async (opts: { repair: boolean; output?: string; json?: boolean }) => {
+      const format = outputFormat(opts, ['json', 'yaml']);
       const config = loadConfig({ path: program.opts().config });
       const r = await withWriteTarget(config, 'modeld verify', async (t) =>
         t.kind === 'daemon' ? t.client.call<VerifyReport>('POST', '/v1/verify', { repair: opts.repair }) : verifyStore(t.deps, { repair: opts.repair }),
       );
-      if (opts.json) printJson(r);
+      if (isData(format)) printData(format, r);
       else {
         for (const c of r.corrupt) {
           const what = c.kind === 'blob' ? `archive sha256:${c.sha256}` : `version ${c.namespace}/${c.name} ${c.version}`;
