@@ -16,6 +16,8 @@ import { Runner } from './reconcile/runner.js';
 import { Serving, type ServingDeps } from './runtime/serving.js';
 import { openStore, type Store } from './store/index.js';
 import { AGENT_VERSION } from './version.js';
+import { buildStatus } from './admin/status-view.js';
+import { StoreSize } from './metrics/store-size.js';
 import type { AgentMetrics } from './metrics/metrics.js';
 import type { ConfigView } from './config/explain.js';
 
@@ -95,7 +97,7 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
         paths,
         log,
         onRuntimeRestarts: opts.metrics && ((ns, name, _v, n) => opts.metrics!.onRuntimeRestarts(ns, name, n)),
-        onGatewayRequest: opts.metrics && ((model, code, s) => opts.metrics!.onGatewayRequest(model, code, s)),
+        onGatewayRequest: opts.metrics && ((route, code, s) => opts.metrics!.onGatewayRequest(route, code, s)),
       });
       await serving.start();
       stops.push(() => serving!.close());
@@ -127,7 +129,14 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
       kick: (ns, name, o) => runner.kick(ns, name, o),
     });
     intakeRef = intake;
-    opts.metrics?.setSources({ outboxDepth: () => store.outbox.depth(), modelPhases: () => store.models.list() });
+    const storeSize = new StoreSize({ paths, store });
+    opts.metrics?.setSources({
+      outboxDepth: () => store.outbox.depth(),
+      models: () =>
+        buildStatus({ store, serving, node: config.node.name, stateDir: paths.root, daemon: true }).models.map((m) => ({ ...m, modelName: m.spec?.modelName })),
+      storeBytes: () => storeSize.bytes(),
+      storeCapBytes: config.store.capBytes,
+    });
 
     // The local admin API (the CLI's way in while the daemon runs). Not fatal: delivery and
     // serving go on without it, and the CLI then reports the daemon as unreachable.

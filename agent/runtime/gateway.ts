@@ -79,7 +79,7 @@ export class Gateway {
   private server: Server | undefined;
   private boundPort = 0;
 
-  constructor(private readonly d: { config: Config; log: Logger; onRequest?: (modelName: string, status: number, seconds: number) => void }) {}
+  constructor(private readonly d: { config: Config; log: Logger; onRequest?: (route: { namespace: string; name: string; modelName: string }, status: number, seconds: number) => void }) {}
 
   async listen(): Promise<void> {
     const { bind, port } = this.d.config.gateway;
@@ -183,7 +183,9 @@ export class Gateway {
     if (onRequest) {
       // Routed models only (a label per unknown name would let clients grow the series without bound).
       const t0 = performance.now();
-      res.once('close', () => onRequest(modelName, res.writableFinished ? res.statusCode : 499, (performance.now() - t0) / 1000));
+      // Labelled by the resource (namespace, name) and the serving name, as every per-model series is.
+      const route = { namespace: target.namespace, name: target.name, modelName };
+      res.once('close', () => onRequest(route, res.writableFinished ? res.statusCode : 499, (performance.now() - t0) / 1000));
     }
 
     const limit = this.d.config.gateway.maxBodyBytes;

@@ -24,7 +24,7 @@ export interface ServingDeps {
   /** Runtime instances restarted (metrics). */
   onRuntimeRestarts?: (namespace: string, name: string, version: string, count: number) => void;
   /** A request the gateway routed to a model has ended (metrics). */
-  onGatewayRequest?: (modelName: string, status: number, seconds: number) => void;
+  onGatewayRequest?: (route: { namespace: string; name: string; modelName: string }, status: number, seconds: number) => void;
 }
 
 export interface ServingState {

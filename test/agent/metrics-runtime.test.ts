@@ -57,7 +57,7 @@ describe('serving metrics', () => {
     const { s, target, value } = await setup('ok');
     await s.activate(target);
     for (let i = 0; i < 3; i++) expect((await inferX(s.gatewayUrl(), 'fx', [i])).status).toBe(200);
-    expect(await value('modeld_gateway_requests_total', { model: 'fx', code: '200' })).toBe(3);
-    expect(await value('modeld_gateway_request_duration_seconds_count', { model: 'fx' })).toBe(3);
+    expect(await value('modeld_gateway_requests_total', { namespace: 'default', name: 'fx', model: 'fx', code: '200' })).toBe(3);
+    expect(await value('modeld_gateway_request_duration_seconds_count', { namespace: 'default', name: 'fx', model: 'fx' })).toBe(3);
   });
 });
