@@ -22,7 +22,7 @@ import { verifyStore } from './verify.js';
 //   DELETE /v1/models/<ns>/<name>          remove a local spec
 //   POST   /v1/rollback {namespace,name,to?}   (release: true ends a hold instead)
 //   POST   /v1/gc {dryRun?, all?}          GcResult
-//   POST   /v1/seed {path, sha256?, namespace?, name?, version?}
+//   POST   /v1/seed {path, sha256?, namespace?, name?, version?, replace?}
 //          with `accept: application/x-ndjson`: {"progress":{bytes,total}} lines, then {"result":...}
 //   POST   /v1/verify {repair?}            VerifyReport
 //   GET    /v1/config                      ConfigView: the daemon's configuration and each value's source
@@ -117,6 +117,7 @@ async function seed(req: IncomingMessage, res: ServerResponse, _url: URL, { deps
     namespace: optString(body, 'namespace'),
     name: optString(body, 'name'),
     version: optString(body, 'version'),
+    replace: optBool(body, 'replace') ?? false,
   };
   if (request.name !== undefined) Object.assign(request, parseModelRef(`${request.namespace ?? 'default'}/${request.name}`));
   // The caller hanging up cancels the copy (nothing half-written stays in the store).

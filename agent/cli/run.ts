@@ -26,13 +26,15 @@ export function registerRun(program: Command): void {
       if (edgecore.found) log.info({ edgecore: edgecore.path, nodeName: edgecore.nodeName, brokerUrl: edgecore.brokerUrl, problems: edgecore.problems }, 'edgecore detected');
       // Before anything is spawned: it takes NOTIFY_SOCKET out of the environment runtimes inherit.
       const notifier = createNotifier({ log });
-      // /metrics is not worth failing the node for: a busy port is logged and the agent goes on.
       const metrics = new AgentMetrics({ agentVersion: AGENT_VERSION, node: config.node.name });
+      // The state directory's lock first: a second daemon stops on StateLocked, not on the port
+      // the first one holds.
+      const agent = await startAgent(config, log, { serve: opts.serve, metrics, configView });
+      // /metrics is not worth failing the node for: a busy port is logged and the agent goes on.
       const metricsServer: MetricsServer | undefined = await startMetricsServer({ registry: metrics.registry, bind: config.admin.metricsBind, port: config.admin.metricsPort, log }).catch((err: Error) => {
         log.error({ err: err.message }, 'metrics not available');
         return undefined;
       });
-      const agent = await startAgent(config, log, { serve: opts.serve, metrics, configView });
       guard.attach({ events: agent.store.events, onEscape: (origin) => metrics.onEscapedError(origin) });
       log.info({ node: config.node.name, stateDir: config.stateDir, broker: config.broker.url }, 'modeld started');
       let stopping = false;

@@ -94,6 +94,10 @@ export async function withWriteTarget<T>(config: Config, command: string, fn: (t
   process.on('SIGTERM', onSignal);
   try {
     return await fn(target, abort.signal);
+  } catch (err) {
+    // However the interrupted work ended (an aborted request to the daemon, a cancelled copy), Ctrl-C is exit 130.
+    if (abort.signal.aborted && !(err instanceof ModeldError && err.code === 'Cancelled')) throw new ModeldError('Cancelled', 'interrupted', { cause: err });
+    throw err;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -28,7 +28,8 @@ export function registerVerify(program: Command): void {
           process.stdout.write(`CORRUPT ${what}: ${c.problem} (${c.action})\n`);
         }
         for (const u of r.unverifiable) process.stdout.write(`unverifiable version ${u.namespace}/${u.name} ${u.version}: no recorded digest and no archive\n`);
-        process.stdout.write(`checked ${r.blobsChecked} archives and ${r.versionsChecked} versions: ${r.ok ? 'all intact' : `${r.corrupt.length} corrupt`}\n`);
+        const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+        process.stdout.write(`checked ${count(r.blobsChecked, 'archive')} and ${count(r.versionsChecked, 'version')}: ${r.ok ? 'all intact' : `${r.corrupt.length} corrupt`}\n`);
       }
       if (!r.ok) throw new ModeldError('Corrupt', `${r.corrupt.length} corrupt item(s) found`);
     });
