@@ -36,7 +36,6 @@ export function registerRun(program: Command): void {
         return undefined;
       });
       guard.attach({ events: agent.store.events, onEscape: (origin) => metrics.onEscapedError(origin) });
-      log.info({ node: config.node.name, stateDir: config.stateDir, broker: config.broker.url }, 'modeld started');
       let stopping = false;
       const stop = async (signal: string) => {
         if (stopping) return;
@@ -50,6 +49,8 @@ export function registerRun(program: Command): void {
       };
       process.on('SIGTERM', () => void stop('SIGTERM'));
       process.on('SIGINT', () => void stop('SIGINT'));
+      // Said once a stop is handled: whoever waits for this line may stop it at once.
+      log.info({ node: config.node.name, stateDir: config.stateDir, broker: config.broker.url }, 'modeld started');
       // Started = local models kicked and the gateway listening (startAgent returns after both).
       // After the handlers: a stop may come as soon as the manager has READY.
       await notifier.ready(`node ${config.node.name}: ${agent.store.models.list().length} models, broker ${config.broker.url}`);

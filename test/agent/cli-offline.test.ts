@@ -149,6 +149,10 @@ describe('modeld CLI on a node with no cloud and no broker', () => {
     expect((JSON.parse(ev.stdout) as { events: Array<{ kind: string; message: string }> }).events).toContainEqual(
       expect.objectContaining({ kind: 'Rollback', message: expect.stringMatching(/^held at version 1@[0-9a-f]{12} \(was serving 2@[0-9a-f]{12}\)/) }),
     );
+    // The daemon's log line is about the held version, and says it is held instead of the target.
+    const heldLog = daemon!.logs.find((l) => l.reason === 'RolledBack');
+    expect(heldLog).toMatchObject({ level: 'info', model: 'default/lin', version: '1' });
+    expect(String(heldLog!.msg)).toMatch(/^serving version 1@[0-9a-f]{12}, held by `modeld rollback` instead of the target 2@[0-9a-f]{12}, until the spec changes or `modeld rollback --release default\/lin`$/);
     // The hold is visible, with how to end it; the same file again keeps it and says so.
     const table = await cli('status');
     expect(table.stdout).toContain('default/lin held at version 1 by `modeld rollback` (target 2): `modeld rollback --release default/lin` ends the hold\n');
