@@ -37,7 +37,7 @@ while (($#)); do
     --arch) arch="${2:?--arch needs a value}"; shift 2 ;;
     --out) out="${2:?--out needs a directory}"; shift 2 ;;
     --skip-build) build=0; shift ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0"; exit 0 ;; # the opening comment
     *) echo "build-release: unknown argument $1" >&2; exit 2 ;;
   esac
 done

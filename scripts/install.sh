@@ -37,7 +37,7 @@ while (($#)); do
     --force) force=1; shift ;;
     --uninstall) uninstall=1; shift ;;
     --purge) purge=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0"; exit 0 ;; # the opening comment
     -*) printf 'install.sh: unknown option %s\n' "$1" >&2; exit 2 ;;
     *) [[ -z "$tarball" ]] || { printf 'install.sh: one tarball only\n' >&2; exit 2; }; tarball="$1"; shift ;;
   esac

@@ -1,5 +1,7 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
+import { exitCodesHelp } from './exit-codes.js';
+import { isData, outputFormat, printData } from './output-format.js';
 import { detectEdgecore } from '../config/edgecore.js';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -45,16 +47,19 @@ export function registerDoctor(program: Command): void {
   program
     .command('doctor')
     .description('check this node: config, broker, disk, state directory, runtimes, runtime host, edgecore, ports (exit 1 on any failure)')
-    .option('--json', 'machine-readable output')
+    .option('-o, --output <format>', 'output format: json, yaml')
+    .option('--json', 'machine-readable output (the same as -o json)')
     .option('--timeout <ms>', 'how long to wait for the broker and for ports held by a daemon', '3000')
-    .action(async (opts: { json?: boolean; timeout: string }) => {
+    .addHelpText('after', exitCodesHelp('doctor'))
+    .action(async (opts: { output?: string; json?: boolean; timeout: string }) => {
+      const format = outputFormat(opts, ['json', 'yaml']);
       const timeoutMs = Number(opts.timeout);
       if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000) {
         throw new ModeldError('BadRequest', `--timeout must be a number of milliseconds (1-600000), got ${JSON.stringify(opts.timeout)}`);
       }
       const results = await runDoctor({ configPath: program.opts().config, timeoutMs });
       const ok = !results.some((r) => r.status === 'fail');
-      if (opts.json) process.stdout.write(JSON.stringify({ ok, checks: results }, null, 2) + '\n');
+      if (isData(format)) printData(format, { ok, checks: results });
       else process.stdout.write(formatChecks(results));
       process.exitCode = ok ? 0 : 1;
     });

@@ -4,11 +4,30 @@ import { StatusTracker } from './status-tracker.js';
 
 // The agent's Prometheus metrics, on a Registry of its own (never prom-client's global one, so
 // tests and the controller in the same process do not mix). Parts report through the small
-// methods below; gauges that mirror state (outbox depth, models by phase) are read on scrape.
+// methods below; gauges that mirror state (outbox depth, models, the store) are read on scrape.
+//
+// Labels: every series about a model has `namespace` and `name` (the resource), so any two join
+// on them; the info series and the gateway's add `model`, the serving name (spec.modelName) the
+// gateway's URL uses, which may differ from `name`.
+
+/** One model as the scrape sees it (from the status builder, the same `modeld status` shows). */
+export interface ModelSeries {
+  namespace: string;
+  name: string;
+  /** The serving name (spec.modelName): the gateway's path, often not the resource's name. */
+  modelName?: string;
+  phase: string;
+  servingVersion?: string;
+  targetVersion?: string;
+  replicas: number;
+  readyReplicas: number;
+}
 
 export interface MetricsSources {
   outboxDepth?: () => number;
-  modelPhases?: () => Array<{ phase?: string | null }>;
+  models?: () => ModelSeries[];
+  storeBytes?: () => Promise<number>;
+  storeCapBytes?: number;
   /** Exposition text of another registry appended on scrape: the runtime host's node-endpoint series. */
   extraText?: () => Promise<string>;
 }
@@ -44,6 +63,16 @@ export class AgentMetrics {
         this.set(self.sources.outboxDepth?.() ?? 0);
       },
     });
+    // The models are read once per scrape, before any series is collected, for all the gauges
+    // made from them. Every model's counters exist from its first scrape (at 0), so rate() and
+    // increase() see the first event, and a dashboard finds the series before anything happened.
+    let scraped: ModelSeries[] = [];
+    const collectAll = this.registry.metrics.bind(this.registry);
+    this.registry.metrics = async () => {
+      scraped = this.sources.models?.() ?? [];
+      for (const m of scraped) for (const c of this.perModelCounters()) c.inc({ namespace: m.namespace, name: m.name }, 0);
+      return collectAll();
+    };
     new Gauge({
       name: 'modeld_models',
       help: 'Models known to the agent, by phase.',
@@ -51,7 +80,54 @@ export class AgentMetrics {
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const m of self.sources.modelPhases?.() ?? []) this.inc({ phase: m.phase ?? 'Unknown' });
+        for (const m of scraped) this.inc({ phase: m.phase });
+      },
+    });
+    const modelLabels = (m: ModelSeries) => ({ namespace: m.namespace, name: m.name, model: m.modelName ?? m.name });
+    new Gauge({
+      name: 'modeld_model_info',
+      help: 'One per model (always 1): its phase, the version serving and the version its spec targets.',
+      labelNames: ['namespace', 'name', 'model', 'phase', 'serving_version', 'target_version'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const m of scraped) this.set({ ...modelLabels(m), phase: m.phase, serving_version: m.servingVersion ?? '', target_version: m.targetVersion ?? '' }, 1);
+      },
+    });
+    new Gauge({
+      name: 'modeld_model_ready_replicas',
+      help: 'Runtime instances of the model ready to take requests.',
+      labelNames: ['namespace', 'name', 'model'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const m of scraped) this.set(modelLabels(m), m.readyReplicas);
+      },
+    });
+    new Gauge({
+      name: 'modeld_model_desired_replicas',
+      help: 'Runtime instances the spec asks for (spec.replicas).',
+      labelNames: ['namespace', 'name', 'model'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const m of scraped) this.set(modelLabels(m), m.replicas);
+      },
+    });
+    new Gauge({
+      name: 'modeld_store_bytes',
+      help: 'Bytes in the store: verified archives and installed versions (what gc counts against its cap).',
+      registers: [this.registry],
+      async collect() {
+        this.set((await self.sources.storeBytes?.()) ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'modeld_store_cap_bytes',
+      help: 'store.capBytes: gc keeps the store under this.',
+      registers: [this.registry],
+      collect() {
+        this.set(self.sources.storeCapBytes ?? 0);
       },
     });
     new Gauge({ name: 'modeld_info', help: 'Agent version and node name.', labelNames: ['version', 'node'] as const, registers: [this.registry] }).set(
@@ -61,7 +137,16 @@ export class AgentMetrics {
     this.brokerConnected.set(0);
     this.hostRestarts.inc(0);
     for (const origin of ['uncaughtException', 'unhandledRejection']) this.escapedErrors.inc({ origin }, 0);
-    if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    if (opts.processMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry });
+      // Gauges named like counters (promtool: non-counter metrics should not have "_total"); the
+      // same counts are in nodejs_active_handles, nodejs_active_requests, nodejs_active_resources.
+      for (const misnamed of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(misnamed);
+    }
+  }
+
+  private perModelCounters() {
+    return [this.downloadBytes, this.digestFailures, this.switches, this.rollbacks, this.runtimeRestarts];
   }
 
   /** State read on every scrape. */
