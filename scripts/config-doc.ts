@@ -25,6 +25,8 @@ const HELP: Record<string, string> = {
   'broker.clientId': 'MQTT client id; default modeld-<node.name> (persistent session).',
   'broker.keepaliveSec': 'MQTT keepalive, seconds.',
   'broker.reconnectMs': 'Delay between reconnect attempts, ms.',
+  'broker.ackTimeoutMs': 'A status stays in the outbox until the controller acks its msg_id; with no ack this long after it went out, it is published again (doubling each time), ms.',
+  'broker.ackMaxDelayMs': 'Upper bound of that doubling delay, ms: an old controller that never acks gets at most one resend per model this often.',
   'broker.tls.ca': 'CA file for mqtts:// or ssl:// brokers.',
   'broker.tls.cert': 'Client certificate file.',
   'broker.tls.key': 'Client key file.',

@@ -38,6 +38,8 @@ export const ConfigSchema = z.strictObject({
       clientId: z.string().optional(),
       keepaliveSec: z.number().int().min(5).max(3600).default(30),
       reconnectMs: z.number().int().min(100).default(2000),
+      ackTimeoutMs: z.number().int().min(100).default(30_000),
+      ackMaxDelayMs: z.number().int().min(100).default(600_000),
       tls: z
         .strictObject({
           ca: z.string().optional(),
