@@ -217,6 +217,7 @@ export class Controller {
   }
 
   async stop(): Promise<void> {
+    if (this.abort.signal.aborted) return;
     this.abort.abort();
     clearInterval(this.syncTimer);
     this.queue.shutDown();

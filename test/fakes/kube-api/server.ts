@@ -144,7 +144,7 @@ export class FakeKubeApi {
   private readonly faults: FaultRule[] = [];
   private bookmarkTimer: NodeJS.Timeout | undefined;
   /** Every request, for tests that count writes. */
-  readonly requests: Array<{ method: string; path: string; contentType?: string; status: number }> = [];
+  readonly requests: Array<{ method: string; path: string; contentType?: string; status: number; at: number }> = [];
   url = '';
 
   constructor(private readonly opts: FakeKubeOptions = {}) {
@@ -449,7 +449,7 @@ export class FakeKubeApi {
   private async handle(req: IncomingMessage, res: ServerResponse) {
     const url = new URL(req.url ?? '/', 'http://x');
     const method = req.method ?? 'GET';
-    const entry = { method, path: url.pathname, contentType: req.headers['content-type'], status: 200 };
+    const entry = { method, path: url.pathname, contentType: req.headers['content-type'], status: 200, at: performance.now() };
     this.requests.push(entry);
     if (this.requests.length > 20000) this.requests.splice(0, 10000);
     const send = (code: number, body: unknown) => {
