@@ -30,7 +30,7 @@ export function buildProgram(run: (o: CliOptions) => Promise<number>): Command {
     .option('--broker-password <password>', 'mqtt: password (or $MODELD_BROKER_PASSWORD)', process.env.MODELD_BROKER_PASSWORD)
     .option('--topic-prefix <prefix>', 'prefix of the spec topics', DEFAULTS.topicPrefix)
     .option('--status-topic <template>', 'status topic template; {node} is the node name', DEFAULTS.statusTopic)
-    .option('--router-url <url>', 'kubeedge: the cloudcore Router (http or https, port 9443)', DEFAULTS.routerUrl)
+    .option('--router-url <url>', 'kubeedge: the cloudcore Router (port 9443; deploy/kubeedge/cloudcore-router.yaml adds the Service a stock cloudcore lacks)', DEFAULTS.routerUrl)
     .option('--rule-namespace <ns>', 'kubeedge: namespace of the RuleEndpoints/Rules', DEFAULTS.ruleNamespace)
     .option('--receiver-port <port>', 'kubeedge: port of the HTTP receiver the Router posts status to', num, DEFAULTS.receiverPort)
     .option('--edge-label <label>', 'label that marks edge nodes (cloud nodes lack it)', DEFAULTS.edgeLabel)

@@ -34,7 +34,7 @@ export const DEFAULTS: CliOptions = {
   brokerUrl: 'mqtt://127.0.0.1:1883',
   topicPrefix: DEFAULT_TOPIC_PREFIX,
   statusTopic: DEFAULT_STATUS_TOPIC,
-  routerUrl: 'http://cloudcore.kubeedge:9443',
+  routerUrl: 'http://cloudcore-router.kubeedge.svc:9443',
   ruleNamespace: 'default',
   receiverPort: 8080,
   edgeLabel: DEFAULT_EDGE_LABEL,
