@@ -175,7 +175,7 @@ async function lostStatuses(api: FakeKubeApi, main: string, dir: string, log: (s
     const a = await spawnCtl('ctl-a');
     await until(() => holder() === 'ctl-a', 'ctl-a leading', 60_000, 20);
     await spawnCtl('ctl-b');
-    for (const n of names) nodes.push(startLinkNode({ node: n, brokerUrl: broker.url, ackTimeoutMs: 1000, ackMaxDelayMs: 4000, dir: mkdtempSync(join(dir, 'node-')) }));
+    for (const n of names) nodes.push(startLinkNode({ node: n, brokerUrl: broker.url, ackTimeoutMs: 1000, ackMaxDelayMs: 4000, dir: mkdtempSync(join(dir, 'node-')), noFsync: true }));
     await until(() => nodes.every((n) => n.link.connected), 'every node connected', 60_000, 20);
     const t0 = performance.now();
     let killedAt = 0;
