@@ -160,16 +160,25 @@ async function lostStatuses(api: FakeKubeApi, main: string, dir: string, log: (s
   }).start();
   const kubeconfig = api.writeKubeconfig(join(dir, 'kubeconfig-lost'));
   const children: ChildProcess[] = [];
-  const spawnCtl = async (identity: string) => {
+  let ending = false;
+  let restarts = 0;
+  // Two replicas of a Deployment: a replica that exits (killed, or its lease lost) is started again.
+  const spawnCtl = async (identity: string): Promise<ChildProcess> => {
     const c = spawn(
       process.execPath,
       [main, '--kubeconfig', kubeconfig, '--transport', 'kubeedge', '--router-url', router.url, '--receiver-port', String(receiverPort), '--metrics-port', String(await freePort()), '--metrics-bind', '127.0.0.1', '--identity', identity, '--lease-namespace', 'kubeedge', '--status-interval', '200', '--sync-interval', '3600', '--log-level', 'error'],
       { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] },
     );
     children.push(c);
+    c.once('exit', () => {
+      if (ending) return;
+      restarts++;
+      setTimeout(() => void (!ending && spawnCtl(identity)), 1000).unref();
+    });
     return c;
   };
-  const holder = () => api.get(TYPES.leases, 'kubeedge', 'modeld-controller')?.spec?.holderIdentity as string | undefined;
+  const lease = () => api.get(TYPES.leases, 'kubeedge', 'modeld-controller')?.spec as { holderIdentity?: string; acquireTime?: string } | undefined;
+  const holder = () => lease()?.holderIdentity;
   const nodes: LinkNode[] = [];
   try {
     const a = await spawnCtl('ctl-a');
@@ -179,17 +188,20 @@ async function lostStatuses(api: FakeKubeApi, main: string, dir: string, log: (s
     await until(() => nodes.every((n) => n.link.connected), 'every node connected', 60_000, 20);
     const t0 = performance.now();
     let killedAt = 0;
+    let acquiredBefore: string | undefined;
     for (let k = 1; k <= LOST_STATUSES_PER_NODE; k++) {
       for (const n of nodes) {
         n.report({ namespace: 'default', name: 'lost-0', observedGeneration: 1, phase: k === LOST_STATUSES_PER_NODE ? 'Serving' : 'Downloading', servingVersion: k === LOST_STATUSES_PER_NODE ? '1' : undefined, message: `s-${k}` });
       }
       if (k === LOST_STATUSES_PER_NODE / 2) {
+        acquiredBefore = lease()?.acquireTime;
         a.kill('SIGKILL'); // the leader dies with whatever it had not written yet
         killedAt = performance.now();
       }
       await sleep(100);
     }
-    await until(() => holder() === 'ctl-b', 'ctl-b leading', 60_000, 50);
+    // A new leader: the standby, or the killed replica started again, whichever takes the Lease.
+    await until(() => lease()?.acquireTime !== acquiredBefore && holder() !== undefined, 'a new leader', 120_000, 50);
     const tookOver = performance.now() - killedAt;
     const settled = await until(() => nodes.every((n) => n.store.outbox.depth() === 0), 'every status acked', 120_000, 100).then(
       () => true,
@@ -208,11 +220,13 @@ async function lostStatuses(api: FakeKubeApi, main: string, dir: string, log: (s
       lostStatusesDropped: router.dropped,
       lostStatusesAllAcked: settled,
       lostStatusesLeaderTakeoverMs: Math.round(tookOver),
+      lostStatusesControllerRestarts: restarts,
       lostStatusesSettleMs: Math.round(performance.now() - t0),
     };
     log(`  lostStatuses: ${lost} of ${result.lostStatusesSent} (Router dropped ${router.dropped.up} up, ${router.dropped.down} down; leader SIGKILLed, standby took over in ${result.lostStatusesLeaderTakeoverMs} ms)`);
     return result;
   } finally {
+    ending = true;
     await Promise.all(nodes.map((n) => n.stop()));
     for (const c of children) {
       if (c.exitCode !== null || c.signalCode !== null) continue;
