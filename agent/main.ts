@@ -112,7 +112,7 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
       store,
       log,
       serving,
-      enqueue: (topic, payload) => link.enqueue(topic, payload),
+      enqueue: (topic, payload, o) => link.enqueue(topic, payload, o),
       online: () => link.connected,
       onReport: opts.metrics && ((s) => opts.metrics!.onStatus(s)),
     });

@@ -1,41 +1,35 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import {
-  API_GROUP,
-  API_VERSION,
-  DEFAULT_MAX_MESSAGE_BYTES,
-  InferenceModelSpecSchema,
-  PLURAL,
-  PresenceSchema,
-  makeEnvelope,
-  parseMessage,
-  parseStatusTopic,
-  parseTopic,
-  resourcePath,
-  specTopic,
-  syncTopic,
-  type HelloContent,
-  type InferenceModelSpec,
-  type StatusContent,
-} from '../shared/index.js';
-import { computeDesired, type Desired, type Verdict } from './desired.js';
-import { deleteObject, ensureObject } from './image/apply.js';
-import { MANAGED_BY, ownedObjects, serviceUrl, workloadName } from './image/resources.js';
+import { API_GROUP, API_VERSION, PLURAL } from '../shared/index.js';
+import { sleep } from '../shared/sleep.js';
+import { computeDesired, type Desired } from './desired.js';
+import { ImageDeployments } from './image/reconcile.js';
+import { MANAGED_BY, workloadName } from './image/resources.js';
+import { NodeMessages } from './inbound.js';
 import { EventRecorder } from './kube/events.js';
 import { createInformer, type Informer } from './kube/informer.js';
 import type { KubeRest } from './kube/rest.js';
 import { objectKey, type KubeObject } from './kube/types.js';
 import type { Metrics } from './metrics.js';
 import { nodeLayer } from './placement.js';
-import { planSends, recordSent, type Send, type Sent } from './plan.js';
-import { aggregateStatus, type Condition } from './status/aggregate.js';
+import { NodeSends } from './sends.js';
+import { AckSender, PendingAcks } from './status/acks.js';
+import { computeStatus } from './status/compute.js';
 import { StatusIntake } from './status/intake.js';
 import { StatusWriter } from './status/writer.js';
-import type { Inbound, Transport } from './transport/types.js';
+import type { Transport } from './transport/types.js';
+import { DEFAULT_RATE_LIMIT, WorkQueue, runWorkers, type RateLimitOptions } from './workqueue.js';
 
-// The controller's loop: watch resources and Nodes, send each node what it should hold, and
-// fold what nodes report into each resource's status. Planning is pure (desired.ts, plan.ts,
-// status/aggregate.ts); this file wires it to the API server and the transport.
+// The controller, built like a Kubernetes controller: informers fill caches and put keys on one
+// rate-limited work queue (workqueue.ts); workers take keys one at a time per key:
+//   plan             compute what every node should hold and send it to every node (sends.ts),
+//                    queue the image resources that need work, mark statuses
+//   node:<name>      a node whose sends failed, retried on its own with backoff (sends.ts)
+//   image:<ns/name>  the Deployment and Service of an image resource (image/reconcile.ts)
+//   ack:<node>       acks of statuses back to a node (status/acks.ts)
+// Inbound node messages are handled as they arrive (inbound.ts); status writes are coalesced per
+// resource (status/writer.ts, status/compute.ts). Planning is pure (desired.ts, plan.ts,
+// status/aggregate.ts).
 
 export interface ControllerOptions {
   topicPrefix: string;
@@ -46,8 +40,12 @@ export interface ControllerOptions {
   statusIntervalMs: number;
   maxMessageBytes?: number;
   source?: string;
-  /** Upper bound on the delay before failed sends are tried again. */
+  /** Upper bound on the per-key backoff of failed work (sends, images, acks). */
   retryMaxMs?: number;
+  /** First per-key backoff (doubling from there). */
+  retryBaseMs?: number;
+  /** Workers taking keys off the queue. */
+  workers?: number;
 }
 
 export interface ControllerDeps {
@@ -63,36 +61,38 @@ const modelPath = (key: string) => {
   const [ns, name] = key.split('/');
   return `/apis/${API_GROUP}/${API_VERSION}/namespaces/${ns}/${PLURAL}/${name}`;
 };
+const PLAN = 'plan';
 
 export class Controller {
   private readonly models: Informer<KubeObject>;
   private readonly nodes: Informer<KubeObject>;
   private readonly deployments: Informer<KubeObject>;
   private readonly intake = new StatusIntake();
+  private readonly pending = new PendingAcks();
   readonly writer: StatusWriter;
   private readonly events: EventRecorder;
-  private readonly sent: Sent = new Map();
+  private readonly queue: WorkQueue;
+  private readonly sends: NodeSends;
+  private readonly images: ImageDeployments;
+  private readonly acks: AckSender;
+  private readonly inbound: NodeMessages;
   /** Nodes whose agent said hello or announced presence. */
   private readonly agentNodes = new Set<string>();
-  private readonly pendingSyncs = new Set<string>();
   private desired: Desired = { perNode: new Map(), verdicts: new Map() };
-  /** key -> hash of what the image objects were last made from */
-  private readonly ensured = new Map<string, string>();
   private readonly verdictSigs = new Map<string, string>();
-  private running: Promise<void> | undefined;
-  private again = false;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private retryDelay = 500;
+  private workers: Promise<void> | undefined;
   private syncTimer: NodeJS.Timeout | undefined;
   private readonly abort = new AbortController();
   private started = false;
-  readonly stats = { statusAccepted: 0, statusDropped: 0, sends: 0 };
 
   constructor(
     private readonly opts: ControllerOptions,
     private readonly deps: ControllerDeps,
   ) {
-    const { kc, rest, log, metrics } = deps;
+    const { kc, rest, log, metrics, transport } = deps;
+    const source = opts.source ?? 'modeld-controller';
+    const limits: RateLimitOptions = { ...DEFAULT_RATE_LIMIT, baseDelayMs: opts.retryBaseMs ?? DEFAULT_RATE_LIMIT.baseDelayMs, maxDelayMs: opts.retryMaxMs ?? 30_000 };
+    this.queue = new WorkQueue(limits);
     const restart = (resource: string) => (reason: string) => metrics.watchRestarts.inc({ resource, reason });
     this.models = createInformer({
       kc,
@@ -105,8 +105,9 @@ export class Controller {
         if (type === 'DELETED') {
           this.intake.forget(key);
           this.writer.forget(key);
-          this.ensured.delete(key);
+          this.images.forget(key);
           this.verdictSigs.delete(key);
+          this.pending.take(key).forEach((ids, node) => this.acks.add(node, ids));
         }
         this.kick();
       },
@@ -124,52 +125,116 @@ export class Controller {
         if (owner) this.writer.mark(`${obj.metadata.namespace}/${owner.name}`);
       },
     });
-    this.events = new EventRecorder({ rest, log, component: opts.source ?? 'modeld-controller' });
+    this.events = new EventRecorder({ rest, log, component: source });
+    this.sends = new NodeSends({
+      topicPrefix: opts.topicPrefix,
+      source,
+      transport,
+      log,
+      metrics,
+      events: this.events,
+      nodeKnown: (n) => this.nodes.get(n) !== undefined,
+      isAgentNode: (n) => this.agentNodes.has(n),
+      backingOff: (n) => this.queue.numRequeues(`node:${n}`) > 0,
+      onReachability: (n) => this.markNode(n),
+    });
+    this.images = new ImageDeployments({ rest, log, edgeLabel: opts.edgeLabel, onEnsured: (key) => this.writer.mark(key) });
+    this.acks = new AckSender({ transport, topicPrefix: opts.topicPrefix, source, schedule: (n) => this.queue.add(`ack:${n}`), onSent: (n) => metrics.acksSent.inc(n) });
     this.writer = new StatusWriter({
       rest,
       log,
       intervalMs: opts.statusIntervalMs,
       pathFor: modelPath,
-      compute: (key) => this.computeStatus(key),
+      compute: (key) =>
+        computeStatus({
+          model: this.models.get(key),
+          verdict: this.desired.verdicts.get(key),
+          reports: this.intake.reports(key),
+          deployment: this.deployments.get(`${key.split('/')[0]}/${workloadName(key.split('/')[1] ?? '')}`),
+          unreachable: this.sends.unreachable,
+          now: new Date().toISOString(),
+        }),
       onWrite: (result) => metrics.statusWrites.inc({ result }),
+      begin: (key) => {
+        const taken = this.pending.take(key);
+        if (!taken.size) return undefined;
+        return (settled) => {
+          // A resource that is gone has nowhere to show a status: nothing to wait for.
+          if (settled || !this.models.get(key)) taken.forEach((ids, node) => this.acks.add(node, ids));
+          else this.pending.restore(key, taken);
+        };
+      },
     });
+    this.inbound = new NodeMessages({
+      topicPrefix: opts.topicPrefix,
+      statusTopic: opts.statusTopic,
+      maxMessageBytes: opts.maxMessageBytes,
+      log,
+      metrics,
+      events: this.events,
+      intake: this.intake,
+      pending: this.pending,
+      acks: this.acks,
+      model: (key) => this.models.get(key),
+      node: (name) => this.nodes.get(name),
+      onAgent: (node, hello) => {
+        this.agentNodes.add(node);
+        if (!hello) return;
+        // It is connected now: a full sync at once, whatever backoff its sends were in.
+        this.sends.pendingSyncs.add(node);
+        this.queue.forget(`node:${node}`);
+        this.queue.add(`node:${node}`);
+      },
+      onAccepted: (key) => this.writer.mark(key),
+    });
+  }
+
+  /** Counters the tests read. */
+  get stats() {
+    return { ...this.inbound.stats, sends: this.sends.count };
   }
 
   /** Starts watching and talking to nodes; resolves once the caches are filled and the first full sync is out. */
   async start(): Promise<void> {
     const signal = this.abort.signal;
     await Promise.all([this.models.start(signal), this.nodes.start(signal), this.deployments.start(signal)]);
-    await this.deps.transport.start((m) => this.onInbound(m));
+    await this.deps.transport.start((m) => this.inbound.handle(m));
     this.started = true;
-    // After a restart we do not know what nodes hold: a full sync tells every node its whole set.
-    for (const n of this.syncCandidates()) this.pendingSyncs.add(n);
+    this.workers = runWorkers(this.queue, this.opts.workers ?? 8, (key) => this.work(key), (key, err, retryInMs) => {
+      this.deps.metrics.retries.inc({ job: key.split(':')[0] });
+      this.deps.log.warn({ key, retryInMs, err: (err as Error).message }, 'work failed; retrying with backoff');
+    });
+    // After a restart we do not know what nodes hold: a full sync tells every node its whole set
+    // (and each agent answers with its full state, so statuses lost meanwhile come back).
+    for (const n of this.syncCandidates()) this.sends.pendingSyncs.add(n);
     this.kick();
     await this.idle();
     this.syncTimer = setInterval(() => {
-      for (const n of this.syncCandidates()) this.pendingSyncs.add(n);
+      for (const n of this.syncCandidates()) this.sends.pendingSyncs.add(n);
       this.kick();
     }, this.opts.syncIntervalMs);
     this.syncTimer.unref();
   }
 
   async stop(): Promise<void> {
+    if (this.abort.signal.aborted) return;
     this.abort.abort();
     clearInterval(this.syncTimer);
-    clearTimeout(this.retryTimer);
-    await this.running;
+    this.queue.shutDown();
+    await this.workers;
     await this.writer.idle().catch(() => {});
     this.writer.stop();
     await this.deps.transport.stop();
   }
 
-  /** Resolves when no reconcile pass is running or queued (tests and shutdown). */
+  /** Resolves when no work is queued or running (tests and start-up; backoffs are not waited for). */
   async idle(): Promise<void> {
-    while (this.running) await this.running;
+    while (this.queue.length > 0) await sleep(5);
   }
 
   /** What the controller believes each node holds (tests). */
   sentTo(node: string): string[] {
-    return [...(this.sent.get(node)?.keys() ?? [])].sort();
+    return [...(this.sends.sent.get(node)?.keys() ?? [])].sort();
   }
 
   ready(): boolean {
@@ -182,80 +247,45 @@ export class Controller {
       // Through the Router only edge nodes are reachable.
       if (this.deps.transport.name === 'mqtt' || nodeLayer(n, this.opts.edgeLabel) === 'edge') out.add(n.metadata.name);
     }
-    for (const n of this.sent.keys()) out.add(n);
+    for (const n of this.sends.sent.keys()) out.add(n);
     for (const n of this.desired.perNode.keys()) out.add(n);
     return out;
   }
 
   private kick(): void {
     if (!this.started || this.abort.signal.aborted) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = (async () => {
-      do {
-        this.again = false;
-        // Let a burst of watch events land before planning.
-        await new Promise((r) => setImmediate(r));
-        try {
-          await this.reconcile();
-        } catch (err) {
-          this.deps.log.error({ err: (err as Error).message }, 'reconcile failed');
-          this.scheduleRetry();
-        }
-      } while (this.again && !this.abort.signal.aborted);
-    })().finally(() => {
-      this.running = undefined;
-    });
+    this.queue.add(PLAN);
   }
 
-  private scheduleRetry(): void {
-    if (this.retryTimer || this.abort.signal.aborted) return;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      this.kick();
-    }, this.retryDelay);
-    this.retryDelay = Math.min(this.retryDelay * 2, this.opts.retryMaxMs ?? 30_000);
+  private async work(key: string): Promise<void> {
+    if (key === PLAN) return this.plan();
+    const i = key.indexOf(':');
+    const [job, arg] = [key.slice(0, i), key.slice(i + 1)];
+    if (job === 'node') return this.sends.sendNode(arg, this.desired);
+    if (job === 'ack') return this.acks.flush(arg);
+    if (job === 'image') return this.images.reconcile(arg, this.models.get(arg), this.desired.verdicts.get(arg));
   }
 
-  private async reconcile(): Promise<void> {
+  private async plan(): Promise<void> {
+    // Let a burst of watch events land before planning.
+    await new Promise((r) => setImmediate(r));
     const models = this.models.list();
     const nodes = this.nodes.list();
     this.deps.metrics.models.set(models.length);
     this.deps.metrics.nodes.set(nodes.length);
     this.desired = computeDesired(models, nodes, { edgeLabel: this.opts.edgeLabel, requireDigest: this.opts.requireDigest });
-    const syncs = [...this.pendingSyncs];
-    this.pendingSyncs.clear();
-    const sends = planSends(this.desired, this.sent, syncs);
-    const clusterNodes = new Set(nodes.map((n) => n.metadata.name));
-    let failed = false;
-    await Promise.all(
-      sends.map(async (s) => {
-        try {
-          await this.send(s);
-          recordSent(this.sent, s);
-        } catch (err) {
-          this.deps.metrics.sendFailures.inc({ operation: s.op });
-          // A Node that is gone from the cluster cannot be reached through the Router: forget it.
-          if (!clusterNodes.has(s.node) && !this.agentNodes.has(s.node)) {
-            recordSent(this.sent, s.op === 'sync' ? s : { op: 'sync', node: s.node, items: new Map() });
-            return;
-          }
-          failed = true;
-          if (s.op === 'sync') this.pendingSyncs.add(s.node);
-          this.deps.log.warn({ node: s.node, op: s.op, err: (err as Error).message }, 'send failed; will retry');
-        }
-      }),
-    );
-    if (failed) this.scheduleRetry();
-    else this.retryDelay = 500;
-    await this.reconcileImages(models);
+    for (const node of await this.sends.sendAll(this.desired)) {
+      const delay = this.queue.addRateLimited(`node:${node}`);
+      this.deps.metrics.retries.inc({ job: 'node' });
+      this.deps.log.debug({ node, retryInMs: delay }, 'node retried on its own');
+    }
+    const images = this.images.due(models, this.desired.verdicts, (key) => this.queue.numRequeues(`image:${key}`) > 0);
+    for (const key of images.changed) this.queue.forget(`image:${key}`);
+    for (const key of images.keys) this.queue.add(`image:${key}`);
     // A status write whenever what the controller knows about a resource changed.
     for (const model of models) {
       const key = objectKey(model);
-      const v = this.desired.verdicts.get(key);
-      const sig = JSON.stringify([model.metadata.generation, v]);
+      const sig = JSON.stringify([model.metadata.generation, this.desired.verdicts.get(key)]);
       if (this.verdictSigs.get(key) !== sig) {
         this.verdictSigs.set(key, sig);
         this.writer.mark(key);
@@ -263,153 +293,8 @@ export class Controller {
     }
   }
 
-  private async send(s: Send): Promise<void> {
-    const source = this.opts.source ?? 'modeld-controller';
-    const prefix = this.opts.topicPrefix;
-    let topic: string;
-    let envelope: unknown;
-    if (s.op === 'update') {
-      const { name, namespace } = s.content.metadata;
-      topic = specTopic(prefix, s.node, namespace, name);
-      envelope = makeEnvelope('update', s.content, { source, resource: resourcePath(namespace, name) });
-    } else if (s.op === 'delete') {
-      const { name, namespace } = s.metadata;
-      topic = specTopic(prefix, s.node, namespace, name);
-      envelope = makeEnvelope('delete', { metadata: s.metadata }, { source, resource: resourcePath(namespace, name) });
-    } else {
-      topic = syncTopic(prefix, s.node);
-      const nodeKnown = this.nodes.get(s.node) !== undefined;
-      envelope = makeEnvelope('sync', { node: s.node, items: [...s.items.values()], nodeKnown }, { source, resource: `${s.node}/inferencemodel/_sync` });
-    }
-    await this.deps.transport.publish(s.node, topic, JSON.stringify(envelope));
-    this.stats.sends++;
-    this.deps.metrics.messagesSent.inc({ operation: s.op });
-  }
-
-  private async reconcileImages(models: KubeObject[]): Promise<void> {
-    const live = new Set<string>();
-    for (const model of models) {
-      const key = objectKey(model);
-      const v = this.desired.verdicts.get(key);
-      if (v?.kind !== 'image') continue;
-      live.add(key);
-      const spec = InferenceModelSpecSchema.parse(model.spec);
-      const sig = JSON.stringify([model.metadata.uid, spec]);
-      if (this.ensured.get(key) === sig) continue;
-      try {
-        const { deployment, service } = ownedObjects(model, spec, this.opts.edgeLabel);
-        await ensureObject(this.deps.rest, deployment);
-        await ensureObject(this.deps.rest, service);
-        this.ensured.set(key, sig);
-        this.writer.mark(key);
-      } catch (err) {
-        this.deps.log.warn({ model: key, err: (err as Error).message }, 'image deployment failed; will retry');
-        this.scheduleRetry();
-      }
-    }
-    // A resource that stopped using an image (but still exists) loses its Deployment and Service.
-    for (const key of [...this.ensured.keys()]) {
-      if (live.has(key)) continue;
-      const [ns, name] = key.split('/');
-      try {
-        if (this.models.get(key)) {
-          await deleteObject(this.deps.rest, 'Deployment', ns, workloadName(name));
-          await deleteObject(this.deps.rest, 'Service', ns, workloadName(name));
-        }
-        this.ensured.delete(key);
-      } catch (err) {
-        this.deps.log.warn({ model: key, err: (err as Error).message }, 'removing image deployment failed; will retry');
-        this.scheduleRetry();
-      }
-    }
-  }
-
-  private computeStatus(key: string): Record<string, unknown> | undefined {
-    const model = this.models.get(key);
-    if (!model || model.metadata.deletionTimestamp) return undefined;
-    const verdict: Verdict | undefined = this.desired.verdicts.get(key);
-    const parsed = InferenceModelSpecSchema.safeParse(model.spec);
-    const spec: InferenceModelSpec | undefined = parsed.success ? parsed.data : undefined;
-    const previous = (model.status?.conditions ?? []) as Condition[];
-    const now = new Date().toISOString();
-    const generation = model.metadata.generation;
-    if (!verdict) return undefined;
-    if (verdict.kind === 'invalid') {
-      const p = verdict.problems[0];
-      return { ...aggregateStatus({ generation, spec, targets: [], reports: this.intake.reports(key), problem: { reason: p.reason, message: verdict.problems.map((x) => x.message).join('; ') }, previous, now }) };
-    }
-    if (verdict.kind === 'image') {
-      const dep = this.deployments.get(`${model.metadata.namespace}/${workloadName(model.metadata.name)}`);
-      return {
-        ...aggregateStatus({
-          generation,
-          spec,
-          targets: verdict.targets,
-          reports: new Map(),
-          image: { url: serviceUrl(model.metadata.name, model.metadata.namespace ?? 'default'), replicas: spec?.replicas ?? 1, readyReplicas: dep?.status?.readyReplicas ?? 0 },
-          previous,
-          now,
-        }),
-      };
-    }
-    return { ...aggregateStatus({ generation, spec, targets: verdict.targets, reports: this.intake.reports(key), previous, now }) };
-  }
-
-  private onInbound(m: Inbound): void {
-    const log = this.deps.log;
-    const drop = (reason: string, message: string) => {
-      this.stats.statusDropped++;
-      this.deps.metrics.inbound.inc({ result: 'dropped' });
-      log.warn({ topic: m.topic, reason, message }, 'message from a node dropped');
-    };
-    if (m.topic) {
-      const t = parseTopic(this.opts.topicPrefix, m.topic);
-      if (t?.kind === 'presence') {
-        const p = (() => {
-          try {
-            return PresenceSchema.safeParse(JSON.parse(m.payload.toString()));
-          } catch {
-            return undefined;
-          }
-        })();
-        if (!p?.success) return void (m.payload.length && drop('BadMessage', 'unreadable presence'));
-        if (p.data.state === 'online' && !this.agentNodes.has(t.node)) this.agentNodes.add(t.node);
-        return;
-      }
-    }
-    const topicNode = m.topic ? parseStatusTopic(this.opts.statusTopic, m.topic) : undefined;
-    if (m.topic && !topicNode) return drop('BadTopic', `not a status topic`);
-    const parsed = parseMessage(m.payload, this.opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
-    if (!parsed.ok) return drop(parsed.reason, parsed.message);
-    const msg = parsed.message;
-    if (msg.route.operation === 'hello') {
-      const node = (msg.content as HelloContent).node;
-      if (topicNode && topicNode !== node) return drop('NodeMismatch', `hello for ${node} on the topic of ${topicNode}`);
-      this.agentNodes.add(node);
-      this.pendingSyncs.add(node);
-      this.deps.metrics.inbound.inc({ result: 'hello' });
-      // Its sync says nodeKnown: false, so the agent keeps what it serves; people learn of it here.
-      if (!this.nodes.get(node)) {
-        const message = `an agent said hello as node ${node}, but the cluster has no Node of that name: it keeps serving what it has and gets no specs until its node.name matches a Node`;
-        this.deps.log.warn({ node }, 'hello from a node the cluster does not know');
-        void this.events.warning({ apiVersion: 'v1', kind: 'Node', name: node }, 'UnknownNode', message);
-      }
-      this.kick();
-      return;
-    }
-    if (msg.route.operation !== 'status') return drop('UnexpectedOperation', `operation ${msg.route.operation} is not for the controller`);
-    const report = msg.content as StatusContent;
-    if (topicNode && topicNode !== report.node) return drop('NodeMismatch', `status of ${report.node} on the topic of ${topicNode}`);
-    const key = `${report.namespace}/${report.name}`;
-    const model = this.models.get(key);
-    // Reports about resources or nodes the cluster does not have are not kept (memory is bounded
-    // by what exists; a deleted resource's late reports have nowhere to go).
-    if (!model) return drop('UnknownResource', `no InferenceModel ${key}`);
-    if (!this.nodes.get(report.node)) return drop('UnknownNode', `no Node ${report.node}`);
-    const result = this.intake.accept(msg.header.msg_id, report, model?.metadata.uid);
-    this.deps.metrics.inbound.inc({ result });
-    if (result !== 'accepted') return;
-    this.stats.statusAccepted++;
-    this.writer.mark(key);
+  /** The resources that target a node whose reachability changed need a status write. */
+  private markNode(node: string): void {
+    for (const [key, v] of this.desired.verdicts) if (v.kind === 'agents' && v.targets.includes(node)) this.writer.mark(key);
   }
 }

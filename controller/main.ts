@@ -2,10 +2,11 @@
 import './node-check.js';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { Controller } from './controller.js';
 import { startHealthServer } from './http.js';
 import { loadKubeConfig } from './kube/config.js';
+import { controllerLogger } from './log.js';
 import { LeaderElector } from './kube/lease.js';
 import { kubeRest } from './kube/rest.js';
 import { createMetrics } from './metrics.js';
@@ -29,26 +30,27 @@ export function buildProgram(run: (o: CliOptions) => Promise<number>): Command {
     .option('--broker-password <password>', 'mqtt: password (or $MODELD_BROKER_PASSWORD)', process.env.MODELD_BROKER_PASSWORD)
     .option('--topic-prefix <prefix>', 'prefix of the spec topics', DEFAULTS.topicPrefix)
     .option('--status-topic <template>', 'status topic template; {node} is the node name', DEFAULTS.statusTopic)
-    .option('--router-url <url>', 'kubeedge: the cloudcore Router (http or https, port 9443)', DEFAULTS.routerUrl)
+    .option('--router-url <url>', 'kubeedge: the cloudcore Router (port 9443; deploy/kubeedge/cloudcore-router.yaml adds the Service a stock cloudcore lacks)', DEFAULTS.routerUrl)
     .option('--rule-namespace <ns>', 'kubeedge: namespace of the RuleEndpoints/Rules', DEFAULTS.ruleNamespace)
     .option('--receiver-port <port>', 'kubeedge: port of the HTTP receiver the Router posts status to', num, DEFAULTS.receiverPort)
     .option('--edge-label <label>', 'label that marks edge nodes (cloud nodes lack it)', DEFAULTS.edgeLabel)
     .option('--sync-interval <seconds>', 'full sync to every node this often', num, DEFAULTS.syncInterval)
     .option('--status-interval <ms>', 'at most one status write per resource this often', num, DEFAULTS.statusInterval)
     .option('--require-digest', 'hold back (Degraded) any version without sha256sum', DEFAULTS.requireDigest)
-    .option('--metrics-port <port>', 'port of /healthz and /metrics', num, DEFAULTS.metricsPort)
+    .option('--metrics-port <port>', 'port of /healthz, /readyz and /metrics', num, DEFAULTS.metricsPort)
+    .option('--metrics-bind <address>', 'address /healthz, /readyz and /metrics listen on (all interfaces: kubelet probes and Prometheus reach the pod IP; 127.0.0.1 when run by hand)', DEFAULTS.metricsBind)
     .option('--lease-name <name>', 'leader election Lease name', DEFAULTS.leaseName)
     .option('--lease-namespace <ns>', 'leader election Lease namespace', DEFAULTS.leaseNamespace)
     .option('--identity <id>', 'this replica in the Lease (default $POD_NAME or the host name)', DEFAULTS.identity)
     .option('--no-leader-elect', 'run without a Lease (a single replica only)')
-    .option('--log-level <level>', 'trace, debug, info, warn, error', DEFAULTS.logLevel)
+    .option('--log-level <level>', 'trace, debug, info, warn, error (logs go to stderr: JSON, or text when stderr is a terminal)', DEFAULTS.logLevel)
     .action(async (o: CliOptions) => {
       process.exitCode = await run(o);
     });
   return program;
 }
 
-export async function runController(o: CliOptions, log: Logger = pino({ level: o.logLevel, name: 'modeld-controller' })): Promise<number> {
+export async function runController(o: CliOptions, log: Logger = controllerLogger(o.logLevel)): Promise<number> {
   try {
     checkOptions(o);
   } catch (err) {
@@ -74,11 +76,12 @@ export async function runController(o: CliOptions, log: Logger = pino({ level: o
   let started = false;
   const health = await startHealthServer({
     port: o.metricsPort,
+    host: o.metricsBind,
     registry: metrics.registry,
     ready: () => controller.ready() && (elector.isLeader() || !o.leaderElect),
     healthy: () => ({ ok: !stop.signal.aborted, detail: { leader: elector.isLeader() || !o.leaderElect, running: controller.ready(), transport: transport.connected() } }),
   });
-  log.info({ port: health.port, transport: o.transport }, 'modeld-controller up');
+  log.info({ port: health.port, bind: o.metricsBind, transport: o.transport }, 'modeld-controller up');
   const onSignal = (sig: string) => {
     log.info({ signal: sig }, 'shutting down');
     stop.abort();

@@ -15,6 +15,10 @@ export function createMetrics() {
     leader: new Gauge({ name: 'modeld_controller_leader', help: '1 while this replica leads', registers: [registry] }),
     models: new Gauge({ name: 'modeld_controller_models', help: 'InferenceModel resources known', registers: [registry] }),
     nodes: new Gauge({ name: 'modeld_controller_nodes', help: 'Nodes known', registers: [registry] }),
+    localModelStatuses: new Counter({ name: 'modeld_controller_local_model_statuses_total', help: 'Statuses of models applied locally on a node (no InferenceModel in the cluster): acked, not kept', registers: [registry] }),
+    acksSent: new Counter({ name: 'modeld_controller_acks_sent_total', help: 'Status msg_ids acked back to nodes', registers: [registry] }),
+    unreachableNodes: new Gauge({ name: 'modeld_controller_unreachable_nodes', help: 'Nodes the transport cannot reach now (the Router has no session for them)', registers: [registry] }),
+    retries: new Counter({ name: 'modeld_controller_retries_total', help: 'Work queue keys retried after a failure, by job (node, image, ack)', labelNames: ['job'], registers: [registry] }),
   };
   return m;
 }

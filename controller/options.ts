@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { DEFAULT_STATUS_TOPIC, DEFAULT_TOPIC_PREFIX } from '../shared/index.js';
 import { DEFAULT_EDGE_LABEL } from './placement.js';
@@ -20,6 +21,7 @@ export interface CliOptions {
   statusInterval: number;
   requireDigest: boolean;
   metricsPort: number;
+  metricsBind: string;
   leaseName: string;
   leaseNamespace: string;
   identity: string;
@@ -32,7 +34,7 @@ export const DEFAULTS: CliOptions = {
   brokerUrl: 'mqtt://127.0.0.1:1883',
   topicPrefix: DEFAULT_TOPIC_PREFIX,
   statusTopic: DEFAULT_STATUS_TOPIC,
-  routerUrl: 'http://cloudcore.kubeedge:9443',
+  routerUrl: 'http://cloudcore-router.kubeedge.svc:9443',
   ruleNamespace: 'default',
   receiverPort: 8080,
   edgeLabel: DEFAULT_EDGE_LABEL,
@@ -40,6 +42,8 @@ export const DEFAULTS: CliOptions = {
   statusInterval: 500,
   requireDigest: false,
   metricsPort: 9090,
+  // All interfaces, not loopback: in a pod, kubelet's probes and Prometheus come in on the pod IP.
+  metricsBind: '0.0.0.0',
   leaseName: 'modeld-controller',
   leaseNamespace: 'kubeedge',
   identity: process.env.POD_NAME || hostname(),
@@ -61,6 +65,7 @@ export function checkOptions(o: CliOptions): CliOptions {
   ] as const) {
     if (!Number.isFinite(v) || v < min) throw new OptionError(`${flag} must be a number >= ${min}`);
   }
+  if (!isIP(o.metricsBind) && !/^[A-Za-z0-9.-]+$/.test(o.metricsBind)) throw new OptionError(`--metrics-bind must be an IP address or a host name, not "${o.metricsBind}"`);
   try {
     new URL(o.transport === 'mqtt' ? o.brokerUrl : o.routerUrl);
   } catch {

@@ -26,6 +26,8 @@ const HELP: Record<string, string> = {
   'broker.keepaliveSec': 'MQTT keepalive, seconds.',
   'broker.reconnectMs': 'First delay between reconnect attempts, ms (it doubles for each failed attempt, and starts again here once connected).',
   'broker.reconnectMaxMs': 'Longest delay between reconnect attempts, ms.',
+  'broker.ackTimeoutMs': 'A status stays in the outbox until the controller acks its msg_id; with no ack this long after it went out, it is published again (doubling each time), ms.',
+  'broker.ackMaxDelayMs': 'Upper bound of that doubling delay, ms: an old controller that never acks gets at most one resend per model this often.',
   'broker.tls.ca': 'CA file for mqtts:// or ssl:// brokers.',
   'broker.tls.cert': 'Client certificate file.',
   'broker.tls.key': 'Client key file.',

@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import {
+  AckContentSchema,
   DeleteContentSchema,
   HelloContentSchema,
   ModelContentSchema,
   StatusContentSchema,
   SyncContentSchema,
+  type AckContent,
   type DeleteContent,
   type HelloContent,
   type ModelContent,
@@ -24,6 +26,8 @@ export const EnvelopeSchema = z.object({
     timestamp: z.number().int().min(0),
     resourceVersion: z.string().max(128).optional(),
     sync: z.boolean().optional(),
+    /** The sender keeps this message until an `ack` names its msg_id (and resends it meanwhile). */
+    ack: z.boolean().optional(),
   }),
   route: z.object({
     source: z.string().max(128),
@@ -43,6 +47,7 @@ export interface ContentByOperation {
   sync: SyncContent;
   status: StatusContent;
   hello: HelloContent;
+  ack: AckContent;
 }
 export type Operation = keyof ContentByOperation;
 
@@ -53,6 +58,7 @@ const contentSchemas: { [K in Operation]: z.ZodType<ContentByOperation[K]> } = {
   sync: SyncContentSchema,
   status: StatusContentSchema,
   hello: HelloContentSchema,
+  ack: AckContentSchema,
 };
 export const OPERATIONS = Object.keys(contentSchemas) as Operation[];
 
@@ -119,13 +125,14 @@ export function parseMessage(payload: Buffer | string, maxBytes = DEFAULT_MAX_ME
 export function makeEnvelope<K extends Operation>(
   operation: K,
   content: ContentByOperation[K],
-  opts: { source: string; resource: string; parentMsgId?: string; now?: number; msgId?: string },
+  opts: { source: string; resource: string; parentMsgId?: string; now?: number; msgId?: string; ack?: boolean },
 ) {
   return {
     header: {
       msg_id: opts.msgId ?? randomUUID(),
       parent_msg_id: opts.parentMsgId ?? '',
       timestamp: opts.now ?? Date.now(),
+      ...(opts.ack ? { ack: true } : {}),
     },
     route: { source: opts.source, group: 'user', operation, resource: opts.resource },
     content,

@@ -131,6 +131,17 @@ export const HelloContentSchema = z.object({
 });
 export type HelloContent = z.infer<typeof HelloContentSchema>;
 
+/**
+ * `ack` content, cloud -> node on `<prefix>/<node>/_ack`: the controller has folded these messages
+ * (by `msg_id`) into the resource's status, or deliberately discarded them; the node may forget
+ * them. Sent only for messages whose header asked for it (`header.ack: true`).
+ */
+export const AckContentSchema = z.object({
+  node: NodeName,
+  msgIds: z.array(z.string().min(1).max(128)).min(1).max(1000),
+});
+export type AckContent = z.infer<typeof AckContentSchema>;
+
 /** Retained presence on `<prefix>/<node>/_agent`; `offline` is the last will. */
 export const PresenceSchema = z.object({
   state: z.enum(['online', 'offline']),

@@ -8,6 +8,8 @@ export const specTopic = (prefix: string, node: string, namespace: string, name:
   `${prefix}/${node}/${namespace}/${name}`;
 export const syncTopic = (prefix: string, node: string) => `${prefix}/${node}/_sync`;
 export const presenceTopic = (prefix: string, node: string) => `${prefix}/${node}/_agent`;
+/** Acks of the node's statuses (cloud -> node), under the same prefix so the same Router Rule carries them. */
+export const ackTopic = (prefix: string, node: string) => `${prefix}/${node}/_ack`;
 /** Everything meant for one node (the agent's one subscription). */
 export const nodeFilter = (prefix: string, node: string) => `${prefix}/${node}/#`;
 /** Presence of every node (the controller's subscription). */
@@ -21,7 +23,8 @@ export const statusFilter = (template: string) => template.replaceAll('{node}', 
 export type ParsedTopic =
   | { kind: 'spec'; node: string; namespace: string; name: string }
   | { kind: 'sync'; node: string }
-  | { kind: 'presence'; node: string };
+  | { kind: 'presence'; node: string }
+  | { kind: 'ack'; node: string };
 
 /** Parses a topic under the prefix; undefined for anything else. */
 export function parseTopic(prefix: string, topic: string): ParsedTopic | undefined {
@@ -30,6 +33,7 @@ export function parseTopic(prefix: string, topic: string): ParsedTopic | undefin
   if (parts.some((p) => p === '')) return undefined;
   if (parts.length === 2 && parts[1] === '_sync') return { kind: 'sync', node: parts[0] };
   if (parts.length === 2 && parts[1] === '_agent') return { kind: 'presence', node: parts[0] };
+  if (parts.length === 2 && parts[1] === '_ack') return { kind: 'ack', node: parts[0] };
   if (parts.length === 3 && !parts[1].startsWith('_')) {
     return { kind: 'spec', node: parts[0], namespace: parts[1], name: parts[2] };
   }

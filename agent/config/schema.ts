@@ -43,6 +43,8 @@ export const ConfigSchema = z.strictObject({
       reconnectMs: z.number().int().min(100).default(2000),
       /** The delay between attempts doubles from reconnectMs up to this. */
       reconnectMaxMs: z.number().int().min(100).default(60_000),
+      ackTimeoutMs: z.number().int().min(100).default(30_000),
+      ackMaxDelayMs: z.number().int().min(100).default(600_000),
       tls: z
         .strictObject({
           ca: z.string().optional(),

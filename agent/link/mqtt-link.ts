@@ -1,13 +1,14 @@
 import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { makeEnvelope, nodeFilter, presenceTopic, statusTopic, type HelloContent } from '../../shared/index.js';
+import { ackTopic, makeEnvelope, nodeFilter, parseMessage, presenceTopic, statusTopic, type AckContent, type HelloContent } from '../../shared/index.js';
 import { sleep } from '../../shared/sleep.js';
 import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { OutboxTable } from '../store/outbox.js';
+import type { OutboxAddOptions, OutboxTable } from '../store/outbox.js';
 import { brokerRefusal } from './broker-refusal.js';
 import { presencePayload } from './presence.js';
+import { resendDelay } from './resend-delay.js';
 
 /** A TLS file named in the config; one that cannot be read is a config error (exit 78), said with its key. */
 function readTlsFile(key: string, file: string): Buffer {
@@ -35,12 +36,16 @@ const WINDOW = 32;
 /**
  * The node's MQTT link: QoS 1, persistent session, re-subscribe on every connect, retained
  * presence with an `offline` last will, a `hello` after each connect, and a durable outbox:
- * a message is in SQLite before it is published and leaves it only once the broker has acked it.
+ * a message is in SQLite before it is published. One without a msg_id leaves once the broker
+ * acked it; a status leaves only once the controller acks its msg_id on `<prefix>/<node>/_ack`,
+ * and is published again after `broker.ackTimeoutMs`, doubling up to `broker.ackMaxDelayMs`,
+ * while no ack comes (an old controller never acks: a bounded trickle, one per model).
  */
 export class MqttLink {
   private client?: MqttClient;
   private flushing = false;
   private stopped = false;
+  private resendTimer: NodeJS.Timeout | undefined;
   private readonly node: string;
   private readonly prefix: string;
 
@@ -112,6 +117,7 @@ export class MqttLink {
     });
     client.on('message', (topic, payload) => {
       if (topic === presenceTopic(this.prefix, this.node)) return; // our own presence echo
+      if (topic === ackTopic(this.prefix, this.node)) return this.onAck(payload);
       this.deps.onMessage(topic, payload);
     });
   }
@@ -139,9 +145,31 @@ export class MqttLink {
   }
 
   /** Writes a message to the outbox (durable), then publishes it when the broker is there. */
-  enqueue(topic: string, payload: string, retain = false): void {
-    this.deps.outbox.add(topic, payload, retain);
+  enqueue(topic: string, payload: string, opts: OutboxAddOptions = {}): void {
+    this.deps.outbox.add(topic, payload, opts);
     this.kick();
+  }
+
+  /** The controller folded these statuses into their resources: they leave the outbox. */
+  private onAck(payload: Buffer): void {
+    const parsed = parseMessage(payload, this.deps.config.limits.messageBytes);
+    const content = parsed.ok && parsed.message.route.operation === 'ack' ? (parsed.message.content as AckContent) : undefined;
+    if (!content || content.node !== this.node) {
+      const why = !parsed.ok ? `${parsed.reason}: ${parsed.message}` : content ? `for node ${content.node}` : `operation ${parsed.message.route.operation}`;
+      this.deps.log.warn({ topic: ackTopic(this.prefix, this.node), reason: 'BadMessage' }, `ack ignored: ${why}`);
+      return;
+    }
+    const forgotten = this.deps.outbox.ack(content.msgIds);
+    this.deps.log.debug({ acked: content.msgIds.length, forgotten }, 'statuses acked by the controller');
+  }
+
+  /** Wakes the flush when the earliest entry waiting for an ack falls due. */
+  private scheduleResend(): void {
+    clearTimeout(this.resendTimer);
+    const next = this.deps.outbox.nextDue();
+    if (next === undefined || this.stopped) return;
+    this.resendTimer = setTimeout(() => this.kick(), Math.max(0, next - Date.now()));
+    this.resendTimer.unref();
   }
 
   /** Publishes the outbox in order until it is empty or the link drops. */
@@ -158,14 +186,16 @@ export class MqttLink {
     for (;;) {
       const client = this.client;
       if (!client?.connected || this.stopped) return;
-      const batch = outbox.peek(WINDOW);
-      if (batch.length === 0) return;
+      const batch = outbox.due(WINDOW);
+      if (batch.length === 0) return this.scheduleResend();
       try {
         // Published in order; each resolves on its PUBACK.
         const acks = batch.map((e) => client.publishAsync(e.topic, e.payload, { qos: 1, retain: e.retain }));
         for (let i = 0; i < batch.length; i++) {
           await acks[i];
-          outbox.remove(batch[i].seq);
+          const e = batch[i];
+          if (e.msgId) outbox.published(e.seq, e.attempts + 1, Date.now() + resendDelay(e.attempts + 1, this.deps.config.broker));
+          else outbox.remove(e.seq);
         }
       } catch (err) {
         // Left in the outbox; the next connect flushes again (at least once, receivers dedupe by msg_id).
@@ -178,6 +208,7 @@ export class MqttLink {
   /** Graceful stop: retained `offline`, then disconnect. The outbox keeps what was not sent. */
   async stop(): Promise<void> {
     this.stopped = true;
+    clearTimeout(this.resendTimer);
     const client = this.client;
     if (!client) return;
     if (client.connected) {

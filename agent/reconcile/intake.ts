@@ -47,7 +47,8 @@ export class Intake {
   private handleUnsafe(topic: string, payload: Buffer | string): IntakeOutcome {
     const { config, log } = this.deps;
     const where = parseTopic(config.topics.prefix, topic);
-    if (!where || where.node !== config.node.name || where.kind === 'presence') {
+    // Acks are the link's (it owns the outbox); they never reach here from a current link.
+    if (!where || where.node !== config.node.name || where.kind === 'presence' || where.kind === 'ack') {
       return this.refuse(topic, undefined, 'BadMessage', `topic ${topic} is not one of this node's spec topics`);
     }
     if (where.kind === 'spec' && !(DNS_LABEL.test(where.namespace) && DNS_LABEL.test(where.name))) {
@@ -103,7 +104,7 @@ export class Intake {
    * Accepts a spec from the cloud or a local file. Newer generation wins; the same spec again is
    * a no-op (answered with the current status); the cloud's spec replaces a local one.
    */
-  upsert(topic: string, content: ModelContent, msgId: string, source: 'cloud' | 'local' = 'cloud'): IntakeOutcome {
+  upsert(topic: string, content: ModelContent, msgId: string, source: 'cloud' | 'local' = 'cloud', opts: { inSync?: boolean } = {}): IntakeOutcome {
     const { store, config, log } = this.deps;
     const { namespace, name, generation = 0, uid } = content.metadata;
     const named = { namespace, name };
@@ -127,7 +128,8 @@ export class Intake {
     }
     const unchanged = existing && existing.source === source && specHash(existing.spec) === specHash(content.spec) && existing.generation === generation;
     if (unchanged) {
-      this.reportCurrent(namespace, name);
+      // A sync reports every model once, at its end.
+      if (!opts.inSync) this.reportCurrent(namespace, name);
       return { accepted: true, changed: [] };
     }
     const next: DesiredSpec = { namespace, name, uid, generation, spec: content.spec, msgId, source, updatedAt: Date.now() };
@@ -169,11 +171,18 @@ export class Intake {
       return { accepted: false, reason: 'UnknownNode', message: why };
     }
     const changed: string[] = [];
+    /** Models whose status this sync already put in the outbox (a change, a refusal) or whose removal will. */
+    const reported = new Set<string>();
     for (const item of msg.content.items) {
-      const out = this.upsert(topic, item, msg.header.msg_id);
+      const out = this.upsert(topic, item, msg.header.msg_id, 'cloud', { inSync: true });
       if (out.accepted) changed.push(...out.changed);
+      if (!out.accepted || out.changed.length) reported.add(`${item.metadata.namespace}/${item.metadata.name}`);
     }
     for (const s of gone) if (this.remove(s.namespace, s.name, 'cloud')) changed.push(`${s.namespace}/${s.name}`);
+    for (const key of changed) reported.add(key);
+    // After every sync the node reports its full state (local models too): a controller that just
+    // took over, or lost statuses on the way, learns everything the node holds.
+    for (const m of store.models.list()) if (!reported.has(`${m.namespace}/${m.name}`)) this.reportCurrent(m.namespace, m.name);
     return { accepted: true, changed };
   }
 

@@ -31,7 +31,8 @@ export class Reporter {
       store: Store;
       log: Logger;
       serving?: ServingPort;
-      enqueue: (topic: string, payload: string) => void;
+      /** msgId and key: kept until the controller acks msgId; key is the model (`ns/name`). */
+      enqueue: (topic: string, payload: string, opts?: { msgId: string; key: string }) => void;
       /** Every status made (metrics). Must not throw. */
       onReport?: (status: StatusContent) => void;
       /** Whether the broker is there: progress made while it is not would only pile up, stale, in the outbox. */
@@ -77,6 +78,7 @@ export class Reporter {
       source: `modeld/${config.node.name}`,
       resource: resourcePath(namespace, name),
       parentMsgId: update.parentMsgId ?? desired?.msgId ?? '',
+      ack: true,
     });
     const progressOnly = update.phase === 'Downloading' && update.progress !== undefined;
     if (!progressOnly) {
@@ -89,7 +91,7 @@ export class Reporter {
     );
     // Phase changes are always kept; byte progress only while someone can hear it.
     if (!progressOnly || (this.deps.online?.() ?? true)) {
-      this.deps.enqueue(statusTopic(config.topics.status, config.node.name), JSON.stringify(envelope));
+      this.deps.enqueue(statusTopic(config.topics.status, config.node.name), JSON.stringify(envelope), { msgId: envelope.header.msg_id, key: `${namespace}/${name}` });
     }
     return status;
   }

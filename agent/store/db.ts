@@ -92,6 +92,16 @@ const MIGRATIONS: string[] = [
     previous_sha256 = (SELECT NULLIF(v.sha256, '') FROM versions v WHERE v.namespace = models.namespace AND v.name = models.name AND v.version = models.previous_version),
     held_sha256 = (SELECT NULLIF(v.sha256, '') FROM versions v WHERE v.namespace = models.namespace AND v.name = models.name AND v.version = models.held_version);
   `,
+  // 3: statuses stay in the outbox until the controller acks their msg_id (end to end, not just
+  // the broker's PUBACK) and are published again when no ack came by due_at.
+  `
+  ALTER TABLE outbox ADD COLUMN msg_id TEXT;            -- set: kept until an ack names it
+  ALTER TABLE outbox ADD COLUMN model_key TEXT;         -- ns/name: a newer status supersedes a published one
+  ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;  -- publishes so far
+  ALTER TABLE outbox ADD COLUMN due_at INTEGER NOT NULL DEFAULT 0;    -- publish (again) from then on
+  CREATE INDEX outbox_msg_id ON outbox (msg_id);
+  CREATE INDEX outbox_model_key ON outbox (model_key);
+  `,
 ];
 
 /** Opens (creating if needed) the state database: WAL, foreign keys, migrations applied. */

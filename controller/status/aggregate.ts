@@ -45,6 +45,8 @@ export interface AggregateInput {
   image?: { url: string; replicas: number; readyReplicas: number };
   previous?: Condition[];
   now: string;
+  /** Target nodes the transport cannot reach now (node -> why): shown on their entries. */
+  unreachable?: Map<string, string>;
 }
 
 const IN_PROGRESS = new Set(['Pending', 'Downloading', 'Verifying', 'Installing', 'Installed', 'Starting']);
@@ -140,8 +142,9 @@ function nodeEntries(input: AggregateInput): NodeStatus[] {
   const out: NodeStatus[] = [];
   for (const node of [...names].sort()) {
     const r = input.reports.get(node);
+    const unreachable = targets.has(node) ? input.unreachable?.get(node) : undefined;
     if (!r) {
-      out.push({ node, phase: 'Pending', reason: 'NoReport', message: 'the node has not reported yet' });
+      out.push({ node, phase: 'Pending', reason: unreachable ? 'NodeUnreachable' : 'NoReport', message: unreachable ?? 'the node has not reported yet' });
       continue;
     }
     // A node that no longer targets the resource stays listed until it says the model is gone.
@@ -154,6 +157,11 @@ function nodeEntries(input: AggregateInput): NodeStatus[] {
     if (r.url) e.url = r.url;
     if (r.reason) e.reason = r.reason;
     if (r.message) e.message = r.message;
+    // Its last report stays; what it says may be out of date while the node cannot be reached.
+    if (unreachable) {
+      e.reason = 'NodeUnreachable';
+      e.message = unreachable;
+    }
     out.push(e);
   }
   return out;

@@ -17,6 +17,12 @@ export interface StatusWriterOptions {
   attempts?: number;
   log: Logger;
   onWrite?(result: 'ok' | 'conflict' | 'error' | 'skipped'): void;
+  /**
+   * Called as a write starts; the function it returns hears once how it ended: true when the
+   * resource now shows what was computed (written, already identical, or the resource is gone).
+   * The controller acks node statuses only then.
+   */
+  begin?(key: string): ((settled: boolean) => void) | undefined;
 }
 
 export class StatusWriter {
@@ -66,14 +72,25 @@ export class StatusWriter {
   }
 
   private async flush(key: string): Promise<void> {
+    const settle = this.opts.begin?.(key);
+    let settled = false;
+    try {
+      settled = await this.write(key);
+    } finally {
+      settle?.(settled);
+    }
+  }
+
+  /** True when the resource shows the computed status at the end. */
+  private async write(key: string): Promise<boolean> {
     const attempts = this.opts.attempts ?? 5;
     for (let attempt = 1; attempt <= attempts && !this.stopping.signal.aborted; attempt++) {
       const status = this.opts.compute(key);
-      if (!status) return;
+      if (!status) return false;
       const json = JSON.stringify(status);
       if (this.last.get(key)?.json === json) {
         this.opts.onWrite?.('skipped');
-        return;
+        return true;
       }
       try {
         // A merge patch of the whole status: arrays (nodes, conditions) are replaced as a whole.
@@ -83,19 +100,20 @@ export class StatusWriter {
         });
         this.last.set(key, { at: Date.now(), json });
         this.opts.onWrite?.('ok');
-        return;
+        return true;
       } catch (err) {
-        if (isStatus(err, 404)) return;
+        if (isStatus(err, 404)) return true;
         const conflict = isStatus(err, 409);
         this.opts.onWrite?.(conflict ? 'conflict' : 'error');
         const retryable = conflict || isStatus(err, 429) || (err as { status?: number }).status === undefined || (err as { status: number }).status >= 500;
         this.opts.log.warn({ model: key, attempt, err: (err as Error).message }, 'status write failed');
-        if (!retryable) return;
+        if (!retryable) return false;
         await sleep(Math.min(2000, 50 * 2 ** attempt), this.stopping.signal);
       }
     }
     // Out of budget: leave it for the next report or the periodic resync to try again.
     this.last.delete(key);
+    return false;
   }
 }
 

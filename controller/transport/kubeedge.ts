@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Agent, request } from 'undici';
 import type { Logger } from 'pino';
-import type { Inbound, Transport } from './types.js';
+import { DeliveryError, type Inbound, type Transport } from './types.js';
 
 // Through KubeEdge's cloudcore Router.
 // Cloud -> node: POST http(s)://<cloudcore>:9443/<node>/<ruleNamespace>/<path>/<suffix>; with a
@@ -11,6 +11,10 @@ import type { Inbound, Transport } from './types.js';
 // path+suffix, so the node sees exactly the topic the mqtt transport would use.
 // Node -> cloud: a Rule eventbus{topic, node_name} -> rest{resource: <receiver URL>} per node;
 // the Router POSTs the MQTT payload as-is (no node header), so the node is read from the payload.
+// When cloudcore has no session for the node (edgecore offline), the Router answers 500 after
+// three tries a second apart (cloud/pkg/router/listener/http.go wraps the rule handler in
+// retry.Do; see test/fakes/kubeedge-router.ts for the versions read): that is DeliveryError
+// with nodeUnreachable, and the controller backs off and shows the node as unreachable.
 
 export interface KubeEdgeTransportOptions {
   routerUrl: string;
@@ -68,11 +72,17 @@ export function kubeedgeTransport(opts: KubeEdgeTransportOptions): Transport & {
       try {
         const res = await request(url, { method: 'POST', body: payload, headers: { 'content-type': 'application/json' }, dispatcher });
         const text = await res.body.text();
-        if (res.statusCode < 200 || res.statusCode >= 300) throw new Error(`router answered ${res.statusCode}: ${text.slice(0, 200)}`);
+        if (res.statusCode === 500) {
+          // The Router itself works: it is the node that cloudcore cannot reach.
+          lastOk = true;
+          throw new DeliveryError(`router answered 500 (cloudcore has no session for node ${node}?): ${text.slice(0, 200)}`, true, 500);
+        }
+        if (res.statusCode < 200 || res.statusCode >= 300) throw new DeliveryError(`router answered ${res.statusCode}: ${text.slice(0, 200)}`, false, res.statusCode);
         lastOk = true;
       } catch (err) {
+        if (err instanceof DeliveryError && err.nodeUnreachable) throw err;
         lastOk = false;
-        throw err;
+        throw err instanceof DeliveryError ? err : new DeliveryError(`router not reachable: ${(err as Error).message}`, false);
       }
     },
     connected: () => lastOk,

@@ -34,13 +34,22 @@ export function mqttTransport(opts: MqttTransportOptions): Transport {
       });
       client = c;
       const filters = { [statusFilter(opts.statusTopic)]: { qos: 1 as const }, [allPresenceFilter(opts.topicPrefix)]: { qos: 1 as const } };
+      // One warning per outage, not one per reconnect attempt (once a second while it lasts).
+      let down = false;
       c.on('connect', () => {
+        down = false;
         opts.log.info({ broker: opts.brokerUrl }, 'connected to broker');
         // Subscribe on every connect: a broker that lost our session forgot the subscriptions.
         c.subscribe(filters, (err) => err && opts.log.warn({ err: err.message }, 'subscribe failed'));
       });
-      c.on('error', (err) => opts.log.warn({ err: err.message }, 'broker error'));
-      c.on('offline', () => opts.log.warn({ broker: opts.brokerUrl }, 'broker offline'));
+      c.on('error', (err) => {
+        opts.log[down ? 'debug' : 'warn']({ err: err.message, broker: opts.brokerUrl }, 'broker error; reconnecting (further errors of this outage at debug level)');
+        down = true;
+      });
+      c.on('offline', () => {
+        if (!down) opts.log.warn({ broker: opts.brokerUrl }, 'broker offline; reconnecting');
+        down = true;
+      });
       c.on('message', (topic, payload) => onMessage({ topic, payload }));
       // Up to 5 s for the first connect. Not connecting is not fatal: publishes queue and go out on connect.
       if (!c.connected) {

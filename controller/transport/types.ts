@@ -16,3 +16,19 @@ export interface Transport {
   connected(): boolean;
   stop(): Promise<void>;
 }
+
+/**
+ * A publish that did not get through. `nodeUnreachable`: the path to the cloud side works but the
+ * node is not connected (KubeEdge's Router answers 500 when cloudcore has no session for the
+ * node); otherwise the transport itself failed (Router or broker down, a bad answer).
+ */
+export class DeliveryError extends Error {
+  constructor(
+    message: string,
+    readonly nodeUnreachable: boolean,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = 'DeliveryError';
+  }
+}

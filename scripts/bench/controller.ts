@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +15,8 @@ import {
   type StatusContent,
 } from '../../shared/index.js';
 import { TYPES, startFakeKubeApi, type FakeKubeApi } from '../../test/fakes/kube-api/server.js';
+import { FakeKubeEdgeRouter } from '../../test/fakes/kubeedge-router.js';
+import { startLinkNode, type LinkNode } from '../../test/helpers/link-node.js';
 import { startMosquitto, type Broker } from '../../test/helpers/mosquitto.js';
 import { freePort } from '../../test/helpers/ports.js';
 import { median } from './stats.js';
@@ -25,6 +27,11 @@ import { median } from './stats.js';
 //  - fanout: one resource change (targetVersion) -> every one of 1,000 nodes has it (median of runs)
 //  - ingest: node status reports per second the controller takes in, with coalesced status writes
 //  - rss: the controller's resident memory with 1,000 nodes and 100 resources
+//  - lostStatuses: kubeedge transport through the fake Router, which drops 5% of messages (both
+//    ways, seeded); two controller processes with leader election, the leader SIGKILLed in the
+//    middle (the standby takes over once the Lease expires); 50 nodes running the agent's real link
+//    and durable outbox each send 20 statuses. A status "reached the resource" when the resource
+//    shows it or a later one of the same node; lostStatuses counts those that never did.
 
 const NODES = 1000;
 const RESOURCES = 100;
@@ -119,7 +126,119 @@ function compileController(): string {
   );
   const r = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(out, 'tsconfig.json')], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`compiling the controller failed:\n${r.stdout}${r.stderr}`);
-  return join(out, 'controller/main.js');
+  // The real path: a symlinked node_modules would make main.js think it is not the entry point.
+  return realpathSync(join(out, 'controller/main.js'));
+}
+
+/** mulberry32: the seeded PRNG the drops come from (the same seed, the same drops). */
+function prng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const LOST_NODES = 50;
+const LOST_STATUSES_PER_NODE = 20;
+const DROP_RATE = 0.05;
+
+async function lostStatuses(api: FakeKubeApi, main: string, dir: string, log: (s: string) => void) {
+  api.create('/v1/namespaces', { metadata: { name: 'kubeedge' } });
+  const names = Array.from({ length: LOST_NODES }, (_, i) => `lost-node-${i}`);
+  for (const n of names) api.create(TYPES.nodes, { metadata: { name: n, labels: { [DEFAULT_EDGE_LABEL]: '', lost: 'yes' } } });
+  api.create(TYPES.inferencemodels, { ...spec(999, { lost: 'yes' }), metadata: { name: 'lost-0', namespace: 'default' } });
+  const broker = await startMosquitto();
+  const receiverPort = await freePort();
+  const random = prng(13);
+  const router = await new FakeKubeEdgeRouter({
+    nodes: Object.fromEntries(names.map((n) => [n, broker.url])),
+    restRules: [{ ruleNamespace: 'default', path: `/${DEFAULT_TOPIC_PREFIX}`, topic: DEFAULT_TOPIC_PREFIX }],
+    eventbusRules: names.map((n) => ({ node: n, ruleNamespace: 'default', topic: `ai/inferencemodel-status/${n}`, resource: `http://127.0.0.1:${receiverPort}/status` })),
+    drop: () => random() < DROP_RATE,
+  }).start();
+  const kubeconfig = api.writeKubeconfig(join(dir, 'kubeconfig-lost'));
+  const children: ChildProcess[] = [];
+  let ending = false;
+  let restarts = 0;
+  // Two replicas of a Deployment: a replica that exits (killed, or its lease lost) is started again.
+  const spawnCtl = async (identity: string): Promise<ChildProcess> => {
+    const c = spawn(
+      process.execPath,
+      [main, '--kubeconfig', kubeconfig, '--transport', 'kubeedge', '--router-url', router.url, '--receiver-port', String(receiverPort), '--metrics-port', String(await freePort()), '--metrics-bind', '127.0.0.1', '--identity', identity, '--lease-namespace', 'kubeedge', '--status-interval', '200', '--sync-interval', '3600', '--log-level', 'error'],
+      { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    children.push(c);
+    c.once('exit', () => {
+      if (ending) return;
+      restarts++;
+      setTimeout(() => void (!ending && spawnCtl(identity)), 1000).unref();
+    });
+    return c;
+  };
+  const lease = () => api.get(TYPES.leases, 'kubeedge', 'modeld-controller')?.spec as { holderIdentity?: string; renewTime?: string } | undefined;
+  const holder = () => lease()?.holderIdentity;
+  const nodes: LinkNode[] = [];
+  try {
+    const a = await spawnCtl('ctl-a');
+    await until(() => holder() === 'ctl-a', 'ctl-a leading', 60_000, 20);
+    await spawnCtl('ctl-b');
+    for (const n of names) nodes.push(startLinkNode({ node: n, brokerUrl: broker.url, ackTimeoutMs: 1000, ackMaxDelayMs: 4000, dir: mkdtempSync(join(dir, 'node-')), noFsync: true }));
+    await until(() => nodes.every((n) => n.link.connected), 'every node connected', 60_000, 20);
+    const t0 = performance.now();
+    let killedAt = 0;
+    let killedAtWall = 0;
+    for (let k = 1; k <= LOST_STATUSES_PER_NODE; k++) {
+      for (const n of nodes) {
+        n.report({ namespace: 'default', name: 'lost-0', observedGeneration: 1, phase: k === LOST_STATUSES_PER_NODE ? 'Serving' : 'Downloading', servingVersion: k === LOST_STATUSES_PER_NODE ? '1' : undefined, message: `s-${k}` });
+      }
+      if (k === LOST_STATUSES_PER_NODE / 2) {
+        killedAtWall = Date.now();
+        a.kill('SIGKILL'); // the leader dies with whatever it had not written yet
+        killedAt = performance.now();
+      }
+      await sleep(100);
+    }
+    // A live leader again: the standby once the Lease expired, or the killed replica started again
+    // (same identity: it renews at once, as a restarted pod does). The dead one renews nothing.
+    await until(() => Date.parse(lease()?.renewTime ?? '') > killedAtWall + 1000, 'a live leader after the kill', 120_000, 50);
+    const tookOver = performance.now() - killedAt;
+    const settled = await until(() => nodes.every((n) => n.store.outbox.depth() === 0), 'every status acked', 120_000, 100).then(
+      () => true,
+      () => false,
+    );
+    await sleep(500);
+    const entries = (api.get(TYPES.inferencemodels, 'default', 'lost-0')?.status?.nodes ?? []) as Array<{ node: string; message?: string }>;
+    let lost = 0;
+    for (const n of names) {
+      const shown = Number(entries.find((e) => e.node === n)?.message?.slice(2) ?? 0);
+      lost += LOST_STATUSES_PER_NODE - (Number.isFinite(shown) ? shown : 0);
+    }
+    const result = {
+      lostStatuses: lost,
+      lostStatusesSent: LOST_NODES * LOST_STATUSES_PER_NODE,
+      lostStatusesDropped: router.dropped,
+      lostStatusesAllAcked: settled,
+      lostStatusesLeaderTakeoverMs: Math.round(tookOver),
+      lostStatusesNewLeader: holder(),
+      lostStatusesControllerRestarts: restarts,
+      lostStatusesSettleMs: Math.round(performance.now() - t0),
+    };
+    log(`  lostStatuses: ${lost} of ${result.lostStatusesSent} (Router dropped ${router.dropped.up} up, ${router.dropped.down} down; leader SIGKILLed, ${result.lostStatusesNewLeader} leading again after ${result.lostStatusesLeaderTakeoverMs} ms, ${restarts} replica restarts)`);
+    return result;
+  } finally {
+    ending = true;
+    await Promise.all(nodes.map((n) => n.stop()));
+    for (const c of children) {
+      if (c.exitCode !== null || c.signalCode !== null) continue;
+      const exited = new Promise((r) => c.once('exit', r));
+      c.kill('SIGKILL');
+      await exited;
+    }
+    await router.stop();
+    await broker.stop();
+  }
 }
 
 export async function benchController(opts: { json: boolean; runs: number }): Promise<Record<string, unknown>> {
@@ -204,6 +323,13 @@ export async function benchController(opts: { json: boolean; runs: number }): Pr
     // 3. Memory.
     await sleep(1000);
     const rss = rssBytes(pid);
+    // 4. Statuses lost through a dropping Router and a leader change (this controller is done).
+    const exited = new Promise((r) => child!.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+    await Promise.all(sims.clients.map((c) => c.endAsync(true)));
+    sims = undefined;
+    const lost = await lostStatuses(api, main, dir, log);
     const result = {
       bench: 'controller',
       nodes: NODES,
@@ -218,6 +344,7 @@ export async function benchController(opts: { json: boolean; runs: number }): Pr
       statusWrites,
       controllerRssMiB: Math.round((rss / 2 ** 20) * 10) / 10,
       controllerRssAfterFanoutMiB: Math.round((rssFanout / 2 ** 20) * 10) / 10,
+      ...lost,
       note: 'controller compiled to JS and run by node; about 77 MiB of its RSS is loading @kubernetes/client-node',
     };
     log(`  fan-out median: ${result.fanoutMedianMs} ms (target < 1000 ms)`);

@@ -150,6 +150,15 @@ describe('intake', () => {
     expect(store.specs.list()).toEqual([]);
   });
 
+  it('after a sync reports the full state once: unchanged cloud models and local ones too', () => {
+    intake.handle(TOPIC, msg('update', content()));
+    intake.upsert('local', parseContent({ ...content(), metadata: { name: 'usbfile', namespace: 'default', generation: 1 } }), 'local-1', 'local');
+    const before = sent.length;
+    intake.handle('ai/inferencemodel/n1/_sync', msg('sync', { node: 'n1', items: [content()], nodeKnown: true }));
+    const after = statuses().slice(before).map((s) => s.name).sort();
+    expect(after).toEqual(['resnet', 'usbfile']);
+  });
+
   it('lets the cloud replace a local spec, and says so', () => {
     intake.upsert('local', parseContent(content()), 'local-1', 'local');
     intake.handle(TOPIC, msg('update', content({ replicas: 2 }, 1)));

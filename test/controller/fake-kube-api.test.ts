@@ -85,6 +85,38 @@ describe('fake Kubernetes API server', () => {
     expect(o.spec).not.toHaveProperty('bogus');
   });
 
+  it('keeps apiVersion, kind and metadata of objects whose CRD schema does not declare them (KubeEdge\'s Rule CRD)', async () => {
+    // Like rules.kubeedge.io: the schema lists spec only.
+    await rest.request('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', { body: crd('rules', 'Rule', { type: 'object', properties: { spec: { type: 'object', properties: { source: { type: 'string' } } } } }) });
+    await rest.request('POST', '/apis/rules.kubeedge.io/v1/namespaces/default/rules', { body: { apiVersion: 'rules.kubeedge.io/v1', kind: 'Rule', metadata: { name: 'r1', labels: { a: 'b' } }, spec: { source: 'x', junk: 1 }, other: 2 } });
+    const got = await rest.request<any>('GET', '/apis/rules.kubeedge.io/v1/namespaces/default/rules/r1');
+    expect(got.apiVersion).toBe('rules.kubeedge.io/v1');
+    expect(got.kind).toBe('Rule');
+    expect(got.metadata).toMatchObject({ name: 'r1', namespace: 'default', labels: { a: 'b' } });
+    expect(got.metadata.uid).toBeTruthy();
+    expect(got.spec).toEqual({ source: 'x' });
+    expect(got.other).toBeUndefined();
+  });
+
+  it('refuses a CRD whose schema is not structural, with the API server\'s field paths', async () => {
+    const bad = async (schema: unknown) => (await err(rest.request('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', { body: crd('things', 'Thing', schema) }))) as KubeApiError;
+    const untyped = await bad({ type: 'object', properties: { spec: { properties: { a: { type: 'string' } } } } });
+    expect(untyped.status).toBe(422);
+    expect(untyped.message).toContain('spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields');
+    expect((await bad({ type: 'object', properties: { spec: { type: 'object', anyOf: [{ type: 'object' }] } } })).message).toContain('properties[spec].anyOf[0].type: Forbidden: must be empty to be structural');
+    expect((await bad({ type: 'object', properties: { spec: { type: 'object', properties: { a: { type: 'string' } }, additionalProperties: { type: 'string' } } } })).message).toContain('additionalProperties and properties are mutual exclusive');
+    expect((await bad({ type: 'object', properties: { metadata: { type: 'object', properties: { labels: { type: 'object' } } } } })).message).toContain('must not specify anything other than name and generateName');
+    expect((await bad({ type: 'object', properties: { spec: { type: 'array' } } })).message).toContain('properties[spec].items: Required value: must be specified');
+    expect((await bad({ type: 'object', properties: { spec: { type: 'object', oneOf: [{ properties: { b: {} } }] } } })).message).toContain('Required value: because it is defined in');
+    expect((await bad({ type: 'string' })).message).toContain('must be object at the root');
+    // Nothing of a refused CRD is served.
+    expect(await err(rest.request('GET', '/apis/example.com/v1/namespaces/default/things'))).toMatchObject({ status: 404 });
+    // Structural: int-or-string's anyOf and value validations naming declared fields are fine.
+    await rest.request('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', {
+      body: crd('things', 'Thing', { type: 'object', properties: { spec: { type: 'object', properties: { port: { 'x-kubernetes-int-or-string': true, anyOf: [{ type: 'integer' }, { type: 'string' }] }, a: { type: 'string' } }, oneOf: [{ required: ['a'] }, { properties: { a: { pattern: '^x' } } }] } } }),
+    });
+  });
+
   it('merges strategic patches of a Deployment by container name and garbage-collects owned objects', async () => {
     const owner = await rest.request('POST', IM, { body: model('o') });
     const ref = [{ apiVersion: 'ai.kubeedge.io/v1alpha1', kind: 'InferenceModel', name: 'o', uid: owner.metadata.uid, controller: true }];
@@ -140,3 +172,13 @@ describe('fake Kubernetes API server', () => {
     await runB;
   });
 });
+
+function crd(plural: string, kind: string, schema: unknown) {
+  const group = plural === 'rules' ? 'rules.kubeedge.io' : 'example.com';
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `${plural}.${group}` },
+    spec: { group, scope: 'Namespaced', names: { plural, singular: kind.toLowerCase(), kind }, versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: schema } }] },
+  };
+}

@@ -4,7 +4,8 @@ import { kubeedgeTransport } from '../../controller/transport/kubeedge.js';
 import { freePort } from '../helpers/ports.js';
 import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
 import type { FakeKubeApi } from '../fakes/kube-api/server.js';
-import { FakeKubeEdgeRouter } from '../fakes/kubeedge-router.js';
+import { FakeKubeEdgeRouter, type FakeRouterOptions } from '../fakes/kubeedge-router.js';
+import { startLinkNode, type LinkNode } from '../helpers/link-node.js';
 import { SimNode } from '../fakes/sim-node.js';
 import { TYPES, model, node, startApi, startController, until } from './harness.js';
 import { WAIT_MS } from '../helpers/wait.js';
@@ -28,21 +29,28 @@ afterEach(async () => {
   await api.stop();
 });
 
-async function setUp(nodes: string[]) {
+async function setUp(nodes: string[], routerOpts: Partial<FakeRouterOptions> = {}, opts: { sims?: boolean } = {}) {
   const receiverPort = await freePort();
   const router = await new FakeKubeEdgeRouter({
     nodes: Object.fromEntries(nodes.map((n, i) => [n, brokers[i].url])),
     restRules: [{ ruleNamespace: 'default', path: '/ai/inferencemodel', topic: 'ai/inferencemodel' }],
     eventbusRules: nodes.map((n) => ({ node: n, ruleNamespace: 'default', topic: `ai/inferencemodel-status/${n}`, resource: `http://127.0.0.1:${receiverPort}/status` })),
+    ...routerOpts,
   }).start();
   cleanups.push(() => router.stop());
-  const sims = await Promise.all(nodes.map(async (n, i) => new SimNode({ node: n, brokerUrl: brokers[i].url }).start(false)));
+  const sims = opts.sims === false ? [] : await Promise.all(nodes.map(async (n, i) => new SimNode({ node: n, brokerUrl: brokers[i].url }).start(false)));
   cleanups.push(() => Promise.all(sims.map((s) => s.stop())));
-  const transport = kubeedgeTransport({ routerUrl: router.url, ruleNamespace: 'default', receiverPort, receiverHost: '127.0.0.1', log: silentLogger() });
-  const { controller } = await startController(api, { transport, options: { syncIntervalMs: 60_000 } });
-  cleanups.push(() => controller.stop());
-  return { router, sims, controller };
+  const newController = async () => {
+    const transport = kubeedgeTransport({ routerUrl: router.url, ruleNamespace: 'default', receiverPort, receiverHost: '127.0.0.1', log: silentLogger() });
+    const started = await startController(api, { transport, options: { syncIntervalMs: 60_000, retryBaseMs: 100 } });
+    cleanups.push(() => started.controller.stop());
+    return started;
+  };
+  const { controller, metrics } = await newController();
+  return { router, sims, controller, metrics, newController };
 }
+
+const getEntry = (name: string, nodeName: string) => (api.get(TYPES.inferencemodels, 'default', name)?.status?.nodes ?? []).find((e: any) => e.node === nodeName);
 
 describe('kubeedge transport through the Router', () => {
   it('delivers specs to the right node broker on the topic the agent subscribes, and brings status back', async () => {
@@ -65,18 +73,69 @@ describe('kubeedge transport through the Router', () => {
     await a.waitFor((n) => !n.held.has('default/m'), WAIT_MS, 'delete via the Router');
   });
 
-  it('a node whose broker was down when the spec went out gets it from the sync after its hello', async () => {
+  it('(an older Router that answered 200 for an offline node) the node gets the spec from the sync after its hello', async () => {
     api.create(TYPES.nodes, node('edge-a'));
-    const { sims, router } = await setUp(['edge-a']);
+    const { sims, router } = await setUp(['edge-a'], { noSessionAnswer: 'ok' });
     const [a] = sims;
     await brokers[0].stop();
     api.create(TYPES.inferencemodels, model('late'));
     // The Router answered 200 and dropped it (the node was unreachable): nothing to retry on.
     await until(() => router.posts.some((p) => p.uri.endsWith('/default/late') && p.status === 200), 'the post for late');
     await brokers[0].start();
-    await until(() => a.client.connected, 'sim node reconnected');
+    await until(() => a.client.connected && router.nodeConnected('edge-a'), 'sim node and edgecore reconnected');
     await a.hello();
     await a.waitFor((n) => n.held.has('default/late'), WAIT_MS, 'late spec after hello');
+  });
+
+  it('a node cloudcore has no session for: 500 after three tries a second apart, node shown unreachable, an Event, retried until it is back', async () => {
+    api.create(TYPES.nodes, node('edge-a'));
+    const { sims, router, metrics } = await setUp(['edge-a']);
+    const [a] = sims;
+    router.offline.add('edge-a');
+    api.create(TYPES.inferencemodels, model('late'));
+    await until(() => router.posts.find((p) => p.uri.endsWith('/default/late') && p.status === 500), 'a 500 from the Router');
+    const answered = router.posts.find((p) => p.uri.endsWith('/default/late'))!;
+    expect(answered.text).toMatch(/^All attempts fail:\n#1: cloudcore doesn't have session for node:edge-a\n#2: .*\n#3: /);
+    expect(answered.ms).toBeGreaterThanOrEqual(1900); // three tries, a second apart
+    await until(() => getEntry('late', 'edge-a')?.reason === 'NodeUnreachable', 'the node shown unreachable in status');
+    await until(() => api.list(TYPES.events).find((e: any) => e.reason === 'NodeUnreachable' && e.involvedObject.name === 'edge-a'), 'a Warning Event');
+    expect((await metrics.unreachableNodes.get()).values[0].value).toBe(1);
+    // Retried with backoff (not in a loop): the node comes back and gets its spec.
+    router.offline.delete('edge-a');
+    await a.waitFor((n) => n.held.has('default/late'), WAIT_MS, 'the spec once the node is back');
+    await until(() => getEntry('late', 'edge-a')?.reason !== 'NodeUnreachable', 'unreachable cleared');
+    expect((await metrics.unreachableNodes.get()).values[0].value).toBe(0);
+  });
+
+  it('status arrives end to end through a Router that drops and delays, across a controller restart', async () => {
+    api.create(TYPES.nodes, node('edge-a'));
+    api.create(TYPES.inferencemodels, model('m'));
+    // Every third status (and the last) is lost the first time it goes up; everything is delayed a little.
+    const seen = new Set<string>();
+    const drop = ({ direction, payload }: { direction: string; payload: Buffer }) => {
+      const env = JSON.parse(payload.toString());
+      if (direction !== 'up' || env.route?.operation !== 'status' || seen.has(env.header.msg_id)) return false;
+      seen.add(env.header.msg_id);
+      const k = Number(String(env.content.message).slice(2));
+      return k % 3 === 0 || k === 10;
+    };
+    const { router, controller, newController } = await setUp(['edge-a'], { drop, delayMs: () => Math.floor(Math.random() * 30) }, { sims: false });
+    const n: LinkNode = startLinkNode({ node: 'edge-a', brokerUrl: brokers[0].url, ackTimeoutMs: 300, ackMaxDelayMs: 1000 });
+    cleanups.push(() => n.stop());
+    const report = (k: number) => n.report({ namespace: 'default', name: 'm', observedGeneration: 1, phase: k === 10 ? 'Serving' : 'Downloading', servingVersion: k === 10 ? '1' : undefined, message: `s-${k}` });
+    for (let k = 1; k <= 4; k++) report(k);
+    await until(() => getEntry('m', 'edge-a')?.message === 's-4' && n.store.outbox.depth() === 0, 'the first statuses (s-3 resent, not overtaking s-4)');
+    // The controller goes away (its receiver with it: the Router's posts fail and are dropped)...
+    await controller.stop();
+    for (let k = 5; k <= 7; k++) report(k);
+    await until(() => n.store.outbox.awaitingAck() > 0 && router.forwarded.some((f) => f.status === 0), 'statuses posted to no receiver');
+    // ...and a new one takes over.
+    await newController();
+    for (let k = 8; k <= 10; k++) report(k);
+    await until(() => getEntry('m', 'edge-a')?.message === 's-10', 'the last status, dropped once, in the resource');
+    await until(() => n.store.outbox.depth() === 0, 'every status acked');
+    expect(router.dropped.up).toBeGreaterThanOrEqual(4);
+    expect(api.get(TYPES.inferencemodels, 'default', 'm').status.readyNodes).toBe(1);
   });
 
   it('retries when the Router itself refuses, and drops malformed posts to the receiver', async () => {

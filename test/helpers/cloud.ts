@@ -1,9 +1,10 @@
 import mqtt, { type MqttClient } from 'mqtt';
-import { makeEnvelope, resourcePath, specTopic, syncTopic, type ModelContent, type StatusContent } from '../../shared/index.js';
+import { ackTopic, makeEnvelope, resourcePath, specTopic, syncTopic, type ModelContent, type StatusContent } from '../../shared/index.js';
 import { WAIT_MS, waitFor } from './wait.js';
 
-// The controller's side of the wire, for tests: publishes specs exactly as the controller does
-// and records every status the nodes send.
+// The controller's side of the wire, for tests: publishes specs exactly as the controller does,
+// records every status the nodes send and, as the controller does, acks the ones that ask for it
+// (`ack: false` plays an old controller that never acks).
 
 export interface Cloud {
   client: MqttClient;
@@ -25,7 +26,7 @@ export async function connectCloud(
   statusFilter = 'default/ai/inferencemodel-status/+',
   prefix = 'ai/inferencemodel',
   /** A persistent session (clean: false): with a persistent broker, nothing sent while it reconnects is lost. */
-  opts: { persistent?: boolean } = {},
+  opts: { persistent?: boolean; ack?: boolean } = {},
 ): Promise<Cloud> {
   const client = await mqtt.connectAsync(brokerUrl, { clientId: `cloud-${Math.random().toString(36).slice(2)}`, reconnectPeriod: 200, clean: !opts.persistent });
   const statuses: StatusContent[] = [];
@@ -38,6 +39,10 @@ export async function connectCloud(
       if (msg.route?.operation !== 'status') return;
       statuses.push(msg.content);
       headers.push(msg.header);
+      if (msg.header?.ack && opts.ack !== false) {
+        const ack = makeEnvelope('ack', { node: msg.content.node, msgIds: [msg.header.msg_id] }, { source: 'modeld-controller', resource: `node/${msg.content.node}` });
+        void client.publishAsync(ackTopic(prefix, msg.content.node), JSON.stringify(ack), { qos: 1 }).catch(() => {});
+      }
     } catch {
       // not ours
     }

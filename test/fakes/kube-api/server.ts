@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import { jsonPatch, mergePatch, strategicMergePatch } from './patch.js';
 import { prune, validate } from './schema.js';
+import { structuralErrors } from './structural.js';
 
 // A FAKE Kubernetes API server, faithful to the real protocol for what modeld-controller and
 // kubectl use: legacy discovery (/api, /apis, per group-version resource lists with short names
@@ -144,7 +145,7 @@ export class FakeKubeApi {
   private readonly faults: FaultRule[] = [];
   private bookmarkTimer: NodeJS.Timeout | undefined;
   /** Every request, for tests that count writes. */
-  readonly requests: Array<{ method: string; path: string; contentType?: string; status: number }> = [];
+  readonly requests: Array<{ method: string; path: string; contentType?: string; status: number; at: number }> = [];
   url = '';
 
   constructor(private readonly opts: FakeKubeOptions = {}) {
@@ -325,10 +326,17 @@ export class FakeKubeApi {
     return obj;
   }
 
-  /** Validation and pruning against a CRD's schema (the real server does both). */
+  /**
+   * Validation and pruning against a CRD's schema (the real server does both). apiVersion, kind
+   * and metadata at the root are the API server's, whatever the schema says (or omits): pruning
+   * skips them (apiextensions-apiserver pkg/apiserver/schema/pruning/algorithm.go, isResourceRoot)
+   * and so does validation of the CRD's schema. A CRD itself must have structural schemas.
+   */
   private admit(t: ResourceType, obj: any, name: string) {
+    if (t.kind === 'CustomResourceDefinition') return this.admitCrd(obj, name);
     if (!t.schema) return;
-    const errors = validate(t.schema, obj);
+    const { apiVersion, kind, metadata, ...rest } = obj;
+    const errors = validate(t.schema, rest);
     if (errors.length) {
       throw new HttpError(422, 'Invalid', `${t.kind} "${name}" is invalid: ${errors.length > 1 ? '[' + errors.join(', ') + ']' : errors[0]}`, {
         name,
@@ -337,9 +345,25 @@ export class FakeKubeApi {
         causes: errors.map((e) => ({ reason: 'FieldValueInvalid', message: e.slice(e.indexOf(':') + 2), field: e.split(':')[0] })),
       });
     }
-    const pruned = prune(t.schema, obj);
+    const pruned = { ...prune(t.schema, rest), apiVersion, kind, metadata };
     for (const k of Object.keys(obj)) if (!(k in pruned)) delete obj[k];
     Object.assign(obj, pruned);
+  }
+
+  /** apiextensions v1 validation of a CRD: every served version's schema must be structural. */
+  private admitCrd(crd: any, name: string) {
+    const errors: string[] = [];
+    (crd.spec?.versions ?? []).forEach((v: any, i: number) => {
+      if (v.schema?.openAPIV3Schema === undefined) errors.push(`spec.versions[${i}].schema.openAPIV3Schema: Required value: schemas are required`);
+      else errors.push(...structuralErrors(v.schema.openAPIV3Schema, `spec.versions[${i}].schema.openAPIV3Schema`));
+    });
+    if (!errors.length) return;
+    throw new HttpError(422, 'Invalid', `CustomResourceDefinition.apiextensions.k8s.io "${name}" is invalid: ${errors.length > 1 ? '[' + errors.join(', ') + ']' : errors[0]}`, {
+      name,
+      group: 'apiextensions.k8s.io',
+      kind: 'CustomResourceDefinition',
+      causes: errors.map((e) => ({ reason: 'FieldValueInvalid', message: e.slice(e.indexOf(':') + 2), field: e.split(':')[0] })),
+    });
   }
 
   private existing(t: ResourceType, ns: string | undefined, name: string): any {
@@ -449,7 +473,7 @@ export class FakeKubeApi {
   private async handle(req: IncomingMessage, res: ServerResponse) {
     const url = new URL(req.url ?? '/', 'http://x');
     const method = req.method ?? 'GET';
-    const entry = { method, path: url.pathname, contentType: req.headers['content-type'], status: 200 };
+    const entry = { method, path: url.pathname, contentType: req.headers['content-type'], status: 200, at: performance.now() };
     this.requests.push(entry);
     if (this.requests.length > 20000) this.requests.splice(0, 10000);
     const send = (code: number, body: unknown) => {
