@@ -48,7 +48,7 @@ async function tlsBroker(over: Partial<BrokerOptions> = {}): Promise<Broker> {
 }
 
 interface LogLine {
-  level: number;
+  level: string;
   msg: string;
   reason?: string;
   err?: string;
@@ -66,7 +66,7 @@ function makeLink(brokerConfig: Record<string, unknown>) {
   const link = new MqttLink({ config, log: createLogger({ level: 'debug', destination }), outbox: store.outbox, agentVersion: 'test', onMessage: () => {} });
   links.push(link);
   link.start();
-  return { link, lines, warnings: () => lines.filter((l) => l.level === 40) };
+  return { link, lines, warnings: () => lines.filter((l) => l.level === 'warn') };
 }
 
 /** A cloud-side client on the same TLS broker, to see what the link published. */
