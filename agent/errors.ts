@@ -43,6 +43,8 @@ export type ErrorCode =
   | 'DaemonNotRunning'
   | 'AdminSocketInUse'
   | 'Corrupt'
+  | 'SeedConflict'
+  | 'NotHeld'
   // general
   | 'Cancelled'
   | 'ConfigInvalid'

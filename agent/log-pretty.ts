@@ -4,14 +4,16 @@ import { Writable } from 'node:stream';
 // record, `time LEVEL model@version message key=value...`. No extra package: pino-pretty is a
 // dev tool with a dozen dependencies, and this is all a field technician needs.
 
-const LEVELS: Record<number, [string, string]> = {
-  10: ['TRACE', '90'],
-  20: ['DEBUG', '36'],
-  30: ['INFO ', '32'],
-  40: ['WARN ', '33'],
-  50: ['ERROR', '31'],
-  60: ['FATAL', '35'],
+const LEVELS: Record<string, [string, string]> = {
+  trace: ['TRACE', '90'],
+  debug: ['DEBUG', '36'],
+  info: ['INFO ', '32'],
+  warn: ['WARN ', '33'],
+  error: ['ERROR', '31'],
+  fatal: ['FATAL', '35'],
 };
+// pino's numbers, as older lines (and other pino programs) carry them.
+const NUMBERED: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
 const OMIT = new Set(['level', 'time', 'pid', 'hostname', 'name', 'msg', 'model', 'version']);
 
 const fmtValue = (v: unknown) => (typeof v === 'string' ? (/^[^\s"=]+$/.test(v) ? v : JSON.stringify(v)) : JSON.stringify(v));
@@ -27,7 +29,7 @@ export function prettyLine(line: string, color = false): string {
   }
   const paint = (code: string, s: string) => (color ? `\x1b[${code}m${s}\x1b[0m` : s);
   const t = typeof rec.time === 'number' ? new Date(rec.time).toISOString().slice(11, 23) : '';
-  const [lvl, code] = LEVELS[rec.level as number] ?? [String(rec.level ?? '?').padEnd(5), '0'];
+  const [lvl, code] = LEVELS[typeof rec.level === 'number' ? NUMBERED[rec.level] : String(rec.level)] ?? [String(rec.level ?? '?').padEnd(5), '0'];
   const who = rec.model ? `${rec.model}${rec.version !== undefined ? `@${rec.version}` : ''} ` : '';
   const rest = Object.entries(rec)
     .filter(([k, v]) => !OMIT.has(k) && v !== undefined)

@@ -16,7 +16,10 @@ import { Runner } from './reconcile/runner.js';
 import { Serving, type ServingDeps } from './runtime/serving.js';
 import { openStore, type Store } from './store/index.js';
 import { AGENT_VERSION } from './version.js';
+import { buildStatus } from './admin/status-view.js';
+import { StoreSize } from './metrics/store-size.js';
 import type { AgentMetrics } from './metrics/metrics.js';
+import type { ConfigView } from './config/explain.js';
 
 /** Everything the running agent is made of: built once here, passed to whoever needs it. */
 export interface Agent {
@@ -42,6 +45,8 @@ export interface StartOptions {
   onSwitch?: ServingDeps['onSwitch'];
   /** Prometheus metrics to feed (`modeld run` serves them on admin.metricsPort). */
   metrics?: AgentMetrics;
+  /** The configuration with each value's source, for `modeld config view` (GET /v1/config). */
+  configView?: ConfigView;
 }
 
 /** Starts the parts in order; `stop()` stops them in reverse. */
@@ -92,7 +97,11 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
         paths,
         log,
         onRuntimeRestarts: opts.metrics && ((ns, name, _v, n) => opts.metrics!.onRuntimeRestarts(ns, name, n)),
-        onGatewayRequest: opts.metrics && ((model, code, s) => opts.metrics!.onGatewayRequest(model, code, s)),
+        onHostRestart: (info) => {
+          opts.metrics?.onHostRestart();
+          const hang = info.lastHang ? `: a run of ${info.lastHang.model ?? 'a model'} blocked it for ${info.lastHang.blockedMs} ms (serving.sessionHangMs)` : '';
+          store.events.add({ kind: 'HostRestarted', message: `the runtime host restarted (pid ${info.previousPid ?? '?'} -> ${info.pid})${hang}; it restores every model` });
+        },
       });
       await serving.start();
       stops.push(() => serving!.close());
@@ -124,12 +133,20 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
       kick: (ns, name, o) => runner.kick(ns, name, o),
     });
     intakeRef = intake;
-    opts.metrics?.setSources({ outboxDepth: () => store.outbox.depth(), modelPhases: () => store.models.list() });
+    const storeSize = new StoreSize({ paths, store });
+    opts.metrics?.setSources({
+      outboxDepth: () => store.outbox.depth(),
+      models: () =>
+        buildStatus({ store, serving, node: config.node.name, stateDir: paths.root, daemon: true }).models.map((m) => ({ ...m, modelName: m.spec?.modelName })),
+      storeBytes: () => storeSize.bytes(),
+      storeCapBytes: config.store.capBytes,
+      extraText: serving && (() => serving!.hostMetrics()),
+    });
 
     // The local admin API (the CLI's way in while the daemon runs). Not fatal: delivery and
     // serving go on without it, and the CLI then reports the daemon as unreachable.
     const admin = new AdminServer(
-      { config, paths, store, blobStore, log, intake, serving, kick: (ns, name, o) => runner.kick(ns, name, o), daemon: true },
+      { config, paths, store, blobStore, log, intake, serving, kick: (ns, name, o) => runner.kick(ns, name, o), daemon: true, configView: opts.configView },
       { socketPath: config.admin.socket, maxBodyBytes: config.limits.messageBytes },
     );
     await admin.listen().then(

@@ -16,7 +16,8 @@
 # build already in node_modules is used. For another arch the script fetches better-sqlite3's
 # prebuilt binary for linux-<arch> with prebuild-install (network needed); if there is none, build
 # on the board itself (same script). onnxruntime-node ships linux x64 and arm64 binaries but none
-# for 32-bit ARM: an armv7 release has no built-in onnx runtime (configure runtimes.onnx).
+# for 32-bit ARM: there the built-in onnx runtime uses onnxruntime-web's WASM build, of which the
+# release keeps only the files Node loads (WASM_KEEP below).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -36,7 +37,7 @@ while (($#)); do
     --arch) arch="${2:?--arch needs a value}"; shift 2 ;;
     --out) out="${2:?--out needs a directory}"; shift 2 ;;
     --skip-build) build=0; shift ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0"; exit 0 ;; # the opening comment
     *) echo "build-release: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -66,7 +67,7 @@ cp package.json package-lock.json "$stage/"
 [[ -f README.md ]] && cp README.md "$stage/"
 cp -r "$dist/agent" "$dist/shared" "$stage/dist/"
 find "$stage/dist" -name '*.map' -delete
-cp systemd/modeld.service systemd/config.example.yaml "$stage/systemd/"
+cp systemd/modeld.service systemd/modeld-host.service systemd/config.example.yaml "$stage/systemd/"
 cp scripts/install.sh "$stage/scripts/"
 [[ -f docs/operations.md ]] && cp docs/operations.md "$stage/docs/"
 cat >"$stage/bin/modeld" <<'LAUNCHER'
@@ -74,6 +75,8 @@ cat >"$stage/bin/modeld" <<'LAUNCHER'
 # modeld launcher: exec keeps the pid (systemd's main pid is node itself).
 NODE="${MODELD_NODE:-node}"
 here="$(dirname "$(readlink -f "$0")")"
+# The runtime host without the agent's modules (less memory on a small board).
+if [ "${1:-}" = host ]; then shift; exec "$NODE" "$here/../dist/agent/host/main.js" "$@"; fi
 exec "$NODE" "$here/../dist/agent/cli/index.js" "$@"
 LAUNCHER
 chmod 755 "$stage/bin/modeld" "$stage/scripts/install.sh"
@@ -84,11 +87,15 @@ tar -xzf "$work/$tgz" -C "$root" --strip-components=1
 
 # 2. Production dependencies of the agent: the closure of package.json's dependencies (less the
 #    controller's own, below) resolved as Node does (nested node_modules first), copied as built.
+#    onnxruntime-web's dist bundle for Node carries its own dependencies but onnxruntime-common,
+#    so only that one is followed from it.
 CONTROLLER_ONLY='["@kubernetes/client-node"]'
-mapfile -t deps < <(node - "$here" "$CONTROLLER_ONLY" <<'JS'
+BUNDLED='{"onnxruntime-web":["onnxruntime-common"]}'
+mapfile -t deps < <(node - "$here" "$CONTROLLER_ONLY" "$BUNDLED" <<'JS'
 const fs = require('node:fs'), path = require('node:path');
-const [root, skipJson] = process.argv.slice(2);
+const [root, skipJson, bundledJson] = process.argv.slice(2);
 const skip = new Set(JSON.parse(skipJson));
+const bundled = JSON.parse(bundledJson);
 const pkgOf = (dir) => JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
 const seen = new Set();
 const resolve = (from, name) => {
@@ -105,6 +112,7 @@ const visit = (dir, optional) => {
   for (const [deps, opt] of [[p.dependencies, false], [p.optionalDependencies, true]]) {
     for (const name of Object.keys(deps ?? {})) {
       if (dir === root && skip.has(name)) continue;
+      if (bundled[p.name] && !bundled[p.name].includes(name)) continue;
       const at = resolve(dir, name);
       if (at) visit(at, opt);
       else if (!opt) { console.error(`build-release: ${name} (needed by ${p.name}) is not installed`); process.exit(1); }
@@ -123,7 +131,23 @@ ort="$root/node_modules/onnxruntime-node/bin/napi-v6"
 if [[ -d "$ort" ]]; then
   for d in "$ort"/*; do [[ "$(basename "$d")" == linux ]] || rm -rf "$d"; done
   for d in "$ort"/linux/*; do [[ "$(basename "$d")" == "$node_arch" ]] || rm -rf "$d"; done
-  [[ -d "$ort/linux/$node_arch" ]] || echo "build-release: note: onnxruntime-node has no linux/$node_arch binary: no built-in onnx runtime on $arch" >&2
+  [[ -d "$ort/linux/$node_arch" ]] || echo "build-release: note: onnxruntime-node has no linux/$node_arch binary: the built-in onnx runtime uses the WASM backend on $arch" >&2
+fi
+# onnxruntime-web: what Node opens for a WASM session (traced with strace -e openat on a session
+# created and run: the package.json, the Node entry, the emscripten glue and its .wasm). The rest
+# (browser bundles, WebGPU/WebGL/JSEP builds, source maps, lib/, docs/) is about 125 MB.
+WASM_KEEP=(package.json dist/ort.node.min.mjs dist/ort-wasm-simd-threaded.mjs dist/ort-wasm-simd-threaded.wasm)
+web="$root/node_modules/onnxruntime-web"
+if [[ -d "$web" ]]; then
+  keep="$work/ort-web-keep"
+  mkdir -p "$keep"
+  for f in "${WASM_KEEP[@]}"; do
+    [[ -f "$web/$f" ]] || { echo "build-release: onnxruntime-web/$f is missing (onnxruntime-web changed its layout: trace a WASM session again)" >&2; exit 1; }
+    mkdir -p "$keep/$(dirname "$f")"
+    cp "$web/$f" "$keep/$f"
+  done
+  rm -rf "$web"
+  mv "$keep" "$web"
 fi
 bsq="$root/node_modules/better-sqlite3"
 rm -rf "$bsq/deps" "$bsq/src" "$bsq/build/Release/obj" "$bsq/build/Release/obj.target" "$bsq/build/Release/test_extension.node" \

@@ -37,7 +37,7 @@ while (($#)); do
     --force) force=1; shift ;;
     --uninstall) uninstall=1; shift ;;
     --purge) purge=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0"; exit 0 ;; # the opening comment
     -*) printf 'install.sh: unknown option %s\n' "$1" >&2; exit 2 ;;
     *) [[ -z "$tarball" ]] || { printf 'install.sh: one tarball only\n' >&2; exit 2; }; tarball="$1"; shift ;;
   esac
@@ -59,6 +59,7 @@ has_systemd=0
 
 dest="$root$prefix"
 unit="$root/etc/systemd/system/modeld.service"
+host_unit="$root/etc/systemd/system/modeld-host.service"
 link="$root/usr/local/bin/modeld"
 confdir="$root/etc/modeld"
 statedir="$root/var/lib/modeld"
@@ -66,15 +67,15 @@ statedir="$root/var/lib/modeld"
 if ((uninstall)); then
   [[ -z "$tarball" ]] || die "--uninstall takes no tarball"
   if ((has_systemd)); then
-    systemctl disable --now modeld.service 2>/dev/null || true
+    systemctl disable --now modeld.service modeld-host.service 2>/dev/null || true
   else
     say "systemctl skipped ($([[ $on_system == 1 ]] && echo 'no running systemd' || echo '--root'))"
   fi
-  rm -f "$unit"
+  rm -f "$unit" "$host_unit"
   ((has_systemd)) && systemctl daemon-reload
   [[ -L "$link" ]] && rm -f "$link"
   rm -rf "$dest" "$dest.new" "$dest.old"
-  say "removed $dest, $unit and $link"
+  say "removed $dest, $unit, $host_unit and $link"
   if ((purge)); then
     rm -rf "$statedir" "$confdir"
     say "purged $statedir and $confdir"
@@ -151,17 +152,20 @@ else
   say "wrote $confdir/config.yaml from the template"
 fi
 
-# The unit, pointing at this prefix.
+# The units (the agent and the runtime host), pointing at this prefix.
 mkdir -p "$(dirname "$unit")"
-sed "s#/opt/modeld#$prefix#g" "$dest/systemd/modeld.service" >"$unit.tmp"
-chmod 0644 "$unit.tmp"
-mv "$unit.tmp" "$unit"
-say "installed $unit"
+for u in "$unit" "$host_unit"; do
+  sed "s#/opt/modeld#$prefix#g" "$dest/systemd/$(basename "$u")" >"$u.tmp"
+  chmod 0644 "$u.tmp"
+  mv "$u.tmp" "$u"
+  say "installed $u"
+done
 
 if ((has_systemd)); then
   systemctl daemon-reload
-  systemctl enable modeld.service
-  if ((start)); then systemctl restart modeld.service && say "modeld started: systemctl status modeld"; fi
+  systemctl enable modeld-host.service modeld.service
+  # The host is restarted only when it runs an older release; the agent always (models keep serving).
+  if ((start)); then systemctl restart modeld-host.service modeld.service && say "modeld started: systemctl status modeld modeld-host"; fi
 else
-  say "systemctl skipped ($([[ $on_system == 1 ]] && echo 'no running systemd' || echo '--root')): enable with systemctl enable --now modeld"
+  say "systemctl skipped ($([[ $on_system == 1 ]] && echo 'no running systemd' || echo '--root')): enable with systemctl enable --now modeld-host modeld"
 fi

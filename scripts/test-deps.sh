@@ -6,10 +6,12 @@
 #   python3            http.server as an outside HTTP peer; the sd_notify datagram listener
 #   systemd            systemd-analyze verify / security for the units
 #   tinyproxy          a real forward proxy for the HTTP_PROXY / HTTPS_PROXY download tests
+#   prometheus         promtool check metrics: /metrics follows Prometheus's naming conventions
+#   zsh                the zsh completion script is run in a real zsh
 set -euo pipefail
-declare -A provides=([mosquitto]=mosquitto [mosquitto_pub]=mosquitto-clients [python3]=python3 [systemd-analyze]=systemd [tinyproxy]=tinyproxy)
+declare -A provides=([mosquitto]=mosquitto [mosquitto_pub]=mosquitto-clients [python3]=python3 [systemd-analyze]=systemd [tinyproxy]=tinyproxy [promtool]=prometheus [zsh]=zsh)
 missing=()
-for cmd in mosquitto mosquitto_pub python3 systemd-analyze tinyproxy; do
+for cmd in mosquitto mosquitto_pub python3 systemd-analyze tinyproxy promtool zsh; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${provides[$cmd]}")
 done
 ((${#missing[@]} == 0)) && exit 0

@@ -1,3 +1,4 @@
+import type { ConfigView } from '../config/explain.js';
 import type { Config } from '../config/schema.js';
 import type { BlobStore } from '../fetch/blob-store.js';
 import type { Logger } from '../log.js';
@@ -22,4 +23,6 @@ export interface AdminDeps {
   kick(namespace: string, name: string, opts?: { cancel?: boolean }): void;
   /** True inside the daemon; false for the CLI on the state directory. */
   daemon: boolean;
+  /** The daemon's configuration with each value's source, as it was loaded at start. */
+  configView?: ConfigView;
 }

@@ -1,13 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ModeldError } from '../errors.js';
 import { runGc } from '../reconcile/gc-run.js';
-import { rollback } from '../reconcile/rollback.js';
+import { releaseHold, rollback } from '../reconcile/rollback.js';
 import { AGENT_VERSION } from '../version.js';
-import { applyLocal, deleteLocal } from './apply.js';
+import { applyLocal, deleteLocal, planApply } from './apply.js';
 import type { AdminDeps } from './context.js';
 import { asObject, optBool, optString, readJson, readText, sendError, sendJson } from './http-json.js';
 import { parseResources, resourceToContent } from './resource.js';
 import { seedArchive } from './seed.js';
+import { readEvents } from './events-view.js';
 import { buildStatus, parseModelRef } from './status-view.js';
 import { verifyStore } from './verify.js';
 
@@ -16,14 +17,16 @@ import { verifyStore } from './verify.js';
 //
 //   GET    /v1/health                      {ok, pid, version, node, stateDir}
 //   GET    /v1/status[?model=ns/name]      StatusReport
-//   POST   /v1/apply                       one InferenceModel resource (JSON, or YAML with content-type */yaml) -> ApplyResult
+//   POST   /v1/apply[?dryRun=true]         one InferenceModel resource (JSON, or YAML with content-type */yaml) -> ApplyResult
+//                                          (dryRun: ApplyPlan, with the specs before and after; nothing written)
 //   DELETE /v1/models/<ns>/<name>          remove a local spec
-//   POST   /v1/rollback {namespace,name,to?}
+//   POST   /v1/rollback {namespace,name,to?}   (release: true ends a hold instead)
 //   POST   /v1/gc {dryRun?, all?}          GcResult
-//   POST   /v1/seed {path, sha256?, namespace?, name?, version?}
+//   POST   /v1/seed {path, sha256?, namespace?, name?, version?, replace?}
 //          with `accept: application/x-ndjson`: {"progress":{bytes,total}} lines, then {"result":...}
 //   POST   /v1/verify {repair?}            VerifyReport
-//   GET    /v1/events[?model=ns/name&limit=n]
+//   GET    /v1/config                      ConfigView: the daemon's configuration and each value's source
+//   GET    /v1/events[?model=ns/name&limit=n&after=id]   (after: oldest first, for --follow)
 
 export interface HandlerContext {
   deps: AdminDeps;
@@ -42,6 +45,7 @@ const routes: Array<{ method: string; path: RegExp; handler: Handler }> = [
   { method: 'POST', path: /^\/v1\/seed$/, handler: seed },
   { method: 'POST', path: /^\/v1\/verify$/, handler: verify },
   { method: 'GET', path: /^\/v1\/events$/, handler: events },
+  { method: 'GET', path: /^\/v1\/config$/, handler: configView },
 ];
 
 export async function handle(req: IncomingMessage, res: ServerResponse, ctx: HandlerContext): Promise<void> {
@@ -74,7 +78,7 @@ async function status(_req: IncomingMessage, res: ServerResponse, url: URL, { de
   sendJson(res, 200, report);
 }
 
-async function apply(req: IncomingMessage, res: ServerResponse, _url: URL, { deps, maxBodyBytes }: HandlerContext) {
+async function apply(req: IncomingMessage, res: ServerResponse, url: URL, { deps, maxBodyBytes }: HandlerContext) {
   let content;
   if (/yaml/i.test(req.headers['content-type'] ?? '')) {
     const docs = parseResources(await readText(req, maxBodyBytes), 'request body');
@@ -83,6 +87,7 @@ async function apply(req: IncomingMessage, res: ServerResponse, _url: URL, { dep
   } else {
     content = resourceToContent(await readJson(req, maxBodyBytes), 'request body');
   }
+  if (url.searchParams.get('dryRun') === 'true') return sendJson(res, 200, { ...planApply(deps, content), dryRun: true });
   sendJson(res, 200, applyLocal(deps, content));
 }
 
@@ -94,6 +99,7 @@ async function remove(_req: IncomingMessage, res: ServerResponse, _url: URL, { d
 async function doRollback(req: IncomingMessage, res: ServerResponse, _url: URL, { deps, maxBodyBytes }: HandlerContext) {
   const body = asObject(await readJson(req, maxBodyBytes));
   const ref = parseModelRef(`${optString(body, 'namespace') ?? 'default'}/${optString(body, 'name') ?? ''}`);
+  if (optBool(body, 'release')) return sendJson(res, 200, releaseHold(deps, ref.namespace, ref.name));
   sendJson(res, 200, rollback(deps, ref.namespace, ref.name, optString(body, 'to')));
 }
 
@@ -111,6 +117,7 @@ async function seed(req: IncomingMessage, res: ServerResponse, _url: URL, { deps
     namespace: optString(body, 'namespace'),
     name: optString(body, 'name'),
     version: optString(body, 'version'),
+    replace: optBool(body, 'replace') ?? false,
   };
   if (request.name !== undefined) Object.assign(request, parseModelRef(`${request.namespace ?? 'default'}/${request.name}`));
   // The caller hanging up cancels the copy (nothing half-written stays in the store).
@@ -144,5 +151,13 @@ async function events(_req: IncomingMessage, res: ServerResponse, url: URL, { de
   const ref = url.searchParams.get('model');
   const limit = Number(url.searchParams.get('limit') ?? 50);
   if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new ModeldError('BadRequest', 'limit must be an integer from 1 to 1000');
-  sendJson(res, 200, { events: deps.store.events.recent(limit, ref ? parseModelRef(ref) : undefined) });
+  const afterParam = url.searchParams.get('after');
+  const after = afterParam === null ? undefined : Number(afterParam);
+  if (after !== undefined && (!Number.isInteger(after) || after < 0)) throw new ModeldError('BadRequest', 'after must be an event id');
+  sendJson(res, 200, { events: readEvents(deps.store, { model: ref ? parseModelRef(ref) : undefined, limit, after }) });
+}
+
+async function configView(_req: IncomingMessage, res: ServerResponse, _url: URL, { deps }: HandlerContext) {
+  if (!deps.configView) throw new ModeldError('NotFound', 'this daemon keeps no view of its configuration');
+  sendJson(res, 200, { pid: process.pid, ...deps.configView });
 }

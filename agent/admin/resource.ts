@@ -9,6 +9,7 @@ import {
   type ModelContent,
 } from '../../shared/index.js';
 import { ModeldError } from '../errors.js';
+import { unknownFields } from './strict-fields.js';
 
 // An InferenceModel resource as a user writes it for `modeld apply -f` (the same YAML kubectl
 // takes): apiVersion ai.kubeedge.io/v1alpha1, kind InferenceModel, metadata.name/namespace, spec.
@@ -22,8 +23,15 @@ const bad = (where: string, message: string) => new ModeldError('BadRequest', `$
 export function resourceToContent(doc: unknown, where: string, defaultNamespace = 'default'): ModelContent {
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw bad(where, 'not an InferenceModel resource (expected a mapping)');
   const r = doc as Record<string, unknown>;
+  // A missing apiVersion or kind is most likely misspelled: the unknown fields say which.
+  const unknown = unknownFields(r);
+  const strict = () => {
+    if (unknown.length) throw bad(where, `strict decoding error: ${unknown.slice(0, 10).join(', ')}${unknown.length > 10 ? `, and ${unknown.length - 10} more` : ''}`);
+  };
+  if (r.apiVersion === undefined || r.kind === undefined) strict();
   if (r.apiVersion !== RESOURCE_API_VERSION) throw bad(where, `apiVersion must be ${RESOURCE_API_VERSION} (got ${JSON.stringify(r.apiVersion ?? null)})`);
   if (r.kind !== KIND) throw bad(where, `kind must be ${KIND} (got ${JSON.stringify(r.kind ?? null)})`);
+  strict();
   const rawMeta = r.metadata && typeof r.metadata === 'object' ? (r.metadata as Record<string, unknown>) : {};
   // generation, uid and resourceVersion belong to the API server; a local spec numbers its own.
   const meta = ObjectMetaSchema.safeParse({ name: rawMeta.name, namespace: rawMeta.namespace ?? defaultNamespace });

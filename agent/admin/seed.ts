@@ -1,11 +1,13 @@
-import { constants } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { constants, createReadStream } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { ModeldError } from '../errors.js';
-import { normalizeSha256 } from '../fetch/blob-store.js';
+import { digestMismatch, normalizeSha256 } from '../fetch/blob-store.js';
 import { ensureFreeSpace } from '../fetch/disk-space.js';
 import { detectArchive } from '../install/detect.js';
 import type { AdminDeps } from './context.js';
+import { seededDigest, seedMessage } from './seeded.js';
 
 // Offline pre-seeding: an archive copied into the content-addressed store, verified, so a spec
 // naming its digest needs no download. Only one process writes the store: the daemon when it
@@ -18,6 +20,8 @@ export interface SeedRequest {
   namespace?: string;
   name?: string;
   version?: string;
+  /** Other bytes than the ones seeded before under this name and version are refused unless set. */
+  replace?: boolean;
 }
 
 export interface SeedResult {
@@ -26,7 +30,7 @@ export interface SeedResult {
   path: string;
   alreadyPresent: boolean;
   /** Where the digest checked against came from, if one was. */
-  verifiedAgainst?: 'argument' | 'spec';
+  verifiedAgainst?: 'argument' | 'spec' | 'seed';
 }
 
 export async function seedArchive(
@@ -55,6 +59,15 @@ export async function seedArchive(
     expected ??= specSha;
     verifiedAgainst ??= 'spec';
   }
+  // Seeded before under this name and version: the same bytes again are fine, others are a
+  // mistake (a wrong stick, a rebuilt archive) unless --replace says it is a republish.
+  const seeded = req.namespace && req.name && req.version && !req.replace ? seededDigest(deps.store, req.namespace, req.name, req.version) : undefined;
+  const conflict = (other: string) =>
+    new ModeldError(
+      'SeedConflict',
+      `version ${req.version} of ${req.namespace}/${req.name} was seeded as sha256 ${seeded}; this archive is sha256 ${other}. Seed it under another version, or pass --replace`,
+    );
+  if (seeded && expected && expected !== seeded) throw conflict(expected);
 
   const st = await stat(req.path).catch((err: NodeJS.ErrnoException) => {
     throw new ModeldError('BadRequest', `cannot read ${req.path}: ${err.code === 'ENOENT' ? 'no such file' : (err.code ?? err.message)}`);
@@ -74,12 +87,18 @@ export async function seedArchive(
   }
   await ensureFreeSpace(deps.paths.root, st.size + deps.config.fetch.reserveBytes, `seeding ${req.path}`);
 
-  const r = await deps.blobStore.importFile(req.path, { expectedSha256: expected, onProgress: opts.onProgress, signal: opts.signal });
+  // The store skips the copy of an archive it already has: the file must still be those bytes.
+  if (seeded || (expected && deps.blobStore.has(expected))) {
+    const actual = await fileSha256(req.path, opts.signal);
+    if (seeded && actual !== seeded) throw conflict(actual);
+    if (expected && actual !== expected) throw digestMismatch(expected, actual, req.path);
+  }
+  const r = await deps.blobStore.importFile(req.path, { expectedSha256: expected ?? seeded, onProgress: opts.onProgress, signal: opts.signal });
   const model = req.namespace && req.name ? { namespace: req.namespace, name: req.name } : undefined;
   deps.store.events.add({
     ...model,
     kind: 'Seeded',
-    message: `archive ${req.path}${req.version ? ` (version ${req.version})` : ''} seeded as sha256 ${r.sha256}${r.alreadyPresent ? ' (already present)' : ''}`,
+    message: seedMessage(req.path, req.version, r.sha256, r.alreadyPresent),
   });
   deps.log.info({ sha256: r.sha256, size: r.size, path: req.path, model: model && `${model.namespace}/${model.name}`, version: req.version }, 'archive seeded');
   if (model) {
@@ -92,5 +111,16 @@ export async function seedArchive(
     }
     deps.kick(model.namespace, model.name);
   }
-  return { sha256: r.sha256, size: r.size, path: r.path, alreadyPresent: r.alreadyPresent, verifiedAgainst };
+  return { sha256: r.sha256, size: r.size, path: r.path, alreadyPresent: r.alreadyPresent, verifiedAgainst: verifiedAgainst ?? (seeded ? 'seed' : undefined) };
+}
+
+async function fileSha256(path: string, signal?: AbortSignal): Promise<string> {
+  const h = createHash('sha256');
+  try {
+    for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024, signal })) h.update(chunk as Buffer);
+  } catch (err) {
+    if (signal?.aborted) throw new ModeldError('Cancelled', `seed of ${path} cancelled`, { cause: err });
+    throw err;
+  }
+  return h.digest('hex');
 }

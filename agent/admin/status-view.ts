@@ -1,4 +1,4 @@
-import { DNS_LABEL } from '../../shared/index.js';
+import { DNS_LABEL, type InferenceModelSpec } from '../../shared/index.js';
 import { ModeldError } from '../errors.js';
 import { modelStatus, type ModelStatus } from '../reconcile/model-status.js';
 import type { ServingPort } from '../reconcile/serving-port.js';
@@ -14,6 +14,8 @@ export interface ModelStatusView extends ModelStatus {
   note?: string;
   /** Recent events, newest first (single-model view only). */
   events?: EventRecord[];
+  /** The desired spec, when there is one. */
+  spec?: InferenceModelSpec;
 }
 
 export interface StatusReport {
@@ -47,7 +49,8 @@ function viewOf(src: StatusSource & { node: string }, namespace: string, name: s
   });
   const overridden =
     desired?.source === 'cloud' && store.events.recent(200, { namespace, name }).some((e) => e.kind === 'CloudOverride');
-  return overridden ? { ...status, note: 'CloudOverridesLocal' } : status;
+  const view: ModelStatusView = { ...status, ...(desired ? { spec: desired.spec } : {}) };
+  return overridden ? { ...view, note: 'CloudOverridesLocal' } : view;
 }
 
 /** Every model with a spec or with state; with `model`, only that one (NotFound otherwise) and its events. */

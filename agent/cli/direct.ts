@@ -12,6 +12,7 @@ import { createLogger } from '../log.js';
 import { statePaths } from '../paths.js';
 import { Intake } from '../reconcile/intake.js';
 import { Reporter } from '../reconcile/report.js';
+import { BlobTable } from '../store/blobs.js';
 import { EventTable } from '../store/events.js';
 import { openStore } from '../store/index.js';
 import { ModelTable } from '../store/models.js';
@@ -19,7 +20,7 @@ import { SpecTable } from '../store/specs.js';
 import { VersionTable } from '../store/versions.js';
 
 // The CLI on the state directory itself, for when no daemon runs: writes under the state lock
-// (`modeld run` refuses to start meanwhile); reads without it, from a read-only connection.
+// (`modeld run` refuses to start meanwhile); reads without it, from a connection that never writes.
 
 export interface Direct {
   deps: AdminDeps;
@@ -71,12 +72,21 @@ export async function migrateDirect(direct: Direct): Promise<void> {
 }
 
 /** Read-only tables for `modeld status` without a daemon; undefined when there is no state yet. */
-export function openReadOnly(config: Config): { source: StatusSource; close(): void } | undefined {
+export function openReadOnly(config: Config): { source: StatusSource & { store: { blobs: BlobTable } }; close(): void } | undefined {
   const paths = statePaths(config.stateDir);
   if (!existsSync(paths.db)) return undefined;
-  const db = new Database(paths.db, { readonly: true, fileMustExist: true, timeout: 10_000 });
+  // A read-only connection leaves -wal and -shm files behind (it may not remove them); a
+  // connection that may write but is told never to does not: the last to close removes them, so
+  // reading leaves the state directory as it was. Read-only when this user may not write.
+  let db: Database.Database;
+  try {
+    db = new Database(paths.db, { fileMustExist: true, timeout: 10_000 });
+    db.pragma('query_only = ON');
+  } catch {
+    db = new Database(paths.db, { readonly: true, fileMustExist: true, timeout: 10_000 });
+  }
   return {
-    source: { store: { specs: new SpecTable(db), models: new ModelTable(db), versions: new VersionTable(db), events: new EventTable(db) } },
+    source: { store: { specs: new SpecTable(db), models: new ModelTable(db), versions: new VersionTable(db), events: new EventTable(db), blobs: new BlobTable(db) } },
     close: () => db.close(),
   };
 }

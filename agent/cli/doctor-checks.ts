@@ -5,6 +5,7 @@ import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import mqtt, { type IClientOptions } from 'mqtt';
 import type { EdgecoreDetection } from '../config/edgecore.js';
 import type { Config } from '../config/schema.js';
+import { probeOrtBackend } from '../runtime/ort-backend.js';
 
 // The checks behind `modeld doctor`: each answers one question about this node with ok, warn or
 // fail and one line of reason. Read-only, except a probe file created and removed in stateDir.
@@ -130,14 +131,18 @@ export async function checkRuntimes(config: Config): Promise<CheckResult[]> {
   const out: CheckResult[] = [];
   const onnxConfigured = 'onnx' in config.runtimes;
   try {
-    const ort = (await import('onnxruntime-node')) as { env?: { versions?: Record<string, string> } };
-    const v = ort.env?.versions?.common ?? ort.env?.versions?.node;
-    out.push({ name: 'runtime:onnx (built in)', status: 'ok', message: `onnxruntime-node loads${v ? ` (${v})` : ''} on ${process.platform}/${process.arch}` });
+    const p = await probeOrtBackend(config.serving.onnxBackend);
+    const where = `on ${process.platform}/${process.arch}`;
+    const message =
+      p.backend === 'native'
+        ? `onnxruntime-node ${p.version} serves ${where} (a probe model answered)`
+        : `onnxruntime-web ${p.version} WASM backend serves ${where} (a probe model answered; slower than native)${p.nativeError ? `: onnxruntime-node does not load (${p.nativeError})` : ': serving.onnxBackend is wasm'}`;
+    out.push({ name: 'runtime:onnx (built in)', status: 'ok', message });
   } catch (err) {
     out.push({
       name: 'runtime:onnx (built in)',
       status: onnxConfigured ? 'ok' : 'warn',
-      message: `onnxruntime-node does not load on ${process.platform}/${process.arch} (${(err as Error).message.split('\n')[0].slice(0, 160)})${
+      message: `no onnxruntime backend (serving.onnxBackend ${config.serving.onnxBackend}) loads on ${process.platform}/${process.arch} (${(err as Error).message.split('\n')[0].slice(0, 160)})${
         onnxConfigured ? '; runtimes.onnx is configured instead' : '; ONNX models need runtimes.onnx configured (an external runtime)'
       }`,
     });
@@ -189,4 +194,23 @@ export async function checkPort(kind: 'gateway' | 'metrics', host: string, port:
   }
   if (err.code === 'EACCES') return { name, status: 'fail', message: `${host}:${port} needs CAP_NET_BIND_SERVICE (ports below 1024)` };
   return { name, status: 'fail', message: `cannot bind ${host}:${port}: ${err.code ?? err.message}` };
+}
+
+/** The runtime host (agent/host/): does its control socket answer, and what does it serve? */
+export async function checkHost(config: Config, timeoutMs: number): Promise<CheckResult> {
+  const { HostClient } = await import('../runtime/host-client.js');
+  const { statePaths } = await import('../paths.js');
+  const { silentLogger } = await import('../log.js');
+  const client = new HostClient({ config, paths: statePaths(config.stateDir), log: silentLogger() });
+  try {
+    const s = await client.state(timeoutMs);
+    const notReady = s.routes.filter((r) => r.replicas > 0 && r.readyReplicas === 0);
+    const models = s.routes.map((r) => `${r.modelName}@${r.version} (${r.kind === 'session' ? `session, ${r.backend ?? 'native'}` : 'proxy'}, ${r.readyReplicas}/${r.replicas} ready)`);
+    const msg = `pid ${s.pid}, endpoint ${s.endpoint.bind}:${s.endpoint.port}, ${s.routes.length} models${models.length ? `: ${models.slice(0, 20).join(', ')}` : ''}${s.restoring ? '; restoring' : ''}`;
+    if (notReady.length) return { name: 'host', status: 'warn', message: `${msg}; not ready: ${notReady.map((r) => r.modelName).join(', ')}` };
+    return { name: 'host', status: 'ok', message: msg };
+  } catch (err) {
+    const how = config.serving.hostStart === 'systemd' ? 'systemctl status modeld-host' : 'the agent starts it (modeld run)';
+    return { name: 'host', status: 'warn', message: `the runtime host does not answer on ${client.socketPath} (${errText(err)}): nothing is served; ${how}` };
+  }
 }

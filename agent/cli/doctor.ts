@@ -1,10 +1,12 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
+import { exitCodesHelp } from './exit-codes.js';
+import { isData, outputFormat, printData } from './output-format.js';
 import { detectEdgecore } from '../config/edgecore.js';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
-import { checkBroker, checkDiskSpace, checkEdgecore, checkPort, checkRuntimes, checkStateDir, type CheckResult } from './doctor-checks.js';
+import { checkBroker, checkDiskSpace, checkEdgecore, checkHost, checkPort, checkRuntimes, checkStateDir, type CheckResult } from './doctor-checks.js';
 
 // `modeld doctor`: one line per check (ok / warn / fail), exit 1 when any check fails. Works with
 // or without a running daemon; what the daemon holds (its ports) counts as fine.
@@ -30,6 +32,7 @@ export async function runDoctor(opts: { configPath?: string; timeoutMs: number; 
   results.push(checkStateDir(config), checkDiskSpace(config));
   results.push(await checkBroker(config, opts.timeoutMs));
   results.push(...(await checkRuntimes(config)));
+  results.push(await checkHost(config, opts.timeoutMs));
   results.push(await checkPort('gateway', config.gateway.bind, config.gateway.port, opts.timeoutMs));
   results.push(await checkPort('metrics', config.admin.metricsBind, config.admin.metricsPort, opts.timeoutMs));
   return results;
@@ -43,17 +46,20 @@ export function formatChecks(results: CheckResult[]): string {
 export function registerDoctor(program: Command): void {
   program
     .command('doctor')
-    .description('check this node: config, broker, disk, state directory, runtimes, edgecore, ports (exit 1 on any failure)')
-    .option('--json', 'machine-readable output')
+    .description('check this node: config, broker, disk, state directory, runtimes, runtime host, edgecore, ports (exit 1 on any failure)')
+    .option('-o, --output <format>', 'output format: json, yaml')
+    .option('--json', 'machine-readable output (the same as -o json)')
     .option('--timeout <ms>', 'how long to wait for the broker and for ports held by a daemon', '3000')
-    .action(async (opts: { json?: boolean; timeout: string }) => {
+    .addHelpText('after', exitCodesHelp('doctor'))
+    .action(async (opts: { output?: string; json?: boolean; timeout: string }) => {
+      const format = outputFormat(opts, ['json', 'yaml']);
       const timeoutMs = Number(opts.timeout);
       if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000) {
         throw new ModeldError('BadRequest', `--timeout must be a number of milliseconds (1-600000), got ${JSON.stringify(opts.timeout)}`);
       }
       const results = await runDoctor({ configPath: program.opts().config, timeoutMs });
       const ok = !results.some((r) => r.status === 'fail');
-      if (opts.json) process.stdout.write(JSON.stringify({ ok, checks: results }, null, 2) + '\n');
+      if (isData(format)) printData(format, { ok, checks: results });
       else process.stdout.write(formatChecks(results));
       process.exitCode = ok ? 0 : 1;
     });

@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
+import { exitCodesHelp } from './exit-codes.js';
+import { isData, outputFormat, printData } from './output-format.js';
 import { loadConfig } from '../config/load.js';
 import type { GcResult } from '../reconcile/gc-run.js';
 import { runGc } from '../reconcile/gc-run.js';
-import { formatBytes, printJson } from './output.js';
+import { formatBytes } from './output.js';
 import { withWriteTarget } from './target.js';
 
 export function registerGc(program: Command): void {
@@ -11,8 +13,11 @@ export function registerGc(program: Command): void {
     .description('free space in the store: old versions and archives; never the current, serving, previous (rollback), held or target version')
     .option('--dry-run', 'only show what would be removed')
     .option('--all', 'remove every unprotected version and every archive nothing needs (default: only enough to get under store.capBytes)')
-    .option('--json', 'machine-readable output')
-    .action(async (opts: { dryRun?: boolean; all?: boolean; json?: boolean }) => {
+    .option('-o, --output <format>', 'output format: json, yaml')
+    .option('--json', 'machine-readable output (the same as -o json)')
+    .addHelpText('after', exitCodesHelp('gc'))
+    .action(async (opts: { dryRun?: boolean; all?: boolean; output?: string; json?: boolean }) => {
+      const format = outputFormat(opts, ['json', 'yaml']);
       const config = loadConfig({ path: program.opts().config });
       const dryRun = opts.dryRun ?? false;
       const r = await withWriteTarget(config, 'modeld gc', async (t) =>
@@ -20,7 +25,7 @@ export function registerGc(program: Command): void {
           ? t.client.call<GcResult>('POST', '/v1/gc', { dryRun, all: opts.all ?? false })
           : runGc(t.deps, { dryRun, all: opts.all ?? false }),
       );
-      if (opts.json) return printJson(r);
+      if (isData(format)) return printData(format, r);
       const verb = dryRun ? 'would remove' : 'removed';
       for (const v of r.removeVersions) process.stdout.write(`${verb} version ${v.namespace}/${v.name} ${v.version} (${formatBytes(v.bytes)})\n`);
       for (const b of r.removeBlobs) process.stdout.write(`${verb} archive sha256:${b.sha256} (${formatBytes(b.bytes)})\n`);

@@ -3,10 +3,16 @@ import './node-check.js';
 import { Command, CommanderError } from 'commander';
 import { AGENT_VERSION } from '../version.js';
 import { registerApply } from './apply.js';
+import { registerCompletion } from './completion.js';
+import { registerConfig } from './config-view.js';
 import { registerDelete } from './delete.js';
+import { registerDescribe } from './describe.js';
+import { registerDiff } from './diff.js';
+import { registerGet } from './get.js';
 import { registerEvents } from './events.js';
 import { EXIT, errorLine, exitCodeFor } from './exit.js';
 import { registerGc } from './gc.js';
+import { registerHost } from './host.js';
 import { registerRollback } from './rollback.js';
 import { registerRun } from './run.js';
 import { registerDoctor } from './doctor.js';
@@ -34,6 +40,8 @@ import { registerVersion } from './version.js';
 //   4   not found (unknown model)
 //   78  configuration invalid (EX_CONFIG)
 //   130 interrupted (Ctrl-C)
+// Each command's --help lists its own (exit-codes.ts); `modeld diff` has kubectl diff's: 0 no
+// differences, 1 differences, 2 and up errors.
 // Errors are one line on stderr: `modeld: <Reason>: <message>`.
 
 const program = new Command()
@@ -46,15 +54,21 @@ const program = new Command()
   .configureOutput({ outputError: (str, write) => write(`modeld: ${str.replace(/^error: /, '')}`) });
 
 registerRun(program);
+registerHost(program);
 registerDoctor(program);
 registerStatus(program);
+registerGet(program);
+registerDescribe(program);
 registerApply(program);
+registerDiff(program);
 registerDelete(program);
 registerSeed(program);
 registerRollback(program);
 registerGc(program);
 registerVerify(program);
 registerEvents(program);
+registerConfig(program);
+registerCompletion(program);
 registerVersion(program);
 
 // `modeld --version` (no subcommand) still prints the version.
@@ -72,6 +86,8 @@ program.parseAsync(argv).then(
       process.exit(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE);
     }
     process.stderr.write(errorLine(err) + '\n');
-    process.exit(exitCodeFor(err));
+    const code = exitCodeFor(err);
+    // kubectl diff: 1 means "differences"; a failure is 2 and up.
+    process.exit(program.args[0] === 'diff' && code === EXIT.FAILURE ? EXIT.USAGE : code);
   },
 );

@@ -22,10 +22,6 @@ export function table(header: string[], rows: string[][]): string {
   return [line(header), ...rows.map(line)].join('\n') + '\n';
 }
 
-export function printJson(value: unknown): void {
-  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
-}
-
 /** A one-line progress bar redrawn in place; a no-op unless stderr is a TTY. */
 export function progressBar(label: string): { update(bytes: number, total: number): void; done(): void } {
   const tty = process.stderr.isTTY === true;

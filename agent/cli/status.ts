@@ -5,7 +5,9 @@ import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
 import { openReadOnly } from './direct.js';
-import { printJson, table } from './output.js';
+import { exitCodesHelp } from './exit-codes.js';
+import { table } from './output.js';
+import { addOutputOptions, isData, outputFormat, printData } from './output-format.js';
 import { daemonClient } from './target.js';
 
 /** From the daemon when it answers; else read-only from the store (serving facts unknown). */
@@ -34,16 +36,22 @@ export async function readStatus(config: Config, model?: { namespace: string; na
 
 const dash = (s: string | undefined) => (s === undefined || s === '' ? '-' : s);
 
-function reasonCell(m: ModelStatusView): string {
+/** A hold in force and how to end it; undefined when there is none. */
+export function holdLine(m: ModelStatusView): string | undefined {
+  if (!m.heldVersion) return undefined;
+  return `held at version ${m.heldVersion} by \`modeld rollback\` (target ${m.targetVersion ?? 'none'}): \`modeld rollback --release ${m.namespace}/${m.name}\` ends the hold`;
+}
+
+function reasonCell(m: ModelStatusView, wide = false): string {
   const parts: string[] = [];
   if (m.reason) parts.push(m.message ? `${m.reason}: ${m.message}` : m.reason);
   if (m.lastError?.reason && m.lastError.reason !== m.reason) parts.push(`last error ${m.lastError.reason}: ${m.lastError.message ?? ''}`.trim());
   if (m.note) parts.push(m.note);
   const text = parts.join('; ');
-  return text.length > 100 ? `${text.slice(0, 97)}...` : text || '-';
+  return text.length > 100 && !wide ? `${text.slice(0, 97)}...` : text || '-';
 }
 
-export function renderStatus(r: StatusReport): string {
+export function renderStatus(r: StatusReport, wide = false): string {
   const header = ['MODEL', 'SOURCE', 'PHASE', 'SERVING', 'TARGET', 'READY', 'URL', 'REASON'];
   const rows = r.models.map((m) => [
     `${m.namespace}/${m.name}`,
@@ -53,9 +61,13 @@ export function renderStatus(r: StatusReport): string {
     dash(m.targetVersion),
     r.daemon ? `${m.readyReplicas}/${m.replicas}` : `?/${m.replicas}`,
     dash(m.url),
-    reasonCell(m),
+    reasonCell(m, wide),
   ]);
   let out = r.models.length ? table(header, rows) : 'no models on this node\n';
+  for (const m of r.models) {
+    const hold = holdLine(m);
+    if (hold) out += `${m.namespace}/${m.name} ${hold}\n`;
+  }
   if (r.models.length === 1 && r.models[0].events) {
     const m = r.models[0];
     const state = (v: ModelStatusView['versions'][number]) => (v.version === m.heldVersion ? `${v.state}, held` : v.state);
@@ -68,21 +80,23 @@ export function renderStatus(r: StatusReport): string {
 }
 
 export function registerStatus(program: Command): void {
-  program
+  const cmd = program
     .command('status')
-    .description('show the models on this node: phase, serving and target version, url, replicas, last error')
+    .description('show the models on this node: phase, serving and target version, url, replicas, last error, a rollback hold')
     .argument('[model]', 'one model: name or namespace/name (with its recent events)')
     .option('-n, --namespace <ns>', 'namespace of [model] when it has none', 'default')
     .option('-w, --watch', 'keep showing the status as it changes (Ctrl-C to stop)')
-    .option('--interval <ms>', 'refresh interval for --watch', '1000')
-    .option('--json', 'machine-readable output (with --watch: one JSON document per line per change)')
-    .action(async (ref: string | undefined, opts: { namespace: string; watch?: boolean; interval: string; json?: boolean }) => {
+    .option('--interval <ms>', 'refresh interval for --watch', '1000');
+  addOutputOptions(cmd)
+    .addHelpText('after', exitCodesHelp('status'))
+    .action(async (ref: string | undefined, opts: { namespace: string; watch?: boolean; interval: string; output?: string; json?: boolean }) => {
+      const format = outputFormat(opts);
       const config = loadConfig({ path: program.opts().config });
       const model = ref ? parseModelRef(ref, opts.namespace) : undefined;
       if (!opts.watch) {
         const r = await readStatus(config, model);
-        if (opts.json) printJson(r);
-        else process.stdout.write(renderStatus(r));
+        if (isData(format)) printData(format, r);
+        else process.stdout.write(renderStatus(r, format === 'wide'));
         return;
       }
       const interval = Number(opts.interval);
@@ -98,9 +112,13 @@ export function registerStatus(program: Command): void {
         const key = JSON.stringify(r.models.map(({ updatedAt: _u, time: _t, events: _e, ...m }) => m)) + r.daemon;
         if (key !== previous) {
           previous = key;
-          if (opts.json) process.stdout.write(JSON.stringify(r) + '\n');
-          else if (process.stdout.isTTY) process.stdout.write(`\x1b[H\x1b[2J${new Date().toISOString()}\n${renderStatus(r)}`);
-          else process.stdout.write(`${new Date().toISOString()}\n${renderStatus(r)}\n`);
+          if (format === 'json') process.stdout.write(JSON.stringify(r) + '\n');
+          else if (format === 'yaml') {
+            process.stdout.write('---\n'); // one YAML document per change
+            printData('yaml', r);
+          }
+          else if (process.stdout.isTTY) process.stdout.write(`\x1b[H\x1b[2J${new Date().toISOString()}\n${renderStatus(r, format === 'wide')}`);
+          else process.stdout.write(`${new Date().toISOString()}\n${renderStatus(r, format === 'wide')}\n`);
         }
         await sleep(interval, stop.signal);
       }

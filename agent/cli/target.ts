@@ -5,7 +5,7 @@ import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
 import { statePaths } from '../paths.js';
 import { AdminClient } from './admin-client.js';
-import { migrateDirect, openDirect, type Direct } from './direct.js';
+import { migrateDirect, openDirect, openReadOnly, type Direct } from './direct.js';
 
 // Where a command goes: the running daemon (its admin socket answers), or the state directory
 // directly under the lock when no daemon runs. A daemon that holds the lock but does not answer
@@ -94,9 +94,31 @@ export async function withWriteTarget<T>(config: Config, command: string, fn: (t
   process.on('SIGTERM', onSignal);
   try {
     return await fn(target, abort.signal);
+  } catch (err) {
+    // However the interrupted work ended (an aborted request to the daemon, a cancelled copy), Ctrl-C is exit 130.
+    if (abort.signal.aborted && !(err instanceof ModeldError && err.code === 'Cancelled')) throw new ModeldError('Cancelled', 'interrupted', { cause: err });
+    throw err;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     release();
+  }
+}
+
+/** For commands that only read: the daemon when it answers, else the store read-only (`store` undefined: no state yet). */
+export type ReadTarget = { kind: 'daemon'; client: AdminClient } | { kind: 'store'; store?: NonNullable<ReturnType<typeof openReadOnly>>['source']['store'] };
+
+/** Runs `fn` on the read target; a daemon that holds the directory but does not answer: the store is read. */
+export async function withReadTarget<T>(config: Config, fn: (t: ReadTarget) => Promise<T> | T): Promise<T> {
+  const client = await daemonClient(config).catch((err: unknown) => {
+    if (err instanceof ModeldError && err.code === 'DaemonNotRunning') return undefined;
+    throw err;
+  });
+  if (client) return fn({ kind: 'daemon', client });
+  const ro = openReadOnly(config);
+  try {
+    return await fn({ kind: 'store', store: ro?.source.store });
+  } finally {
+    ro?.close();
   }
 }

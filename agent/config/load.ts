@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { describeZodError } from '../../shared/index.js';
+import type { z } from 'zod';
+import { didYouMean } from '../did-you-mean.js';
 import { ModeldError } from '../errors.js';
 import { ConfigSchema, type Config } from './schema.js';
 
@@ -55,24 +57,63 @@ function merge(base: Tree, over: Tree): Tree {
   return out;
 }
 
+interface ZodDef {
+  type: string;
+  innerType?: { _zod: { def: ZodDef } };
+  valueType?: { _zod: { def: ZodDef } };
+  shape?: Record<string, unknown>;
+}
+
+/** The keys the schema knows at `path` (through defaults, optionals and records). */
+function keysAt(schema: z.ZodType, path: PropertyKey[]): string[] {
+  let def = (schema as unknown as { _zod: { def: ZodDef } })._zod.def;
+  const unwrap = () => {
+    while (def.innerType) def = def.innerType._zod.def;
+  };
+  unwrap();
+  for (const key of path) {
+    if (def.type === 'record' && def.valueType) def = def.valueType._zod.def;
+    else if (def.type === 'object' && def.shape && String(key) in def.shape) def = (def.shape[String(key)] as { _zod: { def: ZodDef } })._zod.def;
+    else return [];
+    unwrap();
+  }
+  return def.type === 'object' && def.shape ? Object.keys(def.shape) : [];
+}
+
+/** zod's explanation, with each unknown key named by its full path and the closest known key. */
+function describeConfigError(error: z.ZodError): string {
+  const unknown = error.issues.flatMap((i) => {
+    if (i.code !== 'unrecognized_keys') return [];
+    const at = i.path.length ? `${i.path.join('.')}.` : '';
+    return i.keys.map((k) => `unknown key "${at}${k}"${didYouMean(k, keysAt(ConfigSchema, i.path), at)}`);
+  });
+  const others = error.issues.filter((i) => i.code !== 'unrecognized_keys');
+  const rest = others.length ? describeZodError({ ...error, issues: others } as z.ZodError) : '';
+  return [...unknown.slice(0, 5), ...(rest ? [rest] : [])].join('; ');
+}
+
 /** Validates a config tree; the error names the path of the first bad keys. */
 export function parseConfig(tree: unknown, source = 'config'): Config {
   const result = ConfigSchema.safeParse(tree ?? {});
   if (!result.success) {
-    throw new ModeldError('ConfigInvalid', `${source}: ${describeZodError(result.error)}`);
+    throw new ModeldError('ConfigInvalid', `${source}: ${describeConfigError(result.error)}`);
   }
   return result.data;
 }
 
-/**
- * file -> edgecore defaults (when given) -> environment overrides -> validate. A missing file is
- * fine only when it is the default path (a node may run on defaults and environment alone).
- */
-export function loadConfig(opts: {
-  path?: string;
-  env?: NodeJS.ProcessEnv;
-  defaults?: Tree;
-}): Config {
+/** The layers a configuration is made of, before they are merged and validated. */
+export interface ConfigLayers {
+  /** The file's path, and whether it was there to read. */
+  path: string;
+  fileRead: boolean;
+  file: Tree;
+  defaults: Tree;
+  env: Tree;
+  /** Which environment variable set each path it sets (`broker.url` -> MODELD_BROKER__URL). */
+  envNames: Map<string, string>;
+}
+
+export function readConfigLayers(opts: { path?: string; env?: NodeJS.ProcessEnv; defaults?: Tree }): ConfigLayers {
   const env = opts.env ?? process.env;
   const path = opts.path ?? env.MODELD_CONFIG ?? DEFAULT_CONFIG_PATH;
   let fileTree: Tree = {};
@@ -98,6 +139,32 @@ export function loadConfig(opts: {
     }
     fileTree = (parsed ?? {}) as Tree;
   }
-  const tree = merge(merge(opts.defaults ?? {}, fileTree), envOverrides(env));
-  return parseConfig(tree, text !== undefined ? path : 'config');
+  const envNames = new Map<string, string>();
+  for (const key of Object.keys(env)) {
+    if (!key.startsWith(ENV_PREFIX) || env[key] === undefined || key === 'MODELD_CONFIG') continue;
+    envNames.set(Object.keys(flatten(envOverrides({ [key]: env[key] })))[0] ?? '', key);
+  }
+  return { path, fileRead: text !== undefined, file: fileTree, defaults: opts.defaults ?? {}, env: envOverrides(env), envNames };
+}
+
+/** Validates the merged layers: file over edgecore defaults, environment over both. */
+export function configFromLayers(l: ConfigLayers): Config {
+  return parseConfig(merge(merge(l.defaults, l.file), l.env), l.fileRead ? l.path : 'config');
+}
+
+/** Leaf paths of a tree (`broker.tls.ca`); arrays, scalars and empty mappings are leaves. */
+export function flatten(tree: unknown, prefix = ''): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (tree && typeof tree === 'object' && !Array.isArray(tree) && Object.keys(tree).length) {
+    for (const [k, v] of Object.entries(tree)) Object.assign(out, flatten(v, prefix ? `${prefix}.${k}` : k));
+  } else if (prefix) out[prefix] = tree;
+  return out;
+}
+
+/**
+ * file -> edgecore defaults (when given) -> environment overrides -> validate. A missing file is
+ * fine only when it is the default path (a node may run on defaults and environment alone).
+ */
+export function loadConfig(opts: { path?: string; env?: NodeJS.ProcessEnv; defaults?: Tree }): Config {
+  return configFromLayers(readConfigLayers(opts));
 }

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { DEFAULT_STATUS_TOPIC, DEFAULT_TOPIC_PREFIX, DeployLayer, ModelName, NodeName } from '../../shared/index.js';
 import { credentialProblem } from '../fetch/credentials.js';
 import { prefixProblem } from '../fetch/mirrors.js';
+import { ONNX_BACKEND_CHOICES } from '../runtime/ort-backend.js';
 import { Size } from './size.js';
 
 // The node's configuration: every key with its default. README's configuration table follows
@@ -146,6 +147,24 @@ export const ConfigSchema = z.strictObject({
       startAttempts: z.number().int().min(1).max(20).default(3),
       /** Longest wait before the second try (a random wait up to this, doubling for each further try), ms. */
       startBackoffMs: z.number().int().min(0).default(10_000),
+      /** host: built-in onnx versions are sessions in the one runtime host; process: each instance its own process. */
+      isolation: z.enum(['host', 'process']).default('host'),
+      /** Models ("<namespace>/<name>") served in processes of their own whatever `isolation` says. */
+      isolateModels: z.array(z.string().regex(/^[a-z0-9][a-z0-9.-]*\/[a-z0-9][a-z0-9.-]*$/, 'must be "<namespace>/<name>"')).default([]),
+      /** agent: the agent starts the runtime host (and restarts it); systemd: modeld-host.service does. */
+      hostStart: z.enum(['agent', 'systemd']).default('agent'),
+      /** onnxruntime intra-op threads of each session in the host. */
+      sessionThreads: z.number().int().min(1).max(64).default(1),
+      /** A session run (or load) blocking the host longer than this restarts the host, every model restored. */
+      sessionHangMs: z.number().int().min(100).default(60_000),
+      /** How often every serving instance and session is probed. */
+      probeIntervalMs: z.number().int().min(50).default(5000),
+      /** A probe not answered within this fails. */
+      probeTimeoutMs: z.number().int().min(10).default(2000),
+      /** Failed probes in a row before an instance leaves the route and is restarted. */
+      probeFailures: z.number().int().min(1).max(100).default(3),
+      /** onnxruntime for the built-in runtime: auto = onnxruntime-node, else onnxruntime-web's WASM build. */
+      onnxBackend: z.enum(ONNX_BACKEND_CHOICES).default('auto'),
     })
     .prefault({}),
   /** frameworkType -> runtime. `onnx` is built in; others are commands. */

@@ -10,7 +10,7 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-export async function startMetricsServer(opts: { registry: Registry; bind: string; port: number; log: Logger }): Promise<MetricsServer> {
+export async function startMetricsServer(opts: { registry: Registry; bind: string; port: number; log: Logger; text?: () => Promise<string> }): Promise<MetricsServer> {
   const { registry, log } = opts;
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -22,7 +22,7 @@ export async function startMetricsServer(opts: { registry: Registry; bind: strin
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;
     }
-    registry.metrics().then(
+    (opts.text ? opts.text() : registry.metrics()).then(
       (text) => {
         res.writeHead(200, { 'content-type': registry.contentType, 'content-length': Buffer.byteLength(text) });
         res.end(req.method === 'HEAD' ? undefined : text);

@@ -62,6 +62,8 @@ async function gcOnce(deps: GcDeps, opts: GcOptions): Promise<GcResult> {
   for (const { namespace, name } of models.values()) {
     const { input } = await gatherPlanInput(deps, namespace, name);
     for (const tree of keepTrees(input)) {
+      // Each tree once, however many reasons keep it (current, serving, target...).
+      if (protectedVersions.some((p) => p.namespace === namespace && p.name === name && p.version === tree.version && p.sha256 === tree.sha256)) continue;
       protectedVersions.push({ namespace, name, ...tree });
       if (tree.sha256) wantedBlobs.push(tree.sha256);
     }
@@ -94,9 +96,11 @@ async function gcOnce(deps: GcDeps, opts: GcOptions): Promise<GcResult> {
     log.info({ sha256: b.sha256, bytes: b.bytes }, 'gc removed blob');
   }
   if (plan.overCap) log.warn({ totalAfter: plan.totalAfter, capBytes: result.capBytes }, 'store is over store.capBytes with only protected content left');
-  store.events.add({ kind: 'GC', message: `removed ${plan.removeVersions.length} versions and ${plan.removeBlobs.length} blobs, ${plan.freedBytes} bytes freed` });
+  store.events.add({ kind: 'GC', message: `removed ${count(plan.removeVersions.length, 'version')} and ${count(plan.removeBlobs.length, 'archive')}, ${plan.freedBytes} bytes freed` });
   return result;
 }
+
+const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
 
 /** Drops from the plan the archives of versions that stay and are protected (planGc's last resort under a cap). */
 function keepProtectedArchives(plan: GcPlan, versions: Array<VersionRef & { sha256?: string }>, protectedVersions: VersionRef[]): GcPlan {

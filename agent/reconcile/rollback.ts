@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { VERSION_PATTERN } from '../../shared/index.js';
+import { VERSION_PATTERN, resolveTarget } from '../../shared/index.js';
 import { ModeldError } from '../errors.js';
 import { describeTree, sameTree, toTree, type TreeRef } from '../install/tree-ref.js';
 import type { StatePaths } from '../paths.js';
@@ -61,7 +61,35 @@ export function rollback(deps: RollbackDeps, namespace: string, name: string, to
     throw new ModeldError('NoRollbackVersion', `version ${describeTree(tree)} of ${key} is not installed (installed: ${installed.map(describeTree).join(', ') || 'none'})`);
   }
   deps.store.models.update(namespace, name, { heldVersion: tree.version, heldSha256: tree.sha256, heldSpecHash: specHash(desired.spec) });
-  deps.store.events.add({ namespace, name, kind: 'Rollback', message: `held at ${describeTree(tree)} (was serving ${serving ? describeTree(serving) : 'nothing'}) until the spec changes` });
+  deps.store.events.add({
+    namespace,
+    name,
+    kind: 'Rollback',
+    message: `held at version ${describeTree(tree)} (was serving ${serving ? describeTree(serving) : 'nothing'}) until the spec changes or \`modeld rollback --release\``,
+  });
   deps.kick(namespace, name, { cancel: true });
   return { model: key, from: model?.servingVersion, heldVersion: tree.version, heldSha256: tree.sha256 };
+}
+
+export interface ReleaseResult {
+  model: string;
+  releasedVersion: string;
+  /** What serves once the hold is gone: the spec's target. */
+  targetVersion?: string;
+}
+
+/** `modeld rollback --release`: ends a hold in force; the target serves again (blue/green). NotHeld when there is none. */
+export function releaseHold(deps: RollbackDeps, namespace: string, name: string): ReleaseResult {
+  const key = `${namespace}/${name}`;
+  const desired = deps.store.specs.get(namespace, name);
+  if (!desired) throw new ModeldError('NotFound', `no model ${key} on this node`);
+  const model = deps.store.models.get(namespace, name);
+  // A hold made under an earlier spec already ended with that spec.
+  if (!model?.heldVersion || model.heldSpecHash !== specHash(desired.spec)) throw new ModeldError('NotHeld', `${key} is not held by a rollback`);
+  const held = toTree(model.heldVersion, model.heldSha256)!;
+  deps.store.models.update(namespace, name, { heldVersion: undefined, heldSha256: undefined, heldSpecHash: undefined });
+  const target = desired.spec.image ? undefined : resolveTarget(desired.spec)?.version;
+  deps.store.events.add({ namespace, name, kind: 'RollbackReleased', message: `hold at version ${describeTree(held)} released: serving the target${target ? ` (${target})` : ''} again` });
+  deps.kick(namespace, name, { cancel: true });
+  return { model: key, releasedVersion: held.version, targetVersion: target };
 }

@@ -198,7 +198,9 @@ export class Runner {
     const held = sameTree(p.want, heldTree) && !sameTree(p.want, p.target);
     const stale = model?.phase !== phase || model.observedGeneration !== desired.generation || model.reason !== (held ? 'RolledBack' : undefined);
     if (stale) {
-      reporter.report(namespace, name, held ? { phase, reason: 'RolledBack', message: `held at ${describeTree(heldTree!)} by a rollback until the spec changes` } : { phase });
+      // The log line names the version it is about: the held one, not the target.
+      const message = held && `serving version ${describeTree(heldTree!)}, held by \`modeld rollback\` instead of the target ${p.target ? describeTree(p.target) : ''}, until the spec changes or \`modeld rollback --release ${namespace}/${name}\``;
+      reporter.report(namespace, name, held ? { phase, reason: 'RolledBack', message: message || undefined, version: heldTree!.version } : { phase });
     }
   }
 }

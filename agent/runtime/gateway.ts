@@ -5,19 +5,50 @@ import type { Pool } from 'undici';
 import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Instance } from './instance.js';
 
-// The node's one inference endpoint: /v2/models/<modelName>/... goes to that model's ready
-// instances (least requests in flight), bodies streamed both ways. The route table is swapped
-// in one assignment, so a request is routed either to the old version or to the new one.
+// The node's one inference endpoint, owned by the runtime host (agent/host/): /v2/models/<name>/...
+// is answered in this process for a model whose sessions the host holds (no second hop), or goes
+// to that model's ready loopback instances (least requests in flight), bodies streamed both ways,
+// for an external runtime or an `isolation: process` instance. The route table is swapped in one
+// assignment, so a request is routed either to the old version or to the new one.
 
-/** What the gateway routes to: one model version's instances (an InstanceGroup). */
-export interface RouteTarget {
+/** A loopback instance requests are proxied to. */
+export interface Upstream {
+  inFlight: number;
+  pool: Pool | undefined;
+}
+
+interface RouteCommon {
   readonly namespace: string;
   readonly name: string;
   readonly modelName: string;
   readonly version: string;
-  ready(): Instance[];
+  /** Instances or sessions that may take a request now. */
+  readyCount(): number;
+  /** Does this model count for /v2/health/ready (replicas > 0)? */
+  shouldServe(): boolean;
+}
+
+/** A model version served by instances on loopback ports. */
+export interface ProxyTarget extends RouteCommon {
+  readonly kind: 'proxy';
+  ready(): Upstream[];
+}
+
+/** A model version answered in this process (the host's sessions). */
+export interface LocalTarget extends RouteCommon {
+  readonly kind: 'local';
+  /** Answers any request under /v2/models/<modelName>; `path` has no query. */
+  handle(req: IncomingMessage, res: ServerResponse, path: string): void;
+}
+
+export type RouteTarget = ProxyTarget | LocalTarget;
+
+/** The labels of a request's metrics: the model resource and its served name. */
+export interface RequestLabels {
+  namespace: string;
+  name: string;
+  model: string;
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'expect', 'host']);
@@ -74,12 +105,23 @@ export function detectAddress(): string {
   return '127.0.0.1';
 }
 
+/** The node endpoint's base URL as other hosts reach it: node.address, else the bind address, else a detected one. */
+export function endpointUrl(config: Pick<Config, 'node' | 'gateway'>, port: number): string {
+  const { address } = config.node;
+  const bind = config.gateway.bind;
+  const host = address || (bind && bind !== '0.0.0.0' && bind !== '::' ? bind : detectAddress());
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** status.url for a model: its OIP endpoint. */
+export const modelUrl = (base: string, modelName: string) => `${base}/v2/models/${encodeURIComponent(modelName)}`;
+
 export class Gateway {
   private readonly routes = new Map<string, RouteTarget>();
   private server: Server | undefined;
   private boundPort = 0;
 
-  constructor(private readonly d: { config: Config; log: Logger; onRequest?: (modelName: string, status: number, seconds: number) => void }) {}
+  constructor(private readonly d: { config: Config; log: Logger; onRequest?: (labels: RequestLabels, status: number, seconds: number) => void }) {}
 
   async listen(): Promise<void> {
     const { bind, port } = this.d.config.gateway;
@@ -120,15 +162,12 @@ export class Gateway {
 
   /** Base URL of the gateway as other hosts reach it. */
   baseUrl(): string {
-    const { address } = this.d.config.node;
-    const bind = this.d.config.gateway.bind;
-    const host = address || (bind && bind !== '0.0.0.0' && bind !== '::' ? bind : detectAddress());
-    return `http://${host.includes(':') ? `[${host}]` : host}:${this.boundPort}`;
+    return endpointUrl(this.d.config, this.boundPort);
   }
 
   /** status.url for a model: its OIP endpoint through this gateway. */
   urlFor(modelName: string): string {
-    return `${this.baseUrl()}/v2/models/${encodeURIComponent(modelName)}`;
+    return modelUrl(this.baseUrl(), modelName);
   }
 
   async close(): Promise<void> {
@@ -149,7 +188,12 @@ export class Gateway {
       if (path.startsWith('/v2/models/')) return this.proxy(req, res, path, 11);
       // TF Serving's REST API (/v1/models/<name>[/versions/<v>][:predict]) for runtimes that speak it.
       if (path.startsWith('/v1/models/')) return this.proxy(req, res, path, 11);
-      if (path === '/v2/health/live' || path === '/v2/health/ready') return sendJson(res, 200, { [path.endsWith('live') ? 'live' : 'ready']: true });
+      if (path === '/v2/health/live') return sendJson(res, 200, { live: true });
+      if (path === '/v2/health/ready') {
+        // Ready only when every model that should serve can take a request.
+        const missing = [...this.routes.entries()].filter(([, t]) => t.shouldServe() && t.readyCount() === 0).map(([n]) => n);
+        return missing.length === 0 ? sendJson(res, 200, { ready: true }) : sendJson(res, 503, { ready: false, notReady: missing.slice(0, 100) });
+      }
       if (path === '/v2/models') {
         return sendJson(res, 200, {
           models: [...this.routes.entries()].map(([name, t]) => ({
@@ -157,7 +201,7 @@ export class Gateway {
             version: t.version,
             namespace: t.namespace,
             resource: t.name,
-            state: t.ready().length > 0 ? 'READY' : 'UNAVAILABLE',
+            state: t.readyCount() > 0 ? 'READY' : 'UNAVAILABLE',
           })),
         });
       }
@@ -183,8 +227,10 @@ export class Gateway {
     if (onRequest) {
       // Routed models only (a label per unknown name would let clients grow the series without bound).
       const t0 = performance.now();
-      res.once('close', () => onRequest(modelName, res.writableFinished ? res.statusCode : 499, (performance.now() - t0) / 1000));
+      const labels = { namespace: target.namespace, name: target.name, model: modelName };
+      res.once('close', () => onRequest(labels, res.writableFinished ? res.statusCode : 499, (performance.now() - t0) / 1000));
     }
+    if (target.kind === 'local') return target.handle(req, res, path);
 
     const limit = this.d.config.gateway.maxBodyBytes;
     const declared = req.headers['content-length'];
@@ -195,7 +241,7 @@ export class Gateway {
 
     // Least requests in flight among the ready instances.
     const ready = target.ready();
-    let inst: Instance | undefined;
+    let inst: Upstream | undefined;
     for (const i of ready) if (!inst || i.inFlight < inst.inFlight) inst = i;
     const pool = inst?.pool;
     if (!inst || !pool) return oipError(res, 503, `model "${modelName}" has no ready instance`, { 'retry-after': '1' });

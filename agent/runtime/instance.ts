@@ -45,9 +45,9 @@ const BACKOFF_CAP_MS = 60_000;
 const stableMs = (s: Config['serving']) => Math.max(10_000, s.restartBackoffMs * 10);
 
 /** GET http://127.0.0.1:port/path -> status code, or undefined when nothing answers. */
-function probeOnce(port: number, path: string, signal: AbortSignal): Promise<number | undefined> {
+function probeOnce(port: number, path: string, signal: AbortSignal, timeoutMs = 2000): Promise<number | undefined> {
   return new Promise((resolve) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path, method: 'GET', agent: false, timeout: 2000, signal }, (res) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, method: 'GET', agent: false, timeout: timeoutMs, signal }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode));
       res.on('error', () => resolve(undefined));
@@ -141,11 +141,18 @@ export class Instance {
         this.readyAt = performance.now();
         this.log.info({ port, pid: this.pid }, 'instance ready');
         this.setState('ready');
-        const ex = await exited;
+        // Health after ready: probed while it serves; a hung one leaves the route and is restarted.
+        const ex = await Promise.race([exited, this.probeWhileReady(port, signal)]);
         this.dropPool();
         if (signal.aborted) break;
         if (Date.now() - readyAt >= stableMs(this.d.serving)) failures = 0;
-        reason = `exited (${describeExit(ex)}) after being ready`;
+        if (ex === 'unresponsive') {
+          reason = `stopped answering ${this.d.plan.readyPath} (${this.d.serving.probeFailures} probes in a row)`;
+          this.setState('restarting');
+          await this.killChild();
+        } else {
+          reason = `exited (${describeExit(ex)}) after being ready`;
+        }
       } else if (outcome === 'timeout') {
         reason = `not ready within ${this.d.plan.startTimeoutMs} ms`;
         await this.killChild();
@@ -255,6 +262,21 @@ export class Instance {
       interval = Math.min(100, interval * 1.5);
     }
     return 'timeout';
+  }
+
+  /** Resolves 'unresponsive' after serving.probeFailures failed probes in a row; never while they pass. */
+  private async probeWhileReady(port: number, signal: AbortSignal): Promise<'unresponsive'> {
+    const s = this.d.serving;
+    let failed = 0;
+    while (!signal.aborted) {
+      await sleep(s.probeIntervalMs, signal);
+      if (signal.aborted) break;
+      const status = await probeOnce(port, this.d.plan.readyPath, signal, s.probeTimeoutMs);
+      failed = status === 200 ? 0 : failed + 1;
+      if (failed > 0) this.log.warn({ port, status, failed }, 'instance probe failed');
+      if (failed >= s.probeFailures) return 'unresponsive';
+    }
+    return new Promise<never>(() => {}); // stopping: the exit decides
   }
 
   private async killChild(): Promise<void> {

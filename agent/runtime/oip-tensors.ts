@@ -1,8 +1,11 @@
+import { fromHalfBits, toHalfBits } from './half-float.js';
+
 // Open Inference Protocol v2 JSON tensors <-> typed arrays, checked strictly. Pure: no
 // onnxruntime import here, so the checks are testable with plain data.
 
 /** OIP datatype -> onnxruntime tensor type. */
 export const OIP_TO_ORT = {
+  FP16: 'float16',
   FP32: 'float32',
   FP64: 'float64',
   INT8: 'int8',
@@ -125,6 +128,16 @@ function typedArray(type: OrtType, values: unknown[], where: string): TypedData 
       }
       return arr;
     }
+    case 'float16': {
+      // Held as the binary16 bits; onnxruntime takes a Uint16Array for a float16 tensor.
+      const arr = new Uint16Array(n);
+      for (let i = 0; i < n; i++) {
+        const v = values[i];
+        if (typeof v !== 'number') bad(i, 'a number');
+        arr[i] = toHalfBits(v as number);
+      }
+      return arr;
+    }
     case 'bool': {
       const arr = new Uint8Array(n);
       for (let i = 0; i < n; i++) {
@@ -149,11 +162,36 @@ function typedArray(type: OrtType, values: unknown[], where: string): TypedData 
   }
 }
 
+/** Bytes per element of each datatype, as the binary tensor data extension lays them out. */
+export const ELEMENT_BYTES: Record<OipDatatype, number> = { FP16: 2, FP32: 4, FP64: 8, INT8: 1, INT16: 2, INT32: 4, INT64: 8, UINT8: 1, UINT16: 2, UINT32: 4, UINT64: 8, BOOL: 1 };
+
+/**
+ * Turns an input's `binary` bytes into typed data (little-endian, row-major; BOOL one byte,
+ * 0 or 1), after `decodeInput` checked the shape. Aligned bytes are viewed in place, others copied.
+ */
+export function typedFromBytes(datatype: OipDatatype, bytes: Uint8Array, where: string): TypedData {
+  const size = ELEMENT_BYTES[datatype];
+  let buf = bytes;
+  if (bytes.byteOffset % size !== 0) {
+    buf = new Uint8Array(bytes.length);
+    buf.set(bytes);
+  }
+  const n = buf.length / size;
+  const ctor = { FP16: Uint16Array, FP32: Float32Array, FP64: Float64Array, INT8: Int8Array, INT16: Int16Array, INT32: Int32Array, INT64: BigInt64Array, UINT8: Uint8Array, UINT16: Uint16Array, UINT32: Uint32Array, UINT64: BigUint64Array, BOOL: Uint8Array }[datatype];
+  const arr = new ctor(buf.buffer as ArrayBuffer, buf.byteOffset, n);
+  if (datatype === 'BOOL') {
+    const i = (arr as Uint8Array).findIndex((b) => b > 1);
+    if (i >= 0) throw new OipError(`${where}: BOOL byte ${i} is ${arr[i]}; binary BOOL elements are one byte, 0 or 1`);
+  }
+  return arr;
+}
+
 /**
  * Checks one OIP request input against the model's declared input and turns it into typed
- * data. Throws OipError (400) naming the problem.
+ * data, from its JSON "data" or, with the binary tensor data extension, from `binary` (the
+ * bytes its parameters.binary_data_size took from the body). Throws OipError (400) naming the problem.
  */
-export function decodeInput(raw: unknown, spec: TensorSpec, maxElements: number): DecodedTensor {
+export function decodeInput(raw: unknown, spec: TensorSpec, maxElements: number, binary?: Uint8Array): DecodedTensor {
   const where = `input "${spec.name}"`;
   if (typeof raw !== 'object' || raw === null) throw new OipError(`${where}: must be an object`);
   const t = raw as Record<string, unknown>;
@@ -176,6 +214,15 @@ export function decodeInput(raw: unknown, spec: TensorSpec, maxElements: number)
   });
   const count = (shape as number[]).reduce((a, b) => a * b, 1);
   if (count > maxElements) throw new OipError(`${where}: ${count} elements is more than the limit of ${maxElements}`);
+  if (binary) {
+    if (t.data !== undefined) throw new OipError(`${where}: has both "data" and parameters.binary_data_size; send its values one way`);
+    const dt = t.datatype as OipDatatype;
+    const want = count * ELEMENT_BYTES[dt];
+    if (binary.length !== want) {
+      throw new OipError(`${where}: binary_data_size ${binary.length} does not match shape [${shape}] x ${ELEMENT_BYTES[dt]} bytes (${dt}) = ${want}`);
+    }
+    return { name: spec.name, type, shape: shape as number[], data: typedFromBytes(dt, binary, where) };
+  }
   const values = flatten(t.data, count, where);
   if (values.length !== count) throw new OipError(`${where}: shape [${shape}] needs ${count} values, "data" has ${values.length}`);
   return { name: spec.name, type, shape: shape as number[], data: typedArray(type, values, where) };
@@ -188,6 +235,11 @@ export const oipShape = (shape: ReadonlyArray<number | string>): number[] => sha
 
 /** Output tensor data as JSON values: int64 as numbers when safe, else strings; bool as booleans. */
 export function encodeData(type: string, data: ArrayLike<unknown>): unknown[] {
+  if (type === 'float16') {
+    // onnxruntime hands float16 back as a Float16Array where the JS engine has one, else as the bits.
+    if (data instanceof Uint16Array) return Array.from(data, fromHalfBits);
+    return Array.from(data as ArrayLike<number>);
+  }
   if (type === 'bool') return Array.from(data as ArrayLike<number>, (v) => v !== 0);
   if (type === 'int64' || type === 'uint64') {
     return Array.from(data as ArrayLike<bigint>, (v) => (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString()));

@@ -2,8 +2,9 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { parseArgs } from 'node:util';
 import { MODEL_NAME_PATTERN, VERSION_PATTERN } from '../../shared/names.js';
 import { EXIT_UNSERVABLE } from './exit-codes.js';
-import { findModelFile, jsonReply, loadOipModel, type OipModel, type OipReply } from './oip-model.js';
+import { findModelFile, isServerMetadataPath, jsonReply, loadOipModel, serverMetadata, type OipModel, type OipReply } from './oip-model.js';
 import { OipError, oipDatatype, oipShape } from './oip-tensors.js';
+import { ONNX_BACKEND_CHOICES, type OnnxBackendChoice } from './ort-backend.js';
 import { readBody } from './read-body.js';
 
 // The built-in `onnx` runtime: one process per instance, started by the supervisor. It loads the
@@ -21,6 +22,7 @@ interface Args {
   version: string;
   maxBodyBytes: number;
   threads: number;
+  backend: OnnxBackendChoice;
 }
 
 function parse(argv: string[]): Args {
@@ -34,6 +36,7 @@ function parse(argv: string[]): Args {
       version: { type: 'string' },
       'max-body-bytes': { type: 'string', default: String(64 * 1024 * 1024) },
       threads: { type: 'string', default: '1' },
+      backend: { type: 'string', default: 'auto' },
     },
     strict: true,
   });
@@ -46,6 +49,7 @@ function parse(argv: string[]): Args {
     version: values.version ?? '',
     maxBodyBytes: Number(values['max-body-bytes']),
     threads: Number(values.threads),
+    backend: values.backend as OnnxBackendChoice,
   };
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error('--port must be 1-65535');
   if (!args.modelDir) throw new Error('--model-dir is required');
@@ -53,6 +57,7 @@ function parse(argv: string[]): Args {
   if (!VERSION_PATTERN.test(args.version)) throw new Error('--version is missing or invalid');
   if (!Number.isInteger(args.maxBodyBytes) || args.maxBodyBytes < 1) throw new Error('--max-body-bytes must be a positive integer');
   if (!Number.isInteger(args.threads) || args.threads < 1) throw new Error('--threads must be a positive integer');
+  if (!ONNX_BACKEND_CHOICES.includes(args.backend)) throw new Error(`--backend must be one of ${ONNX_BACKEND_CHOICES.join(', ')}`);
   return args;
 }
 
@@ -81,7 +86,7 @@ export function startServer(args: Args, stderr: (line: string) => void) {
     const path = url.split('?')[0];
     if (path === '/v2/health/live') return send(res, 200, { live: true });
     if (path === '/v2/health/ready') return model ? send(res, 200, { ready: true }) : sendError(res, 503, 'model is loading');
-    if (path === '/v2') return send(res, 200, { name: 'modeld-onnx', version: '1', extensions: [] });
+    if (isServerMetadataPath(path)) return send(res, 200, serverMetadata());
     const m = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(\/ready|\/infer)?$/.exec(path);
     if (!m) return sendError(res, 404, `no route for ${req.method} ${path}`);
     let name: string;
@@ -158,7 +163,7 @@ async function main() {
   }
   srv.setModel(loaded);
   process.stdout.write(
-    `onnx-server: serving "${args.modelName}" version "${args.version}" on ${args.host}:${args.port} ` +
+    `onnx-server: serving "${args.modelName}" version "${args.version}" on ${args.host}:${args.port} (onnxruntime ${loaded.backend}) ` +
       `inputs ${loaded.inputs.map((i) => `${i.name}:${oipDatatype(i.type)}[${oipShape(i.shape)}]`).join(' ')}\n`,
   );
 

@@ -123,6 +123,7 @@ export function planRuntime(target: ServeTarget, config: Config): RuntimePlan {
         '--model-name', values.modelName,
         '--version', values.version,
         '--max-body-bytes', String(config.gateway.maxBodyBytes),
+        '--backend', config.serving.onnxBackend,
       ],
     };
   }

@@ -25,6 +25,8 @@ export interface GroupDeps {
   onFailure: (group: InstanceGroup, err: ModeldError) => void;
   /** Restarts of its instances since the last call (metrics), told at the instance's next state change. */
   onRestarts?: (group: InstanceGroup, count: number) => void;
+  /** The set of ready instances changed (one left the route or came back). */
+  onReadyChange?: (group: InstanceGroup) => void;
 }
 
 export class InstanceGroup {
@@ -82,6 +84,11 @@ export class InstanceGroup {
 
   readyCount(): number {
     return this.ready().length;
+  }
+
+  /** Loopback ports of the ready instances: what the runtime host proxies to. */
+  readyPorts(): number[] {
+    return this.ready().map((i) => i.port);
   }
 
   /** The slowest instance's time from spawn to ready (the runtime's own start time), ms. */
@@ -162,5 +169,12 @@ export class InstanceGroup {
       this.d.onFailure(this, this.failure);
     }
     for (const w of [...this.waiters]) w();
+    const ports = this.readyPorts().join(',');
+    if (ports !== this.lastPorts) {
+      this.lastPorts = ports;
+      this.d.onReadyChange?.(this);
+    }
   }
+
+  private lastPorts = '';
 }

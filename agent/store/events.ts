@@ -32,6 +32,14 @@ export class EventTable {
     return toRecords(rows);
   }
 
+  /** Events after `id`, oldest first (`modeld events --follow`). */
+  after(id: number, limit: number, model?: { namespace: string; name: string }): EventRecord[] {
+    const rows = model
+      ? this.db.prepare('SELECT * FROM events WHERE id > ? AND namespace = ? AND name = ? ORDER BY id LIMIT ?').all(id, model.namespace, model.name, limit)
+      : this.db.prepare('SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?').all(id, limit);
+    return toRecords(rows);
+  }
+
   recent(limit: number, model?: { namespace: string; name: string }): EventRecord[] {
     const rows = model
       ? this.db.prepare('SELECT * FROM events WHERE namespace = ? AND name = ? ORDER BY id DESC LIMIT ?').all(model.namespace, model.name, limit)

@@ -41,7 +41,9 @@ export function mergeLoads(parts: LoadResult[]): LoadResult {
 export async function runLoad(opts: {
   origin: string;
   path: string;
-  body: string;
+  body: string | Buffer;
+  /** Request headers (default: content-type application/json). */
+  headers?: Record<string, string>;
   connections: number;
   durationMs?: number;
   maxRequests?: number;
@@ -55,7 +57,7 @@ export async function runLoad(opts: {
   const started = performance.now();
   const end = started + (opts.durationMs ?? 3_600_000);
   const max = opts.maxRequests ?? Infinity;
-  const headers = { 'content-type': 'application/json' };
+  const headers = opts.headers ?? { 'content-type': 'application/json' };
   const worker = async () => {
     while (!opts.signal?.aborted && performance.now() < end && requests < max) {
       requests++;

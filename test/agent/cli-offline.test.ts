@@ -98,7 +98,7 @@ describe('modeld CLI on a node with no cloud and no broker', () => {
   it('applies a local spec without a daemon; status reads the store', async () => {
     const r = await cli('apply', '-f', writeSpec('v1.yaml', resource(['1'], '1')));
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toBe('default/lin configured (generation 1)\n');
+    expect(r.stdout).toBe('default/lin created (generation 1)\n');
     expect(r.stderr).toMatch(/daemon not running/);
     const s = await status();
     expect(s.daemon).toBe(false);
@@ -147,8 +147,39 @@ describe('modeld CLI on a node with no cloud and no broker', () => {
     const ev = await cli('events', 'lin', '--json', '--limit', '100');
     expect(ev.code, ev.stderr).toBe(0);
     expect((JSON.parse(ev.stdout) as { events: Array<{ kind: string; message: string }> }).events).toContainEqual(
-      expect.objectContaining({ kind: 'Rollback', message: expect.stringMatching(/^held at 1@[0-9a-f]{12} \(was serving 2@[0-9a-f]{12}\)/) }),
+      expect.objectContaining({ kind: 'Rollback', message: expect.stringMatching(/^held at version 1@[0-9a-f]{12} \(was serving 2@[0-9a-f]{12}\)/) }),
     );
+    // The daemon's log line is about the held version, and says it is held instead of the target.
+    const heldLog = daemon!.logs.find((l) => l.reason === 'RolledBack');
+    expect(heldLog).toMatchObject({ level: 'info', model: 'default/lin', version: '1' });
+    expect(String(heldLog!.msg)).toMatch(/^serving version 1@[0-9a-f]{12}, held by `modeld rollback` instead of the target 2@[0-9a-f]{12}, until the spec changes or `modeld rollback --release default\/lin`$/);
+    // The hold is visible, with how to end it; the same file again keeps it and says so.
+    const table = await cli('status');
+    expect(table.stdout).toContain('default/lin held at version 1 by `modeld rollback` (target 2): `modeld rollback --release default/lin` ends the hold\n');
+    const described = await cli('describe', 'lin');
+    expect(described.code, described.stderr).toBe(0);
+    expect(described.stdout).toMatch(/Hold: +held at version 1 by/);
+    expect(described.stdout).toMatch(new RegExp(`\\n  1 +serving, held +${archives['1'].sha256}\\n  2 +previous +${archives['2'].sha256}\\n`));
+    const same = await cli('apply', '-f', writeSpec('v2.yaml', resource(['1', '2'], '2')));
+    expect(same.stdout).toBe('default/lin unchanged (generation 2)\n');
+    expect(same.stderr).toContain('default/lin: held at version 1 by a rollback; `modeld rollback --release default/lin` serves the target again');
+
+    // --release ends the hold: the target serves again, under the same spec.
+    const released = await cli('rollback', '--release', 'lin');
+    expect(released.code, released.stderr).toBe(0);
+    expect(released.stdout).toBe('default/lin: hold at version 1 released; serving the target (2) again\n');
+    await waitServing('2');
+    expect((await inferX(gateway, 'lin', [1, 2])).body).toMatchObject({ model_version: '2' });
+    const notHeld = await cli('rollback', 'lin', '--release');
+    expect(notHeld.code).toBe(1);
+    expect(notHeld.stderr).toBe('modeld: NotHeld: default/lin is not held by a rollback\n');
+    const afterRelease = (await status()).models[0];
+    expect(afterRelease.generation).toBe(2);
+    expect(afterRelease.heldVersion).toBeUndefined();
+
+    // Held again; now a spec change ends the hold.
+    expect((await cli('rollback', 'lin')).code).toBe(0);
+    await waitServing('1', '1');
 
     // Any spec change ends the hold: the target serves again.
     const changed = await cli('apply', '-f', writeSpec('v2b.yaml', resource(['1', '2'])));

@@ -109,7 +109,7 @@ describe('modeld verify', () => {
 
     const after = await cli('verify');
     expect(after.code, after.stdout + after.stderr).toBe(0);
-    expect(after.stdout).toBe('checked 1 archives and 2 versions: all intact\n');
+    expect(after.stdout).toBe('checked 1 archive and 2 versions: all intact\n');
   });
 
   it('works on the state directory when the daemon is stopped', async () => {

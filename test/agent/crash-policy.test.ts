@@ -35,7 +35,7 @@ async function start(metricsPort: number): Promise<AgentProcess> {
   return a;
 }
 
-const escapedLogs = (a: AgentProcess) => a.logs.filter((l) => l.level === 50 && String(l.err ?? '').includes('injected: '));
+const escapedLogs = (a: AgentProcess) => a.logs.filter((l) => l.level === 'error' && String(l.err ?? '').includes('injected: '));
 
 describe('crash policy', { timeout: 120_000 }, () => {
   it('an error that escapes every handler is logged with its stack and counted; the daemon keeps running and its next start reports it', async () => {
@@ -61,7 +61,7 @@ describe('crash policy', { timeout: 120_000 }, () => {
     expect(await agent.exited).toBe(0);
     agent = await start(metricsPort);
     const report = agent.logs.find((l) => l.msg === 'errors escaped in the previous run');
-    expect(report).toMatchObject({ level: 40, count: 3 });
+    expect(report).toMatchObject({ level: 'warn', count: 3 });
     expect(String(report!.last)).toContain('injected: ');
     // Once reported, a later start has nothing to say.
     agent.child.kill('SIGTERM');

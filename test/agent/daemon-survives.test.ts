@@ -109,7 +109,7 @@ describe('the daemon survives what outside peers send', { timeout: 180_000 }, ()
     const failed = await untilStatus((s) => s.name === 'cut' && s.phase === 'Failed', 'the truncated archive refused');
     expect(failed.reason).toBe('CorruptArchive');
     expect(agent.child.exitCode).toBeNull();
-    expect(agent.logs.filter((l) => l.level === 50 || l.level === 60).map((l) => l.msg)).toEqual([]);
+    expect(agent.logs.filter((l) => l.level === 'error' || l.level === 'fatal').map((l) => l.msg)).toEqual([]);
     await waitFor(() => openStateFiles(agent.child.pid!).length === 0, 5_000, 'the agent to close the truncated archive').catch(() => {});
     expect(openStateFiles(agent.child.pid!)).toEqual([]);
 
@@ -197,6 +197,6 @@ describe('the daemon survives what outside peers send', { timeout: 180_000 }, ()
     for (const s of goodRefusals) expect(s.phase === 'Failed' ? s.reason : 'ok').toMatch(/^(BadMessage|MessageTooLarge|InvalidSpec|UnknownOperation|ok)$/);
     expect(readFileSync(join(work, 'state', 'models', 'default', 'good', 'current', 'version.txt'), 'utf8')).toBe('whole.tgz');
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
-    expect(agent.logs.filter((l) => l.level === 60)).toEqual([]);
+    expect(agent.logs.filter((l) => l.level === 'fatal')).toEqual([]);
   });
 });

@@ -3,6 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ModelContent } from '../../shared/index.js';
+import { silentLogger } from '../../agent/log.js';
+import { statePaths } from '../../agent/paths.js';
+import { HostClient } from '../../agent/runtime/host-client.js';
 import { isRunning } from '../../agent/runtime/pidfiles.js';
 import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
 import { startChaosServer, type ChaosServer } from '../helpers/chaos-server.js';
@@ -26,14 +29,14 @@ const NODE = 'edge-1';
 const stateDir = () => join(work, 'state');
 const runDir = () => join(stateDir(), 'run');
 
-async function agent(opts: { waitHello?: boolean } = {}): Promise<AgentProcess> {
+async function agent(opts: { waitHello?: boolean; isolation?: 'host' | 'process' } = {}): Promise<AgentProcess> {
   const hellos = cloud.hellos.length;
   const a = startAgentProcess({
     node: { name: NODE, address: '127.0.0.1' },
     broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 },
     stateDir: stateDir(),
     gateway: { bind: '127.0.0.1', port: gatewayPort },
-    serving: { startTimeoutMs: 120_000, drainTimeoutMs: 2000, stopGraceMs: 2000 },
+    serving: { startTimeoutMs: 120_000, drainTimeoutMs: 2000, stopGraceMs: 2000, isolation: opts.isolation ?? 'host', probeIntervalMs: 200 },
     admin: { socket: join(work, 'modeld.sock'), metricsPort: 0 },
     fetch: { progressIntervalMs: 200, backoffBaseMs: 50, backoffMaxMs: 500 },
   });
@@ -114,9 +117,9 @@ describe('serving end to end', { timeout: 240_000 }, () => {
     expect(await infer(10)).toMatchObject({ status: 200, y: 29, version: '2' });
   });
 
-  it('after kill -9 and a restart with the broker down, serves from local state with no orphan runtimes', async () => {
+  it('isolation: process — after kill -9 and a restart with the broker down, serves from local state with no orphan runtimes', async () => {
     const v1 = await model('1', { w: 2, b: 1 });
-    let a = await agent();
+    let a = await agent({ isolation: 'process' });
     await cloud.update(NODE, content(1, [v1], '1'));
     await cloud.waitStatus((s) => s.phase === 'Serving', { timeoutMs: 60_000, what: 'v1 serving' });
     const before = runtimePids();
@@ -125,12 +128,54 @@ describe('serving end to end', { timeout: 240_000 }, () => {
 
     await a.kill('SIGKILL');
     await broker.stop();
-    a = await agent({ waitHello: false });
-    await waitFor(async () => (await infer(5)).y === 11, 60_000, 'v1 serving again without a broker');
+    a = await agent({ waitHello: false, isolation: 'process' });
+    // The runtime host proxies to the old instance until the new agent reaps it and starts its own.
     await waitFor(() => !isRunning(before[0]), WAIT_MS, 'the orphan runtime to be reaped');
+    await waitFor(() => runtimePids().some((p) => p !== before[0] && isRunning(p)), 60_000, 'a new instance');
+    await waitFor(async () => (await infer(5)).y === 11, 60_000, 'v1 serving again without a broker');
     const after = runtimePids();
     expect(after).toHaveLength(1);
     expect(after[0]).not.toBe(before[0]);
     await broker.start();
+  });
+
+  it('SIGKILL of the agent’s whole process group under load drops no request; a new agent takes the running host over', async () => {
+    const v1 = await model('1', { w: 2, b: 1 });
+    let a = await agent();
+    await cloud.update(NODE, content(1, [v1], '1'));
+    await cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '1', { timeoutMs: 60_000, what: 'v1 serving' });
+    const host = new HostClient({ config: { stateDir: stateDir() } as never, paths: statePaths(stateDir()), log: silentLogger() });
+    const before = await host.state();
+    expect(before.routes.map((r) => [r.name, r.kind])).toEqual([['linear', 'session']]);
+
+    const results: Array<{ status: number; y?: number }> = [];
+    let stop = false;
+    const load = Promise.all(
+      Array.from({ length: 4 }, async (_, w) => {
+        for (let i = 0; !stop; i++) results.push({ ...(await infer(w * 1000 + i)), x: w * 1000 + i } as never);
+      }),
+    );
+    try {
+      await waitFor(() => results.length > 50, WAIT_MS, 'requests before the kill');
+      // The agent's whole process group, as `systemctl restart` with KillMode=mixed ends its cgroup.
+      process.kill(-a.child.pid!, 'SIGKILL');
+      await a.exited;
+      const n = results.length;
+      await waitFor(() => results.length > n + 50, WAIT_MS, 'requests while no agent runs');
+      a = await agent();
+      await cloud.update(NODE, content(1, [v1], '1'));
+      await cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '1' && s.readyReplicas === 1, { timeoutMs: 60_000, what: 'v1 serving for the new agent' });
+      const m = results.length;
+      await waitFor(() => results.length > m + 50, WAIT_MS, 'requests after the new agent took over');
+    } finally {
+      stop = true;
+      await load;
+    }
+    expect(results.filter((r) => r.status !== 200)).toEqual([]);
+    expect(results.every((r) => r.y === 2 * (r as unknown as { x: number }).x + 1)).toBe(true);
+    // The same host and the same session: nothing was reloaded.
+    const after = await host.state();
+    expect(after.pid).toBe(before.pid);
+    expect(after.routes[0].sessions).toEqual(before.routes[0].sessions);
   });
 });

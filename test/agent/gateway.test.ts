@@ -8,14 +8,14 @@ import { Serving } from '../../agent/runtime/serving.js';
 import { inferX, makeModelDir, servingEnv } from '../helpers/models.js';
 import { WAIT_MS, waitFor } from '../helpers/wait.js';
 
-// Hostile and malformed requests through the real gateway to a real onnx instance: each gets a
-// clear 4xx, and neither the instance nor the gateway stops answering.
+// Hostile and malformed requests through the node endpoint (the runtime host) to a real onnx
+// session in it: each gets a clear 4xx, and the host does not stop answering.
 
 const LIMIT = 64 * 1024;
 let env: ReturnType<typeof servingEnv>;
 let serving: Serving;
 let url: string;
-let instancePid: number;
+let hostPid: number;
 
 beforeAll(async () => {
   env = servingEnv({ gateway: { maxBodyBytes: LIMIT } });
@@ -24,10 +24,11 @@ beforeAll(async () => {
   const dir = makeModelDir(env.paths.treeDir('default', 'lin', { version: '1' }), { w: 2, b: 1 });
   await serving.activate({ namespace: 'default', name: 'lin', modelName: 'lin', version: '1', versionDir: dir, replicas: 1 });
   url = serving.gatewayUrl();
-  instancePid = (serving as any).models.get('default/lin').group.instances[0].pid;
+  hostPid = (await serving.host.state()).pid;
 });
 afterAll(async () => {
   await serving?.close();
+  await serving?.stopHost();
   env?.cleanup();
 });
 
@@ -65,7 +66,7 @@ async function stillAnswers() {
   const r = await inferX(url, 'lin', [1, 2]);
   expect(r.status).toBe(200);
   expect(r.body.outputs[0].data).toEqual([3, 5]);
-  expect(isRunning(instancePid)).toBe(true);
+  expect(isRunning(hostPid)).toBe(true);
 }
 
 describe('gateway with bad requests', () => {
@@ -121,15 +122,15 @@ describe('gateway with bad requests', () => {
   });
 
   it('a client that disconnects mid-request does not leak in-flight counts', async () => {
-    const group = (serving as any).models.get('default/lin').group;
+    const inFlight = async () => (await serving.host.state()).routes[0].inFlight;
     const u = new URL(url);
     const req = request({ host: u.hostname, port: u.port, path: '/v2/models/lin/infer', method: 'POST', headers: { 'content-length': '1000' } });
     req.on('error', () => {});
     req.write('{"inputs":');
     // Hang up once the gateway counts the request in flight, with its body still incomplete.
-    await waitFor(() => group.inFlight() > 0, WAIT_MS, 'the request to be in flight');
+    await waitFor(async () => (await inFlight()) > 0, WAIT_MS, 'the request to be in flight');
     req.destroy();
-    await waitFor(() => group.inFlight() === 0, WAIT_MS, 'no request in flight');
+    await waitFor(async () => (await inFlight()) === 0, WAIT_MS, 'no request in flight');
     await stillAnswers();
   });
 });
@@ -142,16 +143,15 @@ describe('gateway endpoints', () => {
   });
 
   it('status.url uses node.address, else the bind address, else a detected address', () => {
-    const port = serving.gateway.port;
+    const port = serving.endpointPort;
     expect(serving.state('default', 'lin')?.url).toBe(`http://127.0.0.1:${port}/v2/models/lin`);
-    const g = serving.gateway as any;
     const saved = { ...env.config.node };
     const savedGw = { ...env.config.gateway };
     try {
       env.config.node.address = '';
-      expect(serving.gateway.urlFor('lin')).toBe(`http://127.0.0.1:${port}/v2/models/lin`);
+      expect(serving.urlFor('lin')).toBe(`http://127.0.0.1:${port}/v2/models/lin`);
       env.config.gateway.bind = '0.0.0.0';
-      expect(g.urlFor('lin')).toBe(`http://${detectAddress()}:${port}/v2/models/lin`);
+      expect(serving.urlFor('lin')).toBe(`http://${detectAddress()}:${port}/v2/models/lin`);
       expect(detectAddress()).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
     } finally {
       Object.assign(env.config.node, saved);

@@ -41,7 +41,7 @@ describe('the release tarball', () => {
     const list = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 }).split('\n');
     const top = `modeld-${version}/`;
     expect(list.every((p) => p === '' || p.startsWith(top))).toBe(true);
-    for (const f of ['dist/agent/cli/index.js', 'dist/agent/runtime/onnx-server.js', 'dist/shared/index.js', 'bin/modeld', 'RELEASE', 'package.json', 'systemd/modeld.service', 'systemd/config.example.yaml', 'scripts/install.sh', 'docs/operations.md', 'node_modules/better-sqlite3/build/Release/better_sqlite3.node', 'node_modules/mqtt/package.json', 'node_modules/prom-client/package.json']) {
+    for (const f of ['dist/agent/cli/index.js', 'dist/agent/runtime/onnx-server.js', 'dist/shared/index.js', 'bin/modeld', 'RELEASE', 'package.json', 'systemd/modeld.service', 'systemd/modeld-host.service', 'dist/agent/host/main.js', 'systemd/config.example.yaml', 'scripts/install.sh', 'docs/operations.md', 'node_modules/better-sqlite3/build/Release/better_sqlite3.node', 'node_modules/mqtt/package.json', 'node_modules/prom-client/package.json']) {
       expect(list, f).toContain(top + f);
     }
     const has = (prefix: string) => list.some((p) => p.startsWith(top + prefix));
@@ -51,6 +51,11 @@ describe('the release tarball', () => {
     const ort = list.filter((p) => p.includes('onnxruntime-node/bin/napi-v6/') && p.endsWith('.node'));
     expect(ort.length).toBeGreaterThan(0);
     expect(ort.every((p) => p.includes(`/linux/${process.arch}/`))).toBe(true);
+    // onnxruntime-web: only the files Node opens for a WASM session; its bundled dependencies not at all.
+    const web = list.filter((p) => p.startsWith(`${top}node_modules/onnxruntime-web/`) && !p.endsWith('/')).map((p) => p.slice(`${top}node_modules/onnxruntime-web/`.length));
+    expect(web.sort()).toEqual(['dist/ort-wasm-simd-threaded.mjs', 'dist/ort-wasm-simd-threaded.wasm', 'dist/ort.node.min.mjs', 'package.json']);
+    for (const p of ['node_modules/protobufjs/', 'node_modules/flatbuffers/', 'node_modules/guid-typescript/']) expect(has(p), p).toBe(false);
+    expect(has('node_modules/onnxruntime-common/package.json')).toBe(true);
   });
 });
 
@@ -70,6 +75,7 @@ describe('install.sh --root', () => {
     expect(readFileSync(join(root, 'etc/modeld/config.yaml'), 'utf8')).toBe(readFileSync(join(ROOT, 'systemd/config.example.yaml'), 'utf8'));
     expect(lstatSync(join(root, 'etc/modeld/config.yaml')).mode & 0o777).toBe(0o640);
     expect(readFileSync(join(root, 'etc/systemd/system/modeld.service'), 'utf8')).toBe(readFileSync(join(ROOT, 'systemd/modeld.service'), 'utf8'));
+    expect(readFileSync(join(root, 'etc/systemd/system/modeld-host.service'), 'utf8')).toBe(readFileSync(join(ROOT, 'systemd/modeld-host.service'), 'utf8'));
     // The command runs through the link, and checks the installed template as a valid config.
     const help = sh(link, ['--help']);
     expect(help.code).toBe(0);
@@ -78,6 +84,12 @@ describe('install.sh --root', () => {
     const checks = JSON.parse(doc.stdout).checks as Array<{ name: string; status: string }>;
     expect(checks.find((c) => c.name === 'config')?.status).toBe('ok');
     expect(checks.find((c) => c.name === 'runtime:onnx (built in)')?.status).toBe('ok'); // the packed native binary loads
+    // The pruned onnxruntime-web still creates and runs a session (what an armv7 board uses).
+    const wasm = sh(link, ['--config', join(root, 'etc/modeld/config.yaml'), 'doctor', '--json', '--timeout', '500'], {
+      env: { MODELD_STATE_DIR: join(root, 'var/lib/modeld'), MODELD_GATEWAY__PORT: '0', MODELD_ADMIN__METRICS_PORT: '0', MODELD_SERVING__ONNX_BACKEND: 'wasm' },
+    });
+    const onnx = (JSON.parse(wasm.stdout).checks as Array<{ name: string; status: string; message: string }>).find((c) => c.name === 'runtime:onnx (built in)');
+    expect(onnx, wasm.stdout + wasm.stderr).toMatchObject({ status: 'ok', message: expect.stringMatching(/onnxruntime-web \S+ WASM backend serves .*a probe model answered/) });
   });
 
   it('the installed unit passes systemd-analyze verify with the installed launcher', (ctx) => {
@@ -88,10 +100,13 @@ describe('install.sh --root', () => {
     const root = freshRoot();
     expect(install('--root', root, '--prefix', '/srv/modeld', tarball).code).toBe(0);
     const unit = readFileSync(join(root, 'etc/systemd/system/modeld.service'), 'utf8');
+    const hostUnit = readFileSync(join(root, 'etc/systemd/system/modeld-host.service'), 'utf8');
     expect(unit).toMatch(/^ExecStart=\/srv\/modeld\/bin\/modeld run$/m);
+    expect(hostUnit).toMatch(/^ExecStart=\/srv\/modeld\/bin\/modeld host$/m);
     const dir = mkdtempSync(join(work, 'unit-'));
     writeFileSync(join(dir, 'modeld.service'), unit.replace(/^ExecStart=\/srv/m, `ExecStart=${root}/srv`));
-    const r = sh('systemd-analyze', ['verify', join(dir, 'modeld.service')]);
+    writeFileSync(join(dir, 'modeld-host.service'), hostUnit.replace(/^ExecStart=\/srv/m, `ExecStart=${root}/srv`));
+    const r = sh('systemd-analyze', ['verify', join(dir, 'modeld.service'), join(dir, 'modeld-host.service')]);
     expect(r.stderr + r.stdout).toBe('');
     expect(r.code).toBe(0);
   });
@@ -154,7 +169,7 @@ describe('install.sh --root', () => {
 
     const un = install('--root', root, '--uninstall');
     expect(un.code).toBe(0);
-    for (const p of ['opt/modeld', 'etc/systemd/system/modeld.service', 'usr/local/bin/modeld']) expect(existsSync(join(root, p)), p).toBe(false);
+    for (const p of ['opt/modeld', 'etc/systemd/system/modeld.service', 'etc/systemd/system/modeld-host.service', 'usr/local/bin/modeld']) expect(existsSync(join(root, p)), p).toBe(false);
     expect(readFileSync(join(root, 'var/lib/modeld/state.db'), 'utf8')).toBe('keep me');
     expect(existsSync(join(root, 'etc/modeld/config.yaml'))).toBe(true);
 

@@ -23,14 +23,17 @@ async function setup(mode: string, serving: Record<string, number> = {}) {
     paths: env.paths,
     log: silentLogger(),
     onRuntimeRestarts: (ns, name, _v, n) => metrics.onRuntimeRestarts(ns, name, n),
-    onGatewayRequest: (m, code, sec) => metrics.onGatewayRequest(m, code, sec),
   });
   cleanups.push(() => env.cleanup());
-  cleanups.push(() => s.close());
+  cleanups.push(async () => {
+    await s.close();
+    await s.stopHost();
+  });
   await s.start();
+  metrics.setSources({ extraText: () => s.hostMetrics() });
   const target: ServeTarget = { namespace: 'default', name: 'fx', modelName: 'fx', version: '1', versionDir: env.paths.treeDir('default', 'fx', { version: '1' }), frameworkType: 'fix', replicas: 1 };
   mkdirSync(target.versionDir, { recursive: true });
-  const value = async (name: string, labels: Record<string, string>) => sampleValue(parsePromText(await metrics.registry.metrics()), name, labels);
+  const value = async (name: string, labels: Record<string, string>) => sampleValue(parsePromText(await metrics.text()), name, labels);
   return { s, target, value };
 }
 
@@ -53,11 +56,11 @@ describe('serving metrics', () => {
     expect(await value('modeld_runtime_restarts_total', { namespace: 'default', name: 'fx' })).toBe(4);
   });
 
-  it('counts gateway requests per model and status', async () => {
+  it('counts node endpoint requests per model and status, labelled namespace, name, model (the host\'s series in the agent\'s text)', async () => {
     const { s, target, value } = await setup('ok');
     await s.activate(target);
     for (let i = 0; i < 3; i++) expect((await inferX(s.gatewayUrl(), 'fx', [i])).status).toBe(200);
-    expect(await value('modeld_gateway_requests_total', { model: 'fx', code: '200' })).toBe(3);
-    expect(await value('modeld_gateway_request_duration_seconds_count', { model: 'fx' })).toBe(3);
+    expect(await value('modeld_gateway_requests_total', { namespace: 'default', name: 'fx', model: 'fx', code: '200' })).toBe(3);
+    expect(await value('modeld_gateway_request_duration_seconds_count', { namespace: 'default', name: 'fx', model: 'fx' })).toBe(3);
   });
 });

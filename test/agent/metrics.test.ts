@@ -23,7 +23,7 @@ const st = (over: Partial<StatusContent>): StatusContent =>
 describe('the strict text-format parser', () => {
   it('accepts what prom-client writes and rejects malformed expositions', async () => {
     const m = new AgentMetrics({ agentVersion: '1.2.3', node: 'edge "1"\\x' });
-    m.onGatewayRequest('lin', 200, 0.003);
+    m.onRuntimeRestarts('default', 'lin', 1);
     const fams = parsePromText(await m.registry.metrics());
     expect(sampleValue(fams, 'modeld_info', { node: 'edge "1"\\x' })).toBe(1);
     expect(sampleValue(fams, 'process_resident_memory_bytes')).toBeGreaterThan(0);
@@ -117,7 +117,8 @@ describe('/metrics server', () => {
   it('serves the registry on an ephemeral port, 404 elsewhere, 405 for writes', async () => {
     const m = new AgentMetrics({ processMetrics: false });
     let depth = 3;
-    m.setSources({ outboxDepth: () => depth, modelPhases: () => [{ phase: 'Serving' }, { phase: 'Serving' }, { phase: 'Failed' }] });
+    const model = (name: string, phase: string) => ({ namespace: 'default', name, phase, replicas: 1, readyReplicas: phase === 'Serving' ? 1 : 0 });
+    m.setSources({ outboxDepth: () => depth, models: () => [model('a', 'Serving'), model('b', 'Serving'), model('c', 'Failed')] });
     server = await startMetricsServer({ registry: m.registry, bind: '127.0.0.1', port: 0, log: silentLogger() });
     expect(server.port).toBeGreaterThan(0);
     const res = await fetch(`http://127.0.0.1:${server.port}/metrics`);
@@ -221,8 +222,8 @@ describe('the daemon’s /metrics', () => {
     expect(r.status).toBe(200);
     await inferX(`http://127.0.0.1:${gatewayPort}`, 'nope', [1]); // unknown model: no series for it
     fams = await scrape();
-    expect(sampleValue(fams, 'modeld_gateway_requests_total', { model: 'lin', code: '200' })).toBe(1);
-    expect(sampleValue(fams, 'modeld_gateway_request_duration_seconds_count', { model: 'lin' })).toBe(1);
+    expect(sampleValue(fams, 'modeld_gateway_requests_total', { ...m, model: 'lin', code: '200' })).toBe(1);
+    expect(sampleValue(fams, 'modeld_gateway_request_duration_seconds_count', { ...m, model: 'lin' })).toBe(1);
     expect(sampleValue(fams, 'modeld_gateway_requests_total', { model: 'nope' })).toBeUndefined();
 
     await cloud.update('edge-m', content(2, '2'));

@@ -72,12 +72,33 @@ describe('built-in onnx runtime', () => {
     expect(meta).toEqual({
       name: 'lin',
       versions: ['7'],
-      platform: 'onnxruntime',
+      platform: 'onnxruntime_onnx',
       inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 2] }],
       outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, 2] }],
     });
     expect((await fetch(`${lin.url}/v2/models/other`)).status).toBe(404);
     expect((await fetch(`${lin.url}/v2/models/lin/versions/8/infer`, { method: 'POST', body: '{}' })).status).toBe(404);
+  });
+
+  it('answers GET /v2 and GET /v2/ alike, advertising the binary tensor data extension', async () => {
+    const plain = await fetch(`${lin.url}/v2`);
+    const slash = await fetch(`${lin.url}/v2/`);
+    expect(plain.status).toBe(200);
+    expect(slash.status).toBe(200);
+    const meta = (await plain.json()) as { name: string; version: string; extensions: string[] };
+    expect(await slash.json()).toEqual(meta);
+    expect(meta.name).toBe('modeld');
+    expect(meta.extensions).toContain('binary_tensor_data');
+  });
+
+  it.each([
+    ['a number', 7],
+    ['an object', { a: 1 }],
+    ['null', null],
+  ])('refuses a request id that is %s with a 400 (the id is a string in OIP v2)', async (_what, id) => {
+    const r = await post(`${lin.url}/v2/models/lin/infer`, { id, inputs: [{ name: 'x', shape: [1, 2], datatype: 'FP32', data: [0, 0] }] });
+    expect(r.status).toBe(400);
+    expect(r.body.error).toMatch(/"id" must be a string/);
   });
 
   it.each([

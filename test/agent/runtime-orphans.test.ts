@@ -40,7 +40,8 @@ function startOwner(stateDir: string, versionDir: string, replicas: number): Pro
 
 describe('orphaned runtimes', () => {
   it('kill -9 of the owning agent, then a new agent starts: no runtime of the old one remains', async () => {
-    const env = servingEnv();
+    // isolation: process — the instances are the agent's children (the runtime host's sessions are not).
+    const env = servingEnv({ serving: { isolation: 'process' } });
     cleanups.push(() => env.cleanup());
     const dir = makeModelDir(env.paths.treeDir('default', 'lin', { version: '1' }), { w: 2, b: 1 });
     const owner = await startOwner(env.root, dir, 2);
@@ -51,13 +52,17 @@ describe('orphaned runtimes', () => {
     await owner.tree.exited;
     // The runtimes outlive the killed agent: that is what reaping is for.
     expect(owner.pids.every(isRunning)).toBe(true);
-    expect(readdirSync(env.paths.runDir).sort()).toEqual(['default_lin_1_0.pid', 'default_lin_1_1.pid']);
+    const pidFiles = () => readdirSync(env.paths.runDir).filter((f) => f.endsWith('.pid'));
+    expect(pidFiles().sort()).toEqual(['default_lin_1_0.pid', 'default_lin_1_1.pid']);
 
     const serving = new Serving({ config: env.config, paths: env.paths, log: silentLogger() });
-    cleanups.push(() => serving.close());
+    cleanups.push(async () => {
+      await serving.close();
+      await serving.stopHost();
+    });
     await serving.start();
     await waitFor(() => owner.pids.every((p) => !isRunning(p)), WAIT_MS, 'orphans gone');
-    expect(readdirSync(env.paths.runDir)).toEqual([]);
+    expect(pidFiles()).toEqual([]);
     // Serving resumes from local state without duplicates.
     await serving.activate({ namespace: 'default', name: 'lin', modelName: 'lin', version: '1', versionDir: dir, replicas: 2 });
     expect((await inferX(serving.gatewayUrl(), 'lin', [1])).body.model_version).toBe('1');

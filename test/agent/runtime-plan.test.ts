@@ -56,6 +56,13 @@ describe('runtime selection', () => {
     expect(plan.argv(5000)).toEqual(expect.arrayContaining(['--port', '5000', '--model-dir', dir, '--model-name', 'm', '--version', '1']));
   });
 
+  it('passes serving.onnxBackend to the built-in runtime (auto unless configured)', () => {
+    const { env, target } = setup();
+    expect(planRuntime({ ...target, frameworkType: 'onnx' }, env.config).argv(5000)).toEqual(expect.arrayContaining(['--backend', 'auto']));
+    const wasm = { ...env.config, serving: { ...env.config.serving, onnxBackend: 'wasm' as const } };
+    expect(planRuntime({ ...target, frameworkType: 'onnx' }, wasm).argv(5000)).toEqual(expect.arrayContaining(['--backend', 'wasm']));
+  });
+
   it('refuses an unknown frameworkType with RuntimeNotFound', () => {
     const { env, target } = setup();
     expect(codeOf(() => planRuntime({ ...target, frameworkType: 'tensorflow' }, env.config))).toBe('RuntimeNotFound');
@@ -85,9 +92,12 @@ describe('runtime selection', () => {
     try {
       await expect(serving.activate(hostile)).rejects.toMatchObject({ code: 'StartFailed' });
       expect(serving.served()).toEqual([]);
-      expect(existsSync(env.paths.runDir) ? readdirSync(env.paths.runDir) : []).toEqual([]);
+      // No instance spawned (the runtime host's own files are there: start() started it).
+      expect(existsSync(env.paths.runDir) ? readdirSync(env.paths.runDir).filter((f) => f.endsWith('.pid')) : []).toEqual([]);
+      expect((await serving.host.state()).routes).toEqual([]);
     } finally {
       await serving.close();
+      await serving.stopHost();
     }
   });
 

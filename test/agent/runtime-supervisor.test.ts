@@ -23,7 +23,10 @@ async function setup(runtimes: Record<string, unknown>, opts: { serving?: Record
   const env = servingEnv({ runtimes: runtimes as never, serving: opts.serving });
   const serving = new Serving({ config: env.config, paths: env.paths, log: opts.log ?? silentLogger() });
   cleanups.push(() => env.cleanup());
-  cleanups.push(() => serving.close());
+  cleanups.push(async () => {
+    await serving.close();
+    await serving.stopHost();
+  });
   await serving.start();
   const target = (frameworkType: string, extra: Partial<ServeTarget> = {}): ServeTarget => ({
     namespace: 'default',
@@ -132,7 +135,10 @@ describe('supervisor', () => {
     const serving = new Serving({ config: env.config, paths: env.paths, log: silentLogger() });
     serving.onServingFailure((t, err) => failures.push(`${t.version}:${err.code}`));
     cleanups.push(() => env.cleanup());
-    cleanups.push(() => serving.close());
+    cleanups.push(async () => {
+    await serving.close();
+    await serving.stopHost();
+  });
     await serving.start();
     const dir = env.paths.treeDir('default', 'fx', { version: '1' });
     (await import('node:fs')).mkdirSync(dir, { recursive: true });

@@ -9,7 +9,8 @@ import { Serving, type ServeTarget } from '../../agent/runtime/serving.js';
 import { fixtureRuntime, inferX, makeModelDir, servingEnv, spawnedRuntime } from '../helpers/models.js';
 import { WAIT_MS, waitFor } from '../helpers/wait.js';
 
-// Serving end to end: real onnx runtime processes behind the real gateway, switched blue/green.
+// Serving end to end: real onnxruntime sessions in the runtime host (and, with isolation: process,
+// real onnx runtime processes behind it), switched blue/green.
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -24,7 +25,10 @@ async function setup(over: Parameters<typeof servingEnv>[0] = {}) {
   const serving = new Serving({ config: env.config, paths: env.paths, log: silentLogger() });
   serving.onServingFailure((t, err) => failures.push({ version: t.version, err }));
   cleanups.push(() => env.cleanup());
-  cleanups.push(() => serving.close());
+  cleanups.push(async () => {
+    await serving.close();
+    await serving.stopHost();
+  });
   await serving.start();
   for (const [v, wb] of Object.entries(VERSIONS)) makeModelDir(env.paths.treeDir('default', 'lin', { version: v }), wb);
   const target = (version: string, extra: Partial<ServeTarget> = {}): ServeTarget => ({
@@ -40,71 +44,93 @@ async function setup(over: Parameters<typeof servingEnv>[0] = {}) {
 }
 
 const pids = (serving: Serving) => {
-  const g = (serving as unknown as { models: Map<string, { group: { instances: Array<{ pid?: number }> } }> }).models;
-  return [...g.values()].flatMap((s) => s.group.instances.map((i) => i.pid!));
+  const g = (serving as unknown as { models: Map<string, { group?: { instances: Array<{ pid?: number }> } }> }).models;
+  return [...g.values()].flatMap((s) => s.group?.instances.map((i) => i.pid!) ?? []);
 };
 
+/** What serves each replica: instance pids (process), or the host's session ids (host). */
+async function servers(serving: Serving, mode: Isolation): Promise<Array<number | string>> {
+  if (mode === 'process') return pids(serving);
+  return (await serving.host.state()).routes.flatMap((r) => r.sessions ?? []);
+}
 
-describe('serving through the gateway', () => {
-  it('answers with each version’s real output and metadata, and stops the old version after a switch', async () => {
-    const { serving, target, url } = await setup();
+/** Is this replica still loaded or running? */
+async function stillThere(serving: Serving, mode: Isolation, who: Array<number | string>): Promise<boolean[]> {
+  if (mode === 'process') return who.map((p) => isRunning(p as number));
+  const now = new Set(await servers(serving, mode));
+  return who.map((id) => now.has(id));
+}
+
+type Isolation = 'host' | 'process';
+
+describe.each([['host'], ['process']] as Array<[Isolation]>)('serving through the node endpoint, isolation: %s', (mode) => {
+  const setupMode = (over: Parameters<typeof servingEnv>[0] = {}) => setup({ ...over, serving: { isolation: mode, ...(over.serving ?? {}) } });
+
+  it('answers with each version’s real output and metadata, and releases the old version after a switch', async () => {
+    const { serving, target, url } = await setupMode();
     const a = await serving.activate(target('1'));
     expect(a.url).toBe(`${url}/v2/models/lin`);
     const r1 = await inferX(url, 'lin', [1, 2, -3]);
     expect(r1.status).toBe(200);
     expect(r1.body).toMatchObject({ model_name: 'lin', model_version: '1', outputs: [{ name: 'y', datatype: 'FP32', shape: [3, 1], data: [3, 5, -5] }] });
     const meta = await (await fetch(`${url}/v2/models/lin`)).json();
-    expect(meta).toEqual({ name: 'lin', versions: ['1'], platform: 'onnxruntime', inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 1] }], outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, 1] }] });
-    expect(serving.state('default', 'lin')).toEqual({ version: '1', replicas: 1, readyReplicas: 1, url: a.url });
-    const oldPids = pids(serving);
+    expect(meta).toEqual({ name: 'lin', versions: ['1'], platform: 'onnxruntime_onnx', inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 1] }], outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, 1] }] });
+    expect(serving.state('default', 'lin')).toEqual({ version: '1', replicas: 1, readyReplicas: 1, url: a.url, isolation: mode, ...(mode === 'host' ? { backend: 'native' } : {}) });
+    const old = await servers(serving, mode);
+    expect(old).toHaveLength(1);
 
     await serving.activate(target('2', { replicas: 2 }));
     const r2 = await inferX(url, 'lin', [1, 2, -3]);
     expect(r2.body).toMatchObject({ model_version: '2', outputs: [{ data: [2, 5, -10] }] });
     expect(serving.state('default', 'lin')).toMatchObject({ version: '2', replicas: 2, readyReplicas: 2 });
-    expect(oldPids.every((p) => !isRunning(p))).toBe(true);
+    expect(await stillThere(serving, mode, old)).toEqual([false]);
+    expect(await servers(serving, mode)).toHaveLength(2);
     const list = await (await fetch(`${url}/v2/models`)).json();
     expect(list).toEqual({ models: [{ name: 'lin', version: '2', namespace: 'default', resource: 'lin', state: 'READY' }] });
     expect(serving.served()).toEqual([{ namespace: 'default', name: 'lin', modelName: 'lin', version: '2' }]);
   });
 
-  it('tells onRouted when the new version takes traffic, before the old one is drained and stopped', async () => {
-    const { serving, target, url } = await setup();
+  it('tells onRouted when the new version takes traffic, before the old one is drained and released', async () => {
+    const { serving, target, url } = await setupMode();
     await serving.activate(target('1'));
-    const oldPids = pids(serving);
+    const old = await servers(serving, mode);
     let seen: { oldRunning: boolean } | undefined;
     let answer: Promise<{ status: number; body: any }> | undefined;
+    let resolved = false;
     await serving.activate(target('2'), {
       onRouted: () => {
-        seen = { oldRunning: oldPids.every((p) => isRunning(p)) };
+        seen = { oldRunning: mode === 'host' ? !resolved : old.every((p) => isRunning(p as number)) };
         answer = inferX(url, 'lin', [1]);
       },
     });
+    resolved = true;
     expect(seen).toEqual({ oldRunning: true });
     expect((await answer!).body).toMatchObject({ model_version: '2' });
-    expect(oldPids.every((p) => !isRunning(p))).toBe(true);
+    expect(await stillThere(serving, mode, old)).toEqual([false]);
   });
 
   it('does nothing when the same version and replicas are activated again, and scales in place otherwise', async () => {
-    const { serving, target } = await setup();
+    const { serving, target } = await setupMode();
     await serving.activate(target('1'));
-    const before = pids(serving);
+    const before = await servers(serving, mode);
     await serving.activate(target('1'));
-    expect(pids(serving)).toEqual(before);
+    expect(await servers(serving, mode)).toEqual(before);
     await serving.activate(target('1', { replicas: 2 }));
-    expect(pids(serving).slice(0, 1)).toEqual(before);
+    expect((await servers(serving, mode)).slice(0, 1)).toEqual(before);
     expect(serving.state('default', 'lin')).toMatchObject({ replicas: 2, readyReplicas: 2 });
     await serving.activate(target('1', { replicas: 1 }));
-    expect(pids(serving)).toEqual(before);
+    expect(await servers(serving, mode)).toEqual(before);
   });
 
   it('answers 503 with zero replicas and 404 once deactivated', async () => {
-    const { serving, target, url } = await setup();
+    const { serving, target, url } = await setupMode();
     await serving.activate(target('1'));
-    const pid = pids(serving)[0];
+    const first = await servers(serving, mode);
     await serving.activate(target('2', { replicas: 0 }));
     expect((await inferX(url, 'lin', [1])).status).toBe(503);
-    expect(isRunning(pid)).toBe(false);
+    expect(await stillThere(serving, mode, first)).toEqual([false]);
+    // replicas 0: the model should not serve, so the node is ready without it.
+    expect((await fetch(`${url}/v2/health/ready`)).status).toBe(200);
     await serving.activate(target('1'));
     await serving.deactivate('default', 'lin');
     const r = await inferX(url, 'lin', [1]);
@@ -116,7 +142,7 @@ describe('serving through the gateway', () => {
   it('switches 10 times under constant load without failing a request, each answer from a version current when it was routed', async () => {
     // stopGraceMs 0: old instances are SIGKILLed at once, so only the gateway's drain keeps
     // requests in flight on them from failing (the onnx runtime's own graceful stop does not count).
-    const { serving, target, url } = await setup({ serving: { stopGraceMs: 0 } });
+    const { serving, target, url } = await setupMode({ serving: { stopGraceMs: 0 } });
     await serving.activate(target('1'));
     const pool = new Pool(url, { connections: 8 });
     cleanups.push(() => pool.close());

@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 const ROOT = resolve(import.meta.dirname, '../..');
 const UNIT = join(ROOT, 'systemd/modeld.service');
 const text = readFileSync(UNIT, 'utf8');
+const hostText = readFileSync(join(ROOT, 'systemd/modeld-host.service'), 'utf8');
 const work = mkdtempSync(join(tmpdir(), 'modeld-unit-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
@@ -28,13 +29,15 @@ function settings(unit: string): Map<string, string[]> {
 
 const hasAnalyze = spawnSync('systemd-analyze', ['--version']).status === 0;
 
-/** A copy whose ExecStart names a binary that exists here (verify checks it), same name as the unit. */
+/** A copy of both units whose ExecStart names a binary that exists here (verify checks it), same names. */
 function verifiableCopy(): string {
   const dir = mkdtempSync(join(work, 'v-'));
   const file = join(dir, 'modeld.service');
   writeFileSync(file, text.replace(/^ExecStart=\S+/m, `ExecStart=${process.execPath} ${join(ROOT, 'agent/cli/index.ts')}`));
+  writeFileSync(join(dir, 'modeld-host.service'), hostText.replace(/^ExecStart=\S+/m, `ExecStart=${process.execPath} ${join(ROOT, 'agent/cli/index.ts')}`));
   return file;
 }
+const hostCopy = (agentCopy: string) => join(agentCopy, '..', 'modeld-host.service');
 
 describe('systemd unit', () => {
   const s = settings(text);
@@ -45,7 +48,7 @@ describe('systemd unit', () => {
     expect(one('NotifyAccess')).toBe('all');
     expect(one('WatchdogSec')).toMatch(/^\d+s$/);
     expect(one('Restart')).toBe('on-failure');
-    expect(one('Wants')).toBe('network-online.target');
+    expect(s.get('Wants')).toEqual(['network-online.target', 'modeld-host.service']);
     expect(one('After')!.split(/\s+/)).toEqual(expect.arrayContaining(['network-online.target', 'mosquitto.service', 'edgecore.service']));
     // Ordering only: the agent must start without them.
     expect(s.has('Requires')).toBe(false);
@@ -67,12 +70,32 @@ describe('systemd unit', () => {
     expect(s.has('ReadWritePaths')).toBe(false);
   });
 
-  it('passes systemd-analyze verify', (ctx) => {
+  it('the runtime host has a unit of its own: not tied to the agent (no PartOf/BindsTo either way), always restarted, as hardened', () => {
+    const h = settings(hostText);
+    const hostOne = (k: string) => h.get(k)?.at(-1);
+    for (const unit of [s, h]) for (const k of ['PartOf', 'BindsTo', 'Requisite', 'Requires']) expect(unit.has(k), k).toBe(false);
+    expect(hostOne('ExecStart')).toBe('/opt/modeld/bin/modeld host');
+    expect(hostOne('Restart')).toBe('always');
+    expect(hostOne('Type')).toBe('notify');
+    expect(hostOne('User')).toBe('modeld');
+    expect(hostOne('StateDirectory')).toBe('modeld');
+    // /run/modeld is the agent's: a second RuntimeDirectory= would remove it when either unit stops.
+    expect(h.has('RuntimeDirectory')).toBe(false);
+    expect(one('Environment')).toBe('MODELD_SERVING__HOST_START=systemd');
+    for (const k of ['NoNewPrivileges', 'ProtectHome', 'PrivateTmp', 'PrivateDevices', 'RestrictSUIDSGID', 'LockPersonality', 'ProtectKernelTunables', 'ProtectControlGroups', 'RestrictNamespaces']) {
+      expect(hostOne(k), k).toBe(one(k));
+    }
+    for (const k of ['ProtectSystem', 'CapabilityBoundingSet', 'SystemCallFilter', 'RestrictAddressFamilies', 'ProtectProc']) expect(hostOne(k), k).toBe(one(k));
+    expect(h.has('MemoryDenyWriteExecute')).toBe(false);
+  });
+
+  it('passes systemd-analyze verify (both units)', (ctx) => {
     if (!hasAnalyze) {
       console.warn('skipped: systemd-analyze is not installed (apt-get install systemd)');
       return ctx.skip();
     }
-    const r = spawnSync('systemd-analyze', ['verify', verifiableCopy()], { encoding: 'utf8' });
+    const copy = verifiableCopy();
+    const r = spawnSync('systemd-analyze', ['verify', copy, hostCopy(copy)], { encoding: 'utf8' });
     expect(r.stderr + r.stdout).toBe('');
     expect(r.status).toBe(0);
   });

@@ -25,7 +25,7 @@ export interface AgentProcess {
 }
 
 /** Writes `config` as YAML beside the state directory and starts `modeld run` on it. */
-export function startAgentProcess(config: Record<string, unknown> & { stateDir: string }, args: string[] = [], opts: { nodeArgs?: string[] } = {}): AgentProcess {
+export function startAgentProcess(config: Record<string, unknown> & { stateDir: string }, args: string[] = [], opts: { nodeArgs?: string[]; env?: Record<string, string> } = {}): AgentProcess {
   const configFile = join(dirname(config.stateDir), `config-${Math.random().toString(36).slice(2)}.yaml`);
   mkdirSync(dirname(configFile), { recursive: true });
   // Each agent its own admin socket (beside its state directory) unless the test names one.
@@ -34,7 +34,7 @@ export function startAgentProcess(config: Record<string, unknown> & { stateDir: 
   const tree = spawnTree(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', join(ROOT, 'agent/cli/index.ts'), '--config', configFile, 'run', ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, MODELD_CONFIG: '' },
+    env: { ...process.env, MODELD_CONFIG: '', ...opts.env },
   });
   const child = tree.child;
   const logs: Array<Record<string, unknown>> = [];

@@ -46,6 +46,20 @@ export async function runCli(configFile: string | undefined, args: string[], opt
   }
 }
 
+/** A long-running command (`events --follow`, `status --watch`): its output so far, and the tree to signal or end. */
+export function startCli(configFile: string | undefined, args: string[], opts: { env?: Record<string, string> } = {}) {
+  const argv = ['--import', 'tsx', join(ROOT, 'agent/cli/index.ts'), ...(configFile ? ['--config', configFile] : []), ...args];
+  const tree = spawnTree(process.execPath, argv, { cwd: ROOT, env: cleanEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  tree.child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+  tree.child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  return { tree, stdout: () => stdout, stderr: () => stderr };
+}
+
+/** The argv that runs the CLI from source, for shells and wrappers (`node --import tsx agent/cli/index.ts`). */
+export const CLI_ARGV = [process.execPath, '--import', 'tsx', join(ROOT, 'agent/cli/index.ts')];
+
 /**
  * A node with no reachable broker (a free port nobody listens on), its state and admin socket
  * under `work`: the offline node most CLI tests start from.

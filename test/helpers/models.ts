@@ -5,7 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import { create as tarCreate } from 'tar';
 import { writeBrokenModel, writeLinearModel, type LinearModelOptions } from '../../scripts/models/onnx-writer.js';
 
-export { writeBrokenModel, writeIdentityModel, writeLinearModel } from '../../scripts/models/onnx-writer.js';
+export { writeBrokenModel, writeCountModel, writeIdentityModel, writeLinearModel } from '../../scripts/models/onnx-writer.js';
 
 /**
  * Writes a .tar.gz at `archivePath` holding model.onnx (y = x * w + b, or a broken file with

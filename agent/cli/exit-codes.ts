@@ -1,0 +1,40 @@
+import { EXIT } from './exit.js';
+
+// Each subcommand's exit codes, as its --help lists them (test/agent/cli-exit-codes.test.ts makes
+// every one of them happen). Every command also exits 2 on an unknown option and 78 on a bad
+// configuration; those are listed where the command reads the configuration.
+
+type Code = readonly [number, string];
+
+const OK: Code = [EXIT.OK, 'ok'];
+const USAGE: Code = [EXIT.USAGE, 'bad usage or arguments (unknown option, unreadable or invalid file, malformed name)'];
+const UNREACHABLE: Code = [EXIT.DAEMON_UNREACHABLE, 'the daemon holds the state directory but does not answer'];
+const NOT_FOUND: Code = [EXIT.NOT_FOUND, 'no such model on this node'];
+const CONFIG: Code = [EXIT.CONFIG_INVALID, 'configuration invalid'];
+const INTERRUPTED: Code = [EXIT.INTERRUPTED, 'interrupted (Ctrl-C)'];
+
+export const COMMAND_EXIT_CODES: Record<string, readonly Code[]> = {
+  run: [[EXIT.OK, 'stopped by SIGTERM or SIGINT'], [EXIT.FAILURE, 'could not start (state directory in use, ...)'], USAGE, CONFIG],
+  status: [OK, USAGE, NOT_FOUND, CONFIG],
+  get: [OK, USAGE, NOT_FOUND, CONFIG],
+  describe: [OK, USAGE, NOT_FOUND, CONFIG],
+  apply: [OK, [EXIT.FAILURE, 'refused (managed by the cloud, state directory in use, ...)'], USAGE, UNREACHABLE, CONFIG],
+  diff: [[EXIT.OK, 'no differences'], [EXIT.FAILURE, 'differences'], [EXIT.USAGE, 'bad usage or arguments, or apply would refuse the file'], CONFIG],
+  delete: [OK, [EXIT.FAILURE, 'refused (managed by the cloud, ...)'], USAGE, UNREACHABLE, NOT_FOUND, CONFIG],
+  seed: [OK, [EXIT.FAILURE, 'digest mismatch, or other bytes than the ones seeded before under that version'], USAGE, UNREACHABLE, CONFIG, INTERRUPTED],
+  rollback: [OK, [EXIT.FAILURE, 'no version to roll back to, or (--release) no hold'], USAGE, UNREACHABLE, NOT_FOUND, CONFIG],
+  gc: [OK, [EXIT.FAILURE, 'the state directory is in use by another command'], USAGE, UNREACHABLE, CONFIG],
+  verify: [[EXIT.OK, 'everything intact'], [EXIT.FAILURE, 'something corrupt was found'], USAGE, UNREACHABLE, CONFIG],
+  doctor: [[EXIT.OK, 'no check failed'], [EXIT.FAILURE, 'a check failed'], USAGE],
+  events: [[EXIT.OK, 'ok (with --follow: until Ctrl-C)'], USAGE, NOT_FOUND, CONFIG],
+  config: [OK, USAGE, CONFIG],
+  completion: [OK, USAGE],
+  version: [OK, USAGE],
+};
+
+/** The "Exit codes:" block of a command's --help. */
+export function exitCodesHelp(command: string): string {
+  const codes = COMMAND_EXIT_CODES[command];
+  if (!codes) throw new Error(`no exit codes listed for ${command}`);
+  return `\nExit codes:\n${codes.map(([c, what]) => `  ${String(c).padEnd(4)}${what}`).join('\n')}\n`;
+}

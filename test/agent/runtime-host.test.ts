@@ -1,0 +1,208 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Pool } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
+import { checkHost } from '../../agent/cli/doctor-checks.js';
+import { silentLogger } from '../../agent/log.js';
+import { hostCommand } from '../../agent/runtime/host-client.js';
+import { isRunning } from '../../agent/runtime/pidfiles.js';
+import { Serving, type ServeTarget, type ServingDeps } from '../../agent/runtime/serving.js';
+import { inferX, makeModelDir, servingEnv, writeCountModel } from '../helpers/models.js';
+import { freePort } from '../helpers/ports.js';
+import { spawnTree } from '../helpers/process-tree.js';
+import { WAIT_MS, waitFor, waitForValue } from '../helpers/wait.js';
+
+// The runtime host with real onnxruntime sessions in a real process: many models in one host,
+// the host's life apart from the agent's, a host killed with -9 or hung on a run restored with
+// every model, node readiness.
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+type Env = ReturnType<typeof servingEnv>;
+
+function newServing(env: Env, extra: Partial<ServingDeps> = {}): Serving {
+  const serving = new Serving({ config: env.config, paths: env.paths, log: silentLogger(), ...extra });
+  cleanups.push(async () => {
+    await serving.close();
+    await serving.stopHost();
+  });
+  return serving;
+}
+
+function setup(over: Parameters<typeof servingEnv>[0] = {}) {
+  const env = servingEnv({ ...over, serving: { probeIntervalMs: 100, probeTimeoutMs: 1000, probeFailures: 3, ...(over.serving ?? {}) } });
+  cleanups.push(() => env.cleanup());
+  const target = (name: string, version: string, extra: Partial<ServeTarget> = {}): ServeTarget => ({
+    namespace: 'default',
+    name,
+    modelName: name,
+    version,
+    versionDir: env.paths.treeDir('default', name, { version }),
+    replicas: 1,
+    ...extra,
+  });
+  return { env, target };
+}
+
+/** y = x * w + b for model m<i>: w = i + 1, b = i. */
+const MODELS = Array.from({ length: 10 }, (_, i) => ({ name: `m${i}`, w: i + 1, b: i }));
+
+async function serveAll(serving: Serving, env: Env, target: ReturnType<typeof setup>['target']) {
+  for (const m of MODELS) {
+    makeModelDir(env.paths.treeDir('default', m.name, { version: '1' }), { w: m.w, b: m.b });
+    await serving.activate(target(m.name, '1'));
+  }
+}
+
+async function allAnswer(url: string) {
+  const rs = await Promise.all(MODELS.map((m) => inferX(url, m.name, [2])));
+  return rs.every((r, i) => r.status === 200 && r.body.outputs[0].data[0] === 2 * MODELS[i].w + MODELS[i].b);
+}
+
+describe('the runtime host', { timeout: 180_000 }, () => {
+  it('holds ten models in one process and answers each correctly under concurrent load', async () => {
+    const { env, target } = setup();
+    const serving = newServing(env);
+    await serving.start();
+    await serveAll(serving, env, target);
+    const state = await serving.host.state();
+    expect(state.routes.map((r) => [r.name, r.kind, r.readyReplicas])).toEqual(MODELS.map((m) => [m.name, 'session', 1]));
+    // No runtime process of their own: one host pid serves all, no instance pid file.
+    expect(readFileSync(join(env.paths.runDir, 'host-routes.json'), 'utf8')).toContain('"m9"');
+    const pool = new Pool(serving.gatewayUrl(), { connections: 8 });
+    cleanups.push(() => pool.close());
+    const wrong: unknown[] = [];
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, w) => {
+        for (let i = 0; i < 60; i++) {
+          const m = MODELS[(w * 7 + i) % MODELS.length];
+          const x = w * 100 + i;
+          const res = await pool.request({ path: `/v2/models/${m.name}/infer`, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: [{ name: 'x', shape: [1, 1], datatype: 'FP32', data: [x] }] }) });
+          const body = (await res.body.json()) as { model_name?: string; outputs?: Array<{ data: number[] }> };
+          if (res.statusCode !== 200 || body.model_name !== m.name || body.outputs?.[0].data[0] !== Math.fround(x * m.w + m.b)) wrong.push({ m: m.name, x, status: res.statusCode, body });
+        }
+      }),
+    );
+    expect(wrong).toEqual([]);
+    expect((await fetch(`${serving.gatewayUrl()}/v2/health/ready`)).status).toBe(200);
+  });
+
+  it('a new agent finds what the host serves and does not reload it (same version and digest)', async () => {
+    const { env, target } = setup();
+    const first = newServing(env);
+    await first.start();
+    makeModelDir(env.paths.treeDir('default', 'lin', { version: '1' }), { w: 2, b: 1 });
+    await first.activate(target('lin', '1', { sha256: 'a'.repeat(64) }));
+    const before = (await first.host.state()).routes[0].sessions;
+    await first.close(); // the agent goes; the host stays
+    expect((await inferX(first.gatewayUrl(), 'lin', [1])).body.outputs[0].data).toEqual([3]);
+
+    const second = newServing(env);
+    await second.start();
+    expect(second.state('default', 'lin')).toMatchObject({ version: '1', readyReplicas: 1, isolation: 'host' });
+    await second.activate(target('lin', '1', { sha256: 'a'.repeat(64) }));
+    expect((await second.host.state()).routes[0].sessions).toEqual(before);
+    // Other bytes under the same version name are another tree: loaded anew.
+    await second.activate(target('lin', '1', { sha256: 'b'.repeat(64) }));
+    expect((await second.host.state()).routes[0].sessions).not.toEqual(before);
+  });
+
+  it('kill -9 of the host: the agent starts it again and every model is restored, counted as a host restart', async () => {
+    const { env, target } = setup();
+    const restarts: Array<{ pid: number }> = [];
+    const serving = newServing(env, { onHostRestart: (i) => restarts.push(i) });
+    await serving.start();
+    await serveAll(serving, env, target);
+    const pid = (await serving.host.state()).pid;
+    process.kill(pid, 'SIGKILL');
+    await waitFor(() => restarts.length === 1, WAIT_MS, 'the host restart to be seen');
+    await waitFor(() => allAnswer(serving.gatewayUrl()).catch(() => false), WAIT_MS, 'every model answering again');
+    const state = await serving.host.state();
+    expect(state.pid).not.toBe(pid);
+    expect(restarts[0].pid).toBe(state.pid);
+    expect(state.routes.map((r) => r.readyReplicas)).toEqual(MODELS.map(() => 1));
+    expect(serving.state('default', 'm3')).toMatchObject({ version: '1', readyReplicas: 1 });
+  });
+
+  it('a host restarted while no agent runs serves every model from its route table', async () => {
+    // A fixed endpoint port, as on a node (8000): the new host listens where the old one did.
+    const { env, target } = setup({ gateway: { port: await freePort() } });
+    const serving = newServing(env);
+    await serving.start();
+    await serveAll(serving, env, target);
+    const pid = (await serving.host.state()).pid;
+    await serving.close(); // no agent from here on
+    process.kill(pid, 'SIGKILL');
+    await waitFor(() => !isRunning(pid), WAIT_MS, 'the host gone');
+    // What systemd does (Restart=always): the same command again, no agent involved.
+    const [cmd, ...args] = hostCommand();
+    const host = spawnTree(cmd, [...args, '--config', join(env.paths.runDir, 'host-config.json')], { stdio: 'ignore' });
+    cleanups.push(() => host.end());
+    await waitFor(() => allAnswer(serving.gatewayUrl()).catch(() => false), WAIT_MS, 'every model answering from the restarted host');
+  });
+
+  it('a session run that hangs restarts the host, every model restored; the hang is reported with the model', async () => {
+    const { env, target } = setup({ serving: { sessionHangMs: 1500 } });
+    const restarts: Array<{ lastHang?: { models?: string[]; blockedMs: number } }> = [];
+    const serving = newServing(env, { onHostRestart: (i) => restarts.push(i) });
+    await serving.start();
+    await serveAll(serving, env, target);
+    writeCountModel(join(env.paths.treeDir('default', 'count', { version: '1' }), 'model.onnx'));
+    await serving.activate(target('count', '1'));
+    const count = (n: number) =>
+      fetch(`${serving.gatewayUrl()}/v2/models/count/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'n', shape: [], datatype: 'INT64', data: [n] }] }) }).then(
+        async (r) => ({ status: r.status, body: (await r.json()) as any }),
+        () => ({ status: 0, body: undefined }),
+      );
+    expect(await count(5)).toMatchObject({ status: 200, body: { outputs: [{ data: [5] }] } });
+    const pid = (await serving.host.state()).pid;
+    // Days of looping: onnxruntime cannot cancel it; only a new host serves again.
+    const hung = await count(1e12);
+    expect(hung.status).toBe(0); // the connection died with the host
+    await waitFor(() => restarts.length === 1, WAIT_MS, 'the host restart to be seen');
+    expect(restarts[0].lastHang!.models).toContain('default/count');
+    expect(restarts[0].lastHang!.blockedMs).toBeGreaterThan(1500);
+    expect(isRunning(pid)).toBe(false);
+    await waitFor(() => allAnswer(serving.gatewayUrl()).catch(() => false), WAIT_MS, 'every model answering again');
+    expect(await count(7)).toMatchObject({ status: 200, body: { outputs: [{ data: [7] }] } });
+  });
+
+  it('/v2/health/ready is 200 only when every model that should serve has a ready session', async () => {
+    const { env, target } = setup({ gateway: { port: await freePort() } });
+    const serving = newServing(env);
+    await serving.start();
+    const url = serving.gatewayUrl();
+    expect((await fetch(`${url}/v2/health/ready`)).status).toBe(200); // nothing to serve
+    await serveAll(serving, env, target);
+    expect((await fetch(`${url}/v2/health/ready`)).status).toBe(200);
+    // m4's files vanish; a restarted host cannot restore it: the node is not ready, and says which.
+    const pid = (await serving.host.state()).pid;
+    await serving.close();
+    (await import('node:fs')).rmSync(env.paths.treeDir('default', 'm4', { version: '1' }), { recursive: true, force: true });
+    process.kill(pid, 'SIGKILL');
+    await waitFor(() => !isRunning(pid), WAIT_MS, 'the host gone');
+    const [cmd, ...args] = hostCommand();
+    const host = spawnTree(cmd, [...args, '--config', join(env.paths.runDir, 'host-config.json')], { stdio: 'ignore' });
+    cleanups.push(() => host.end());
+    const ready = await waitForValue(async () => {
+      const r = await fetch(`${url}/v2/health/ready`);
+      const body = (await r.json()) as { notReady?: string[] };
+      return r.status === 503 && body.notReady?.includes('m4') && (await inferX(url, 'm9', [1])).status === 200 ? { status: r.status, body } : undefined;
+    }, WAIT_MS, 'the restored host to answer, m4 not ready');
+    expect(ready.body.notReady).toEqual(['m4']);
+    expect((await inferX(url, 'm4', [1])).status).toBe(503);
+  });
+
+  it('modeld doctor checks the host: its socket answers and what it serves; warns when nothing answers', async () => {
+    const { env, target } = setup();
+    expect(await checkHost(env.config, 500)).toMatchObject({ name: 'host', status: 'warn', message: expect.stringMatching(/does not answer/) });
+    const serving = newServing(env);
+    await serving.start();
+    makeModelDir(env.paths.treeDir('default', 'lin', { version: '1' }), { w: 2, b: 1 });
+    await serving.activate(target('lin', '1'));
+    expect(await checkHost(env.config, 2000)).toMatchObject({ name: 'host', status: 'ok', message: expect.stringMatching(/1 models: lin@1 \(session, native, 1\/1 ready\)/) });
+  });
+});
