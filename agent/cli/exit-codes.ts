@@ -15,6 +15,7 @@ const INTERRUPTED: Code = [EXIT.INTERRUPTED, 'interrupted (Ctrl-C)'];
 
 export const COMMAND_EXIT_CODES: Record<string, readonly Code[]> = {
   run: [[EXIT.OK, 'stopped by SIGTERM or SIGINT'], [EXIT.FAILURE, 'could not start (state directory in use, ...)'], USAGE, CONFIG],
+  host: [[EXIT.OK, 'stopped by SIGTERM or SIGINT'], [EXIT.FAILURE, 'could not start (the endpoint port in use, ...)'], USAGE, CONFIG],
   status: [OK, USAGE, NOT_FOUND, CONFIG],
   get: [OK, USAGE, NOT_FOUND, CONFIG],
   describe: [OK, USAGE, NOT_FOUND, CONFIG],

@@ -1,4 +1,5 @@
 import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync, existsSync } from 'node:fs';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +19,7 @@ import { waitFor } from '../helpers/wait.js';
 let work: string;
 let broker: Broker;
 const cfg: Record<string, string> = {};
+let busy: Server | undefined;
 const locks: StateLock[] = [];
 const archives: Record<string, { path: string; sha256: string }> = {};
 
@@ -69,9 +71,15 @@ beforeAll(async () => {
   mkdirSync(join(work, 'healthy', 'state'), { recursive: true });
   writeFileSync(join(work, 'bad-config.yaml'), 'stateDri: /tmp\n');
   cfg.badConfig = join(work, 'bad-config.yaml');
+  // Runtime hosts: one free to start, one whose endpoint port another socket holds.
+  await node('host', { gateway: { bind: '127.0.0.1', port: 0 } });
+  busy = createServer();
+  await new Promise<void>((r) => busy!.listen(0, '127.0.0.1', () => r()));
+  await node('hostBusy', { gateway: { bind: '127.0.0.1', port: (busy.address() as AddressInfo).port } });
 }, 300_000);
 
 afterAll(async () => {
+  await new Promise((r) => (busy ? busy.close(r) : r(undefined)));
   for (const l of locks) l.release();
   await broker?.close();
   rmSync(work, { recursive: true, force: true });
@@ -117,8 +125,24 @@ const runStopped = async (): Promise<CliResult> => {
   }
 };
 
+const hostStopped = async (): Promise<CliResult> => {
+  const c = startCli(cfg.host, ['host']);
+  try {
+    await waitFor(() => c.stdout().includes('runtime host started'), 60_000, 'the runtime host to start');
+    c.tree.child.kill('SIGTERM');
+    const { code } = await c.tree.exited;
+    return { code, stdout: c.stdout(), stderr: c.stderr() };
+  } finally {
+    await c.tree.end();
+  }
+};
+
 const cases: Record<string, () => Promise<CliResult>> = {
   'run 0': runStopped,
+  'host 0': hostStopped,
+  'host 1': run('hostBusy', 'host'),
+  'host 2': run('main', 'host', '--bogus'),
+  'host 78': run('badConfig', 'host'),
   'run 1': run('locked', 'run', '--no-serve'),
   'run 2': run('main', 'run', '--bogus'),
   'run 78': run('badConfig', 'run'),

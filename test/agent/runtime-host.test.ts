@@ -124,6 +124,8 @@ describe('the runtime host', { timeout: 180_000 }, () => {
     expect(state.pid).not.toBe(pid);
     expect(restarts[0].pid).toBe(state.pid);
     expect(state.routes.map((r) => r.readyReplicas)).toEqual(MODELS.map(() => 1));
+    // The agent learns of the restored sessions from the host's state, which it polls: wait for it.
+    await waitFor(() => serving.state('default', 'm3')?.readyReplicas === 1, WAIT_MS, "the agent's view to show m3 ready again");
     expect(serving.state('default', 'm3')).toMatchObject({ version: '1', readyReplicas: 1 });
   });
 
