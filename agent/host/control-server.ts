@@ -1,9 +1,8 @@
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
-import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { dirname } from 'node:path';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { DNS_LABEL } from '../../shared/names.js';
 import { ModeldError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { closeOwnerOnly, listenOwnerOnly } from '../owner-socket.js';
 import { readBody } from '../runtime/read-body.js';
 import type { RouteEvent, RouteRequest } from './protocol.js';
 import type { RuntimeHost } from './runtime-host.js';
@@ -19,19 +18,6 @@ const json = (res: ServerResponse, status: number, body: unknown) => {
   res.end(text);
 };
 
-/** Does something answer HTTP on this unix socket? */
-export function socketAnswers(path: string, timeoutMs = 1000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = request({ socketPath: path, path: '/state', method: 'GET', timeout: timeoutMs }, (res) => {
-      res.resume();
-      resolve(true);
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(false));
-    req.end();
-  });
-}
-
 export class ControlServer {
   private server: Server | undefined;
 
@@ -42,18 +28,6 @@ export class ControlServer {
 
   async listen(): Promise<void> {
     const path = this.d.socketPath;
-    mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
-    let existing;
-    try {
-      existing = lstatSync(path);
-    } catch {
-      /* none */
-    }
-    if (existing) {
-      if (!existing.isSocket()) throw new ModeldError('StartFailed', `host socket path ${path} exists and is not a socket; not touching it`);
-      if (await socketAnswers(path)) throw new ModeldError('StartFailed', `another runtime host answers on ${path}`);
-      unlinkSync(path); // stale: left by a host that was killed
-    }
     const server = createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         const status = err instanceof ModeldError && err.code === 'BadRequest' ? 400 : (err as { status?: number }).status ?? 500;
@@ -62,19 +36,7 @@ export class ControlServer {
       });
     });
     server.requestTimeout = 0; // a load may take long; the peer is local
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      const old = process.umask(0o177);
-      try {
-        server.listen(path, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      } finally {
-        process.umask(old);
-      }
-    });
-    chmodSync(path, 0o600);
+    await listenOwnerOnly(server, path, { what: 'runtime host socket', code: 'StartFailed', dirMode: 0o750 });
     this.server = server;
     this.d.log.info({ socket: path }, 'control socket listening');
   }
@@ -83,15 +45,7 @@ export class ControlServer {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
-    try {
-      unlinkSync(this.d.socketPath);
-    } catch {
-      /* gone */
-    }
+    await closeOwnerOnly(server, this.d.socketPath);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
