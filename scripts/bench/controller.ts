@@ -238,7 +238,7 @@ async function lostStatuses(api: FakeKubeApi, main: string, dir: string, log: (s
       await exited;
     }
     await router.stop();
-    await broker.stop();
+    await broker.close();
   }
 }
 
@@ -361,7 +361,7 @@ export async function benchController(opts: { json: boolean; runs: number }): Pr
       clearTimeout(t);
     }
     if (sims) await Promise.all(sims.clients.filter(Boolean).map((c) => c.endAsync(true)));
-    await broker?.stop();
+    await broker?.close();
     await api?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
