@@ -173,7 +173,8 @@ async function lostStatuses(api: FakeKubeApi, main: string, dir: string, log: (s
     c.once('exit', () => {
       if (ending) return;
       restarts++;
-      setTimeout(() => void (!ending && spawnCtl(identity)), 1000).unref();
+      // As a replacement pod: a new name, so the Lease changes hands (standby or newcomer).
+      setTimeout(() => void (!ending && spawnCtl(`${identity.split('~')[0]}~${restarts}`)), 1000).unref();
     });
     return c;
   };
@@ -200,8 +201,8 @@ async function lostStatuses(api: FakeKubeApi, main: string, dir: string, log: (s
       }
       await sleep(100);
     }
-    // A live leader again: the standby once the Lease expired, or the killed replica started again
-    // (same identity: it renews at once, as a restarted pod does). The dead one renews nothing.
+    // A live leader again: the standby or the replacement replica, once the dead leader's Lease
+    // expired (15 s). The dead one renews nothing.
     await until(() => Date.parse(lease()?.renewTime ?? '') > killedAtWall + 1000, 'a live leader after the kill', 120_000, 50);
     const tookOver = performance.now() - killedAt;
     const settled = await until(() => nodes.every((n) => n.store.outbox.depth() === 0), 'every status acked', 120_000, 100).then(
@@ -237,7 +238,7 @@ async function lostStatuses(api: FakeKubeApi, main: string, dir: string, log: (s
       await exited;
     }
     await router.stop();
-    await broker.stop();
+    await broker.close();
   }
 }
 
@@ -360,7 +361,7 @@ export async function benchController(opts: { json: boolean; runs: number }): Pr
       clearTimeout(t);
     }
     if (sims) await Promise.all(sims.clients.filter(Boolean).map((c) => c.endAsync(true)));
-    await broker?.stop();
+    await broker?.close();
     await api?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
