@@ -1,4 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -11,8 +12,8 @@ import { WAIT_MS, waitFor } from '../helpers/wait.js';
 
 // scripts/build-release.sh and scripts/install.sh against a scratch root folder (--root): the
 // tarball's contents, the installed layout, the packed daemon actually starting (READY) from the
-// scratch root, upgrade, uninstall, purge, and refusals. Not tried here: a real ARM board, a real
-// systemd boot (useradd, systemctl), and an arm64 tarball (needs better-sqlite3 built for arm64).
+// scratch root, upgrade, uninstall, purge, and refusals. Not tried here: a real systemd boot
+// (useradd, systemctl). The arm64 and armv7 tarballs are booted under qemu in release-smoke.test.ts.
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const INSTALL = join(ROOT, 'scripts/install.sh');
@@ -26,6 +27,15 @@ function sh(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {})
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 const install = (...args: string[]) => sh(INSTALL, args);
+/** The tarball unpacked, changed by `edit` (in modeld-<version>/), packed again; returns its path. */
+function repack(edit: (top: string) => void): string {
+  const dir = mkdtempSync(join(work, 'repack-'));
+  execFileSync('tar', ['-xzf', tarball, '-C', dir]);
+  edit(join(dir, `modeld-${version}`));
+  const out = `${dir}.tar.gz`;
+  execFileSync('tar', ['-czf', out, '-C', dir, `modeld-${version}`]);
+  return out;
+}
 const freshRoot = () => mkdtempSync(join(work, 'root-'));
 
 beforeAll(() => {
@@ -41,16 +51,35 @@ describe('the release tarball', () => {
     const list = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 }).split('\n');
     const top = `modeld-${version}/`;
     expect(list.every((p) => p === '' || p.startsWith(top))).toBe(true);
-    for (const f of ['dist/agent/cli/index.js', 'dist/agent/runtime/onnx-server.js', 'dist/shared/index.js', 'bin/modeld', 'RELEASE', 'package.json', 'systemd/modeld.service', 'systemd/config.example.yaml', 'scripts/install.sh', 'docs/operations.md', 'node_modules/better-sqlite3/build/Release/better_sqlite3.node', 'node_modules/mqtt/package.json', 'node_modules/prom-client/package.json']) {
+    for (const f of ['dist/agent/cli/index.js', 'dist/agent/runtime/onnx-server.js', 'dist/shared/index.js', 'bin/modeld', 'RELEASE', 'SHA256SUMS', 'node/bin/node', 'package.json', 'systemd/modeld.service', 'systemd/config.example.yaml', 'scripts/install.sh', 'docs/operations.md', 'node_modules/better-sqlite3/build/Release/better_sqlite3.node', 'node_modules/mqtt/package.json', 'node_modules/prom-client/package.json']) {
       expect(list, f).toContain(top + f);
     }
     const has = (prefix: string) => list.some((p) => p.startsWith(top + prefix));
     // No dev dependencies, no controller-only ones, no tests or controller code.
     for (const p of ['node_modules/vitest/', 'node_modules/typescript/', 'node_modules/tsx/', 'node_modules/aedes/', 'node_modules/@kubernetes/', 'dist/test/', 'dist/controller/', 'dist/scripts/']) expect(has(p), p).toBe(false);
+    // Install-time only packages, type declarations, and build leftovers: none.
+    for (const p of ['node_modules/prebuild-install/', 'node_modules/adm-zip/', 'node_modules/global-agent/', 'node_modules/@types/', 'node_modules/better-sqlite3/src/', 'node_modules/better-sqlite3/deps/', 'node_modules/better-sqlite3/build/Release/obj']) expect(has(p), p).toBe(false);
+    expect(list.filter((p) => /\.(a|o|obj|pdb|lib)$/.test(p) || p.endsWith('test_extension.node'))).toEqual([]);
+    expect(list.filter((p) => p.includes('better-sqlite3/build/') && !p.endsWith('/'))).toEqual([top + 'node_modules/better-sqlite3/build/Release/better_sqlite3.node']);
     // onnxruntime for this arch only.
     const ort = list.filter((p) => p.includes('onnxruntime-node/bin/napi-v6/') && p.endsWith('.node'));
     expect(ort.length).toBeGreaterThan(0);
     expect(ort.every((p) => p.includes(`/linux/${process.arch}/`))).toBe(true);
+  });
+
+  it('RELEASE records arch, Node ABI, the bundled Node, versions, the glibc floor and the checksums', () => {
+    const dir = mkdtempSync(join(work, 'rel-'));
+    execFileSync('tar', ['-xzf', tarball, '-C', dir]);
+    const top = join(dir, `modeld-${version}`);
+    const rel = Object.fromEntries(readFileSync(join(top, 'RELEASE'), 'utf8').trim().split('\n').map((l) => l.split(/=(.*)/s).slice(0, 2)));
+    const bundled = spawnSync(join(top, 'node/bin/node'), ['-p', 'process.versions.node + " " + process.versions.modules'], { encoding: 'utf8' }).stdout.trim().split(' ');
+    expect(rel).toMatchObject({ version, arch, node_abi: bundled[1], node: `bundled ${bundled[0]}`, better_sqlite3: expect.stringMatching(/^\d+\.\d+\.\d+$/), onnxruntime_node: expect.stringMatching(/^\d+\.\d+\.\d+$/) });
+    expect(bundled[0]).toMatch(/^24\./);
+    expect(rel.glibc_floor).toMatch(/^2\.\d+$/);
+    const sums = readFileSync(join(top, 'SHA256SUMS'), 'utf8');
+    expect(rel.sha256sums).toBe(createHash('sha256').update(sums).digest('hex'));
+    expect(sums).toMatch(/^[0-9a-f]{64} {2}node_modules\/better-sqlite3\/build\/Release\/better_sqlite3\.node$/m);
+    expect(spawnSync('sha256sum', ['--check', '--quiet', '--strict', 'SHA256SUMS'], { cwd: top }).status).toBe(0);
   });
 });
 
@@ -78,6 +107,11 @@ describe('install.sh --root', () => {
     const checks = JSON.parse(doc.stdout).checks as Array<{ name: string; status: string }>;
     expect(checks.find((c) => c.name === 'config')?.status).toBe('ok');
     expect(checks.find((c) => c.name === 'runtime:onnx (built in)')?.status).toBe('ok'); // the packed native binary loads
+    // MODELD_NODE picks the node the launcher runs, and is not mistaken for a config key.
+    const viaEnv = sh(link, ['--config', join(root, 'etc/modeld/config.yaml'), 'doctor', '--json', '--timeout', '500'], { env: { MODELD_NODE: join(root, 'opt/modeld/node/bin/node'), MODELD_STATE_DIR: join(root, 'var/lib/modeld'), MODELD_GATEWAY__PORT: '0', MODELD_ADMIN__METRICS_PORT: '0' } });
+    expect((JSON.parse(viaEnv.stdout).checks as Array<{ name: string; status: string }>).find((c) => c.name === 'config')?.status).toBe('ok');
+    const bogus = sh(link, ['--help'], { env: { MODELD_NODE: join(work, 'no-such-node') } });
+    expect(bogus.code).not.toBe(0);
   });
 
   it('the installed unit passes systemd-analyze verify with the installed launcher', (ctx) => {
@@ -187,11 +221,27 @@ describe('install.sh --root', () => {
     expect(install('--root', root, otherTar)).toMatchObject({ code: 1, stderr: expect.stringMatching(/tarball is for mips, this machine is/) });
     expect(install('--root', root, '--force', otherTar).code).toBe(0);
 
-    // Node too old.
+    // Node of another ABI (a Node 24 build for other native parts), and too old.
+    const abiNode = join(work, 'node-abi');
+    writeFileSync(abiNode, '#!/bin/sh\necho 24.12.0 999\n');
+    chmodSync(abiNode, 0o755);
+    expect(install('--root', freshRoot(), '--node', abiNode, tarball)).toMatchObject({ code: 1, stderr: expect.stringMatching(/has Node ABI 999; this release's native parts are built for ABI \d+/) });
     const fakeNode = join(work, 'node18');
     writeFileSync(fakeNode, '#!/bin/sh\necho 18.19.0\n');
     chmodSync(fakeNode, 0o755);
     expect(install('--root', freshRoot(), '--node', fakeNode, tarball)).toMatchObject({ code: 1, stderr: expect.stringMatching(/node 18\.19\.0 .* too old/) });
+    // A release whose native parts need a newer glibc than this machine's.
+    const glibc = repack((t) => writeFileSync(join(t, 'RELEASE'), readFileSync(join(t, 'RELEASE'), 'utf8').replace(/^glibc_floor=.*$/m, 'glibc_floor=9.99')));
+    expect(install('--root', freshRoot(), glibc)).toMatchObject({ code: 1, stderr: expect.stringMatching(/this machine has glibc 2\.\d+; this release's native parts need glibc >= 9\.99/) });
+    // A damaged tarball: a file changed after the build.
+    const damaged = repack((t) => writeFileSync(join(t, 'dist/agent/cli/index.js'), 'tampered'));
+    expect(install('--root', freshRoot(), damaged)).toMatchObject({ code: 1, stderr: expect.stringMatching(/is damaged: dist\/agent\/cli\/index\.js differ from its SHA256SUMS/) });
+    // A downgrade over an installed release.
+    const older = repack((t) => writeFileSync(join(t, 'RELEASE'), readFileSync(join(t, 'RELEASE'), 'utf8').replace(/^version=.*$/m, 'version=0.0.1')));
+    const upgraded = freshRoot();
+    expect(install('--root', upgraded, tarball).code).toBe(0);
+    expect(install('--root', upgraded, older)).toMatchObject({ code: 1, stderr: expect.stringMatching(new RegExp(`refusing to downgrade modeld ${version.replace(/\./g, '\\.')} to 0\\.0\\.1`)) });
+    expect(readFileSync(join(upgraded, 'opt/modeld/RELEASE'), 'utf8')).toMatch(new RegExp(`^version=${version}$`, 'm'));
     // Nothing was installed by the refusals into a fresh root.
     const clean = freshRoot();
     install('--root', clean, junk);
