@@ -101,37 +101,7 @@ tar -xzf "$work/$tgz" -C "$root" --strip-components=1
 #    download of onnxruntime-node's install script (adm-zip, global-agent); type declarations.
 CONTROLLER_ONLY='["@kubernetes/client-node"]'
 INSTALL_ONLY='["prebuild-install","adm-zip","global-agent"]'
-mapfile -t deps < <(node - "$here" "$CONTROLLER_ONLY" "$INSTALL_ONLY" <<'JS'
-const fs = require('node:fs'), path = require('node:path');
-const [root, skipJson, installOnlyJson] = process.argv.slice(2);
-const skip = new Set(JSON.parse(skipJson));
-const installOnly = new Set(JSON.parse(installOnlyJson));
-const pkgOf = (dir) => JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
-const seen = new Set();
-const resolve = (from, name) => {
-  for (let d = from; ; d = path.dirname(d)) {
-    const c = path.join(d, 'node_modules', name);
-    if (fs.existsSync(path.join(c, 'package.json'))) return c;
-    if (d === root || d === path.dirname(d)) return undefined;
-  }
-};
-const visit = (dir, optional) => {
-  if (seen.has(dir)) return;
-  seen.add(dir);
-  const p = pkgOf(dir);
-  for (const [deps, opt] of [[p.dependencies, false], [p.optionalDependencies, true]]) {
-    for (const name of Object.keys(deps ?? {})) {
-      if ((dir === root && skip.has(name)) || installOnly.has(name) || name.startsWith('@types/')) continue;
-      const at = resolve(dir, name);
-      if (at) visit(at, opt);
-      else if (!opt) { console.error(`build-release: ${name} (needed by ${p.name}) is not installed`); process.exit(1); }
-    }
-  }
-};
-visit(root, false);
-for (const d of seen) if (d !== root) console.log(path.relative(root, d));
-JS
-)
+mapfile -t deps < <(node "$here/scripts/release/closure.cjs" "$here" "$CONTROLLER_ONLY" "$INSTALL_ONLY")
 ((${#deps[@]})) || { echo "build-release: no production dependencies found" >&2; exit 1; }
 tar -C "$here" -cf - "${deps[@]}" | tar -C "$root" -xf -
 

@@ -33,7 +33,8 @@ function repack(edit: (top: string) => void): string {
   execFileSync('tar', ['-xzf', tarball, '-C', dir]);
   edit(join(dir, `modeld-${version}`));
   const out = `${dir}.tar.gz`;
-  execFileSync('tar', ['-czf', out, '-C', dir, `modeld-${version}`]);
+  execFileSync('tar', ['--use-compress-program=gzip -1', '-cf', out, '-C', dir, `modeld-${version}`]);
+  rmSync(dir, { recursive: true, force: true });
   return out;
 }
 const freshRoot = () => mkdtempSync(join(work, 'root-'));
