@@ -60,5 +60,5 @@ for entry in "${closure[@]}"; do
   echo "$name $version" >>"$tmp/.debs"
 done
 # Merged /usr (trixie and later): base-files, which makes these links, is not extracted.
-for d in bin sbin lib; do [[ -e "$tmp/$d" || ! -d "$tmp/usr/$d" ]] || ln -s "usr/$d" "$tmp/$d"; done
+for d in bin sbin lib lib64; do [[ -e "$tmp/$d" || ! -d "$tmp/usr/$d" ]] || ln -s "usr/$d" "$tmp/$d"; done
 mv "$tmp" "$out"

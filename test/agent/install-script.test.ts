@@ -22,29 +22,40 @@ const arch = process.arch === 'arm' ? 'armv7' : process.arch;
 let work: string;
 let tarball: string;
 
-function sh(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...opts.env }, timeout: 300_000 });
+function sh(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...opts.env }, timeout: opts.timeoutMs ?? 300_000, killSignal: 'SIGKILL' });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 const install = (...args: string[]) => sh(INSTALL, args);
-/** The tarball unpacked, changed by `edit` (in modeld-<version>/), packed again; returns its path. */
-function repack(edit: (top: string) => void): string {
-  const dir = mkdtempSync(join(work, 'repack-'));
-  execFileSync('tar', ['-xzf', tarball, '-C', dir]);
-  edit(join(dir, `modeld-${version}`));
+/**
+ * The release without node_modules/ and node/ (install.sh's checks do not need them, and a full
+ * tarball takes a minute to unpack and pack on a loaded machine), changed by `edit` before its
+ * SHA256SUMS are made again and by `damage` after; installed with `--node` (this Node 24).
+ */
+function miniRelease(edit: (top: string) => void = () => {}, damage: (top: string) => void = () => {}): string {
+  const dir = mkdtempSync(join(work, 'mini-'));
+  execFileSync('tar', ['-xzf', tarball, '-C', dir, '--exclude', `modeld-${version}/node_modules`, '--exclude', `modeld-${version}/node`]);
+  const top = join(dir, `modeld-${version}`);
+  edit(top);
+  const sums = execFileSync('sh', ['-c', "find . -type f ! -name RELEASE ! -name SHA256SUMS -printf '%P\\n' | LC_ALL=C sort | xargs -d '\\n' sha256sum"], { cwd: top, encoding: 'utf8' });
+  writeFileSync(join(top, 'SHA256SUMS'), sums);
+  const rel = join(top, 'RELEASE');
+  writeFileSync(rel, readFileSync(rel, 'utf8').replace(/^sha256sums=.*$/m, `sha256sums=${createHash('sha256').update(sums).digest('hex')}`));
+  damage(top);
   const out = `${dir}.tar.gz`;
-  execFileSync('tar', ['--use-compress-program=gzip -1', '-cf', out, '-C', dir, `modeld-${version}`]);
+  execFileSync('tar', ['-czf', out, '-C', dir, `modeld-${version}`]);
   rmSync(dir, { recursive: true, force: true });
   return out;
 }
+const setField = (top: string, key: string, value: string) => writeFileSync(join(top, 'RELEASE'), readFileSync(join(top, 'RELEASE'), 'utf8').replace(new RegExp(`^${key}=.*$`, 'm'), `${key}=${value}`));
 const freshRoot = () => mkdtempSync(join(work, 'root-'));
 
 beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), 'modeld-install-'));
-  const r = sh(join(ROOT, 'scripts/build-release.sh'), ['--out', join(work, 'out')]);
+  const r = sh(join(ROOT, 'scripts/build-release.sh'), ['--out', join(work, 'out')], { timeoutMs: 900_000 });
   if (r.code !== 0) throw new Error(`build-release failed: ${r.stderr}`);
   tarball = join(work, 'out', `modeld-${version}-linux-${arch}.tar.gz`);
-}, 600_000);
+}, 900_000);
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('the release tarball', () => {
@@ -213,36 +224,38 @@ describe('install.sh --root', () => {
     expect(install('--root', root, '--bogus').code).toBe(2);
 
     // A release for another arch: refused unless --force.
-    const other = mkdtempSync(join(work, 'other-'));
-    execFileSync('tar', ['-xzf', tarball, '-C', other]);
-    const rel = join(other, `modeld-${version}/RELEASE`);
-    writeFileSync(rel, readFileSync(rel, 'utf8').replace(/^arch=.*$/m, 'arch=mips'));
-    const otherTar = join(work, 'other.tar.gz');
-    execFileSync('tar', ['-czf', otherTar, '-C', other, `modeld-${version}`]);
-    expect(install('--root', root, otherTar)).toMatchObject({ code: 1, stderr: expect.stringMatching(/tarball is for mips, this machine is/) });
-    expect(install('--root', root, '--force', otherTar).code).toBe(0);
+    const node = ['--node', process.execPath];
+    const otherTar = miniRelease((t) => setField(t, 'arch', 'mips'));
+    expect(install('--root', root, ...node, otherTar)).toMatchObject({ code: 1, stderr: expect.stringMatching(/tarball is for mips, this machine is/) });
+    expect(install('--root', root, ...node, '--force', otherTar).code).toBe(0);
 
     // Node of another ABI (a Node 24 build for other native parts), and too old.
+    const mini = miniRelease();
     const abiNode = join(work, 'node-abi');
     writeFileSync(abiNode, '#!/bin/sh\necho 24.12.0 999\n');
     chmodSync(abiNode, 0o755);
-    expect(install('--root', freshRoot(), '--node', abiNode, tarball)).toMatchObject({ code: 1, stderr: expect.stringMatching(/has Node ABI 999; this release's native parts are built for ABI \d+/) });
+    expect(install('--root', freshRoot(), '--node', abiNode, mini)).toMatchObject({ code: 1, stderr: expect.stringMatching(/has Node ABI 999; this release's native parts are built for ABI \d+/) });
     const fakeNode = join(work, 'node18');
     writeFileSync(fakeNode, '#!/bin/sh\necho 18.19.0\n');
     chmodSync(fakeNode, 0o755);
-    expect(install('--root', freshRoot(), '--node', fakeNode, tarball)).toMatchObject({ code: 1, stderr: expect.stringMatching(/node 18\.19\.0 .* too old/) });
+    expect(install('--root', freshRoot(), '--node', fakeNode, mini)).toMatchObject({ code: 1, stderr: expect.stringMatching(/node 18\.19\.0 .* too old/) });
     // A release whose native parts need a newer glibc than this machine's.
-    const glibc = repack((t) => writeFileSync(join(t, 'RELEASE'), readFileSync(join(t, 'RELEASE'), 'utf8').replace(/^glibc_floor=.*$/m, 'glibc_floor=9.99')));
-    expect(install('--root', freshRoot(), glibc)).toMatchObject({ code: 1, stderr: expect.stringMatching(/this machine has glibc 2\.\d+; this release's native parts need glibc >= 9\.99/) });
-    // A damaged tarball: a file changed after the build.
-    const damaged = repack((t) => writeFileSync(join(t, 'dist/agent/cli/index.js'), 'tampered'));
-    expect(install('--root', freshRoot(), damaged)).toMatchObject({ code: 1, stderr: expect.stringMatching(/is damaged: dist\/agent\/cli\/index\.js differ from its SHA256SUMS/) });
-    // A downgrade over an installed release.
-    const older = repack((t) => writeFileSync(join(t, 'RELEASE'), readFileSync(join(t, 'RELEASE'), 'utf8').replace(/^version=.*$/m, 'version=0.0.1')));
+    const glibc = miniRelease((t) => setField(t, 'glibc_floor', '9.99'));
+    expect(install('--root', freshRoot(), ...node, glibc)).toMatchObject({ code: 1, stderr: expect.stringMatching(/this machine has glibc 2\.\d+; this release's native parts need glibc >= 9\.99/) });
+    // A damaged tarball: a file changed after the build; SHA256SUMS itself changed.
+    const damaged = miniRelease(undefined, (t) => writeFileSync(join(t, 'dist/agent/cli/index.js'), 'tampered'));
+    expect(install('--root', freshRoot(), ...node, damaged)).toMatchObject({ code: 1, stderr: expect.stringMatching(/is damaged: dist\/agent\/cli\/index\.js differ from its SHA256SUMS/) });
+    const forged = miniRelease(undefined, (t) => writeFileSync(join(t, 'SHA256SUMS'), ''));
+    expect(install('--root', freshRoot(), ...node, forged)).toMatchObject({ code: 1, stderr: expect.stringMatching(/is damaged: its SHA256SUMS does not match RELEASE/) });
+    // A downgrade over an installed release: refused, the installed one left as it was.
     const upgraded = freshRoot();
-    expect(install('--root', upgraded, tarball).code).toBe(0);
-    expect(install('--root', upgraded, older)).toMatchObject({ code: 1, stderr: expect.stringMatching(new RegExp(`refusing to downgrade modeld ${version.replace(/\./g, '\\.')} to 0\\.0\\.1`)) });
+    expect(install('--root', upgraded, ...node, mini).code).toBe(0);
+    const older = miniRelease((t) => setField(t, 'version', '0.0.1'));
+    expect(install('--root', upgraded, ...node, older)).toMatchObject({ code: 1, stderr: expect.stringMatching(new RegExp(`refusing to downgrade modeld ${version.replace(/\./g, '\\.')} to 0\\.0\\.1`)) });
     expect(readFileSync(join(upgraded, 'opt/modeld/RELEASE'), 'utf8')).toMatch(new RegExp(`^version=${version}$`, 'm'));
+    // The same version again, and a newer one, are not downgrades.
+    expect(install('--root', upgraded, ...node, mini).code).toBe(0);
+    expect(install('--root', upgraded, ...node, miniRelease((t) => setField(t, 'version', '99.0.0'))).code).toBe(0);
     // Nothing was installed by the refusals into a fresh root.
     const clean = freshRoot();
     install('--root', clean, junk);
