@@ -37,7 +37,7 @@ while (($#)); do
     --arch) arch="${2:?--arch needs a value}"; shift 2 ;;
     --out) out="${2:?--out needs a directory}"; shift 2 ;;
     --rootfs-only) rootfs_only="${2:?--rootfs-only needs a directory}"; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-image: unknown argument $1" >&2; exit 2 ;;
   esac
 done

@@ -38,7 +38,7 @@ while (($#)); do
     --arch) arch="${2:?--arch needs a value}"; shift 2 ;;
     --out) out="${2:?--out needs a directory}"; shift 2 ;;
     --skip-build) build=0; shift ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-release: unknown argument $1" >&2; exit 2 ;;
   esac
 done

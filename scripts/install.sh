@@ -45,7 +45,7 @@ while (($#)); do
     --force) force=1; shift ;;
     --uninstall) uninstall=1; shift ;;
     --purge) purge=1; shift ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) printf 'install.sh: unknown option %s\n' "$1" >&2; exit 2 ;;
     *) [[ -z "$tarball" ]] || { printf 'install.sh: one tarball only\n' >&2; exit 2; }; tarball="$1"; shift ;;
   esac
