@@ -37,9 +37,18 @@ let oldTarball: string;
 let newTarball: string;
 
 function sh(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: opts.cwd, env: { ...process.env, ...opts.env }, timeout: 15 * MINUTES, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024 });
+  const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: opts.cwd, env: { ...process.env, TMPDIR: ownTmp(), ...opts.env }, timeout: 15 * MINUTES, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024 });
   return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
+/**
+ * A temp folder inside `work` for the builds and daemons (removed with it): a run of this file
+ * once left `.ses` and `mat-debug-<pid>.log` in the run's TMPDIR, from a process not found.
+ */
+const ownTmp = () => {
+  const dir = join(work, 'tmp');
+  mkdirSync(dir, { recursive: true });
+  return dir;
+};
 const tarballOf = (r: { stdout: string }) => r.stdout.trim().split('\n').at(-1)!.split(' ')[0];
 
 beforeAll(async () => {
@@ -96,7 +105,7 @@ describe('install.sh over an installed release', () => {
       }),
     );
     mkdirSync(join(root, 'run/modeld'), { recursive: true });
-    const start = (): ProcessTree => spawnTree(join(root, 'opt/modeld/bin/modeld'), ['--config', config, 'run'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, MODELD_CONFIG: '' } });
+    const start = (): ProcessTree => spawnTree(join(root, 'opt/modeld/bin/modeld'), ['--config', config, 'run'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, TMPDIR: ownTmp(), MODELD_CONFIG: '' } });
     const infer = async () => {
       const res = await fetch(`http://127.0.0.1:${gatewayPort}/v2/models/linear/infer`, {
         method: 'POST',
