@@ -28,7 +28,8 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const which = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).stdout.trim();
+const has = (cmd: string) => which(cmd) !== '';
 
 function unavailable(needs: string[]): string | undefined {
   const why = [...needs.filter((c) => !has(c)).map((c) => `${c} is missing`), ...(process.getuid?.() === 0 ? [] : ['not root (chroot)'])];
@@ -112,7 +113,8 @@ describe('the controller image', () => {
     // The entrypoint in a chroot of the unpacked filesystem, as the image's user, its env only.
     const [uid, gid] = config.config.User.split(':');
     const inImage = (args: string[]) => ['--userspec', `${uid}:${gid}`, rootfs, ...config.config.Entrypoint, ...args];
-    const help = spawnSync('chroot', inImage(['--help']), { encoding: 'utf8', env: imageEnv(config), timeout: 60_000 });
+    const chroot = which('chroot'); // on this machine's PATH, not the image's
+    const help = spawnSync(chroot, inImage(['--help']), { encoding: 'utf8', env: imageEnv(config), timeout: 60_000 });
     expect(help.stderr).toBe('');
     expect(help.status).toBe(0);
     expect(help.stdout).toMatch(/^Usage: modeld-controller/);
@@ -126,7 +128,7 @@ describe('the controller image', () => {
       api.writeKubeconfig(join(rootfs, 'run/test/kubeconfig'));
       spawnSync('chmod', ['-R', 'a+rX', join(rootfs, 'run')]);
       const metricsPort = await freePort();
-      const controller = spawnTree('chroot', inImage(['--kubeconfig', '/run/test/kubeconfig', '--transport', 'mqtt', '--broker-url', broker.url, '--metrics-port', String(metricsPort), '--no-leader-elect']), {
+      const controller = spawnTree(chroot, inImage(['--kubeconfig', '/run/test/kubeconfig', '--transport', 'mqtt', '--broker-url', broker.url, '--metrics-port', String(metricsPort), '--no-leader-elect']), {
         stdio: ['ignore', 'ignore', 'pipe'],
         env: imageEnv(config),
       });
@@ -157,7 +159,8 @@ describe('the controller image', () => {
     const { config, rootfs } = unpack(build('arm64'), join(work, 'arm64'));
     expect(config).toMatchObject({ architecture: 'arm64', os: 'linux', config: { User: '65532:65532', Entrypoint: dockerfileConfig().entrypoint } });
     const [nodeBin, main] = config.config.Entrypoint;
-    const help = spawnSync('qemu-aarch64-static', ['-L', rootfs, join(rootfs, nodeBin), main, '--help'], { encoding: 'utf8', env: imageEnv(config), timeout: 5 * MINUTES });
+    // The image's paths, under the unpacked root (qemu's -L serves the loader and libraries from it).
+    const help = spawnSync(which('qemu-aarch64-static'), ['-L', rootfs, join(rootfs, nodeBin), join(rootfs, main), '--help'], { encoding: 'utf8', env: imageEnv(config), timeout: 5 * MINUTES });
     expect(help.stderr).toBe('');
     expect(help.status).toBe(0);
     expect(help.stdout).toMatch(/^Usage: modeld-controller/);
