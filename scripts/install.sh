@@ -7,9 +7,17 @@
 #   --prefix DIR   install directory (default /opt/modeld)
 #   --root DIR     install under DIR instead of / (images, tests): no user is created and
 #                  systemctl is not run
-#   --node PATH    the node binary the service runs (default: `command -v node`; must be >= 20.11)
+#   --node PATH    the node binary the service runs: Node.js >= 24.11 < 25 with the release's Node
+#                  ABI (default: the release's own node/bin/node on x64 and arm64, else
+#                  `command -v node`)
 #   --no-start     enable the service but do not (re)start it
 #   --force        install even if the tarball's arch differs from this machine's
+#
+# Refused with a reason: a tarball whose files differ from its SHA256SUMS, for another arch, whose
+# native parts need a newer glibc than this machine's (RELEASE glibc_floor), a node of another ABI
+# or version, and a downgrade (an older version over the installed one: its agent may not read the
+# state the newer one migrated; --uninstall first to go back on purpose). An upgrade keeps
+# /var/lib/modeld and /etc/modeld; the new agent migrates the state forward when it starts.
 #   --uninstall    stop and remove the service, the install directory and /usr/local/bin/modeld;
 #                  keeps /var/lib/modeld (models, store) and /etc/modeld
 #   --purge        with --uninstall: also remove /var/lib/modeld, /etc/modeld and the modeld user
@@ -97,8 +105,20 @@ tar -xzf "$tarball" -C "$work" || die "$tarball is not a gzip tar archive"
 top=("$work"/modeld-*)
 [[ ${#top[@]} == 1 && -f "${top[0]}/RELEASE" && -f "${top[0]}/dist/agent/cli/index.js" ]] || die "$tarball is not a modeld release (no modeld-*/RELEASE)"
 src="${top[0]}"
-release_arch="$(sed -n 's/^arch=//p' "$src/RELEASE")"
-release_version="$(sed -n 's/^version=//p' "$src/RELEASE")"
+field() { sed -n "s/^$1=//p" "$src/RELEASE"; }
+release_arch="$(field arch)"
+release_version="$(field version)"
+release_abi="$(field node_abi)"
+release_node="$(field node)"
+glibc_floor="$(field glibc_floor)"
+
+# Every file as built (releases before SHA256SUMS have none to check).
+if [[ -f "$src/SHA256SUMS" ]]; then
+  [[ "$(sha256sum "$src/SHA256SUMS" | cut -d' ' -f1)" == "$(field sha256sums)" ]] || die "$tarball is damaged: its SHA256SUMS does not match RELEASE"
+  bad="$(cd "$src" && sha256sum --check --quiet --strict SHA256SUMS 2>/dev/null | sed -n 's/: FAILED.*//p' | head -n3 | tr '\n' ' ')" || true
+  [[ -z "$bad" ]] || die "$tarball is damaged: ${bad}differ from its SHA256SUMS"
+  (cd "$src" && sha256sum --check --quiet --strict SHA256SUMS >/dev/null 2>&1) || die "$tarball is damaged: its SHA256SUMS does not check (missing files or malformed lines)"
+fi
 case "$(uname -m)" in
   x86_64) machine=x64 ;; aarch64|arm64) machine=arm64 ;; armv7l|armv7*|armv8l) machine=armv7 ;; *) machine="$(uname -m)" ;;
 esac
@@ -107,14 +127,45 @@ if [[ "$release_arch" != "$machine" ]]; then
   say "warning: installing a $release_arch release on $machine (--force)"
 fi
 
-# Node: >=24.11 <25 (package.json engines; Node 20 is end-of-life).
-[[ -n "$node_bin" ]] || node_bin="$(command -v node || true)"
-[[ -n "$node_bin" && -x "$node_bin" ]] || die "node not found: install Node.js 24 LTS (nodejs.org, NodeSource, or the npm package node-linux-<arch>) or pass --node PATH"
-node_version="$("$node_bin" -p 'process.versions.node' 2>/dev/null)" || die "$node_bin does not run"
-IFS=. read -r nmaj nmin _ <<<"$node_version"
-if ((nmaj < 24 || (nmaj == 24 && nmin < 11))); then die "node $node_version at $node_bin is too old: modeld needs Node.js 24 LTS (>= 24.11 < 25)"; fi
-if ((nmaj > 24)); then die "node $node_version at $node_bin is newer than modeld supports: it needs Node.js 24 LTS (>= 24.11 < 25)"; fi
-node_bin="$(readlink -f "$node_bin")"
+# glibc: the native parts (better-sqlite3 cross-built on glibc 2.34+, onnxruntime, node) need
+# at least RELEASE's glibc_floor.
+if [[ -n "$glibc_floor" ]]; then
+  have_glibc="$(getconf GNU_LIBC_VERSION 2>/dev/null | sed -n 's/^glibc //p')"
+  [[ -n "$have_glibc" ]] || die "this machine has no glibc (musl?): modeld's native parts need glibc >= $glibc_floor"
+  if [[ "$(printf '%s\n%s\n' "$glibc_floor" "$have_glibc" | sort -V | head -n1)" != "$glibc_floor" ]]; then
+    die "this machine has glibc $have_glibc; this release's native parts need glibc >= $glibc_floor (Debian 12+, Ubuntu 22.04+, Raspberry Pi OS bookworm+, JetPack 6+)"
+  fi
+fi
+
+# Downgrade: an older version over the installed one is refused.
+if [[ -f "$dest/RELEASE" ]]; then
+  installed_version="$(sed -n 's/^version=//p' "$dest/RELEASE")"
+  if [[ -n "$installed_version" && "$installed_version" != "$release_version" && "$(printf '%s\n%s\n' "$installed_version" "$release_version" | sort -V | head -n1)" == "$release_version" ]]; then
+    die "refusing to downgrade modeld $installed_version to $release_version: the older agent may not read the state $installed_version migrated (to go back on purpose: install.sh --uninstall, then install)"
+  fi
+fi
+
+# Node: >=24.11 <25 (package.json engines; Node 20 is end-of-life) and the ABI the native parts
+# were built for. x64/arm64 releases bring their own (node/bin/node); --node replaces it.
+bundled=0
+[[ "$release_node" == bundled* && -z "$node_bin" ]] && bundled=1
+if ((bundled)) && [[ "$release_arch" != "$machine" ]]; then
+  node_version="${release_node#bundled }"
+  say "bundled node $node_version for $release_arch not run here (this machine is $machine)"
+else
+  if ((bundled)); then node_bin="$src/node/bin/node"; fi
+  [[ -n "$node_bin" ]] || node_bin="$(command -v node || true)"
+  [[ -n "$node_bin" && -x "$node_bin" ]] || die "node not found: install Node.js 24 LTS (>= 24.11; e.g. Debian's nodejs from trixie-backports/forky, or nodejs.org's) or pass --node PATH"
+  node_facts="$("$node_bin" -p 'process.versions.node + " " + process.versions.modules' 2>/dev/null)" || die "$node_bin does not run on this machine"
+  read -r node_version node_abi <<<"$node_facts"
+  IFS=. read -r nmaj nmin _ <<<"$node_version"
+  if ((nmaj < 24 || (nmaj == 24 && nmin < 11))); then die "node $node_version at $node_bin is too old: modeld needs Node.js 24 LTS (>= 24.11 < 25)"; fi
+  if ((nmaj > 24)); then die "node $node_version at $node_bin is newer than modeld supports: it needs Node.js 24 LTS (>= 24.11 < 25)"; fi
+  if [[ -n "$release_abi" && "$node_abi" != "$release_abi" ]]; then
+    die "node $node_version at $node_bin has Node ABI $node_abi; this release's native parts are built for ABI $release_abi"
+  fi
+  ((bundled)) || node_bin="$(readlink -f "$node_bin")"
+fi
 
 # The user the service runs as.
 if ((on_system)); then
@@ -130,7 +181,11 @@ fi
 mkdir -p "$(dirname "$dest")"
 rm -rf "$dest.new" "$dest.old"
 cp -a "$src" "$dest.new"
-sed -i "s#^NODE=.*#NODE=\"\${MODELD_NODE:-$node_bin}\"#" "$dest.new/bin/modeld"
+if ((bundled)); then
+  node_bin="$dest/node/bin/node"
+else
+  sed -i "s#^NODE=.*#NODE=\"\${MODELD_NODE:-$node_bin}\"#" "$dest.new/bin/modeld"
+fi
 chmod 755 "$dest.new/bin/modeld"
 [[ -e "$dest" ]] && mv "$dest" "$dest.old"
 mv "$dest.new" "$dest"

@@ -8,10 +8,16 @@
 #   tinyproxy          a real forward proxy for the HTTP_PROXY / HTTPS_PROXY download tests
 #   prometheus         promtool check metrics: /metrics follows Prometheus's naming conventions
 #   zsh                the zsh completion script is run in a real zsh
+#   qemu-user-static   boots the arm64 and armv7 releases (test/agent/release-smoke.test.ts)
+#   g++-aarch64-linux-gnu, g++-arm-linux-gnueabihf
+#                      cross-compile better-sqlite3 for those releases (scripts/build-release.sh)
+#   umoci              builds the controller's OCI image without a daemon (scripts/build-image.sh)
 set -euo pipefail
-declare -A provides=([mosquitto]=mosquitto [mosquitto_pub]=mosquitto-clients [python3]=python3 [systemd-analyze]=systemd [tinyproxy]=tinyproxy [promtool]=prometheus [zsh]=zsh)
+declare -A provides=([mosquitto]=mosquitto [mosquitto_pub]=mosquitto-clients [python3]=python3 [systemd-analyze]=systemd
+  [tinyproxy]=tinyproxy [promtool]=prometheus [zsh]=zsh
+  [qemu-aarch64-static]=qemu-user-static [aarch64-linux-gnu-g++]=g++-aarch64-linux-gnu [arm-linux-gnueabihf-g++]=g++-arm-linux-gnueabihf [umoci]=umoci)
 missing=()
-for cmd in mosquitto mosquitto_pub python3 systemd-analyze tinyproxy promtool zsh; do
+for cmd in mosquitto mosquitto_pub python3 systemd-analyze tinyproxy promtool zsh qemu-aarch64-static aarch64-linux-gnu-g++ arm-linux-gnueabihf-g++ umoci; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${provides[$cmd]}")
 done
 ((${#missing[@]} == 0)) && exit 0

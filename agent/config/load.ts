@@ -8,6 +8,8 @@ import { ConfigSchema, type Config } from './schema.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/modeld/config.yaml';
 const ENV_PREFIX = 'MODELD_';
+/** MODELD_ variables that are not overrides: the config file's path, and the node binary bin/modeld runs. */
+const NOT_OVERRIDES = new Set(['MODELD_CONFIG', 'MODELD_NODE']);
 
 type Tree = Record<string, unknown>;
 
@@ -15,12 +17,12 @@ type Tree = Record<string, unknown>;
  * Environment overrides: `MODELD_` then the key path, `__` between levels, `_` inside a key
  * becoming camelCase: MODELD_BROKER__URL=... sets broker.url, MODELD_STATE_DIR sets stateDir,
  * MODELD_LIMITS__MESSAGE_BYTES sets limits.messageBytes. Values are read as YAML scalars, so
- * numbers, booleans and [lists] work.
+ * numbers, booleans and [lists] work. MODELD_CONFIG and MODELD_NODE are not overrides.
  */
 export function envOverrides(env: NodeJS.ProcessEnv): Tree {
   const out: Tree = {};
   for (const [key, raw] of Object.entries(env)) {
-    if (!key.startsWith(ENV_PREFIX) || raw === undefined || key === 'MODELD_CONFIG') continue;
+    if (!key.startsWith(ENV_PREFIX) || raw === undefined || NOT_OVERRIDES.has(key)) continue;
     const path = key
       .slice(ENV_PREFIX.length)
       .split('__')

@@ -1,4 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -11,8 +12,8 @@ import { WAIT_MS, waitFor } from '../helpers/wait.js';
 
 // scripts/build-release.sh and scripts/install.sh against a scratch root folder (--root): the
 // tarball's contents, the installed layout, the packed daemon actually starting (READY) from the
-// scratch root, upgrade, uninstall, purge, and refusals. Not tried here: a real ARM board, a real
-// systemd boot (useradd, systemctl), and an arm64 tarball (needs better-sqlite3 built for arm64).
+// scratch root, upgrade, uninstall, purge, and refusals. Not tried here: a real systemd boot
+// (useradd, systemctl). The arm64 and armv7 tarballs are booted under qemu in release-smoke.test.ts.
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const INSTALL = join(ROOT, 'scripts/install.sh');
@@ -21,19 +22,40 @@ const arch = process.arch === 'arm' ? 'armv7' : process.arch;
 let work: string;
 let tarball: string;
 
-function sh(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...opts.env }, timeout: 300_000 });
+function sh(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...opts.env }, timeout: opts.timeoutMs ?? 300_000, killSignal: 'SIGKILL' });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 const install = (...args: string[]) => sh(INSTALL, args);
+/**
+ * The release without node_modules/ and node/ (install.sh's checks do not need them, and a full
+ * tarball takes a minute to unpack and pack on a loaded machine), changed by `edit` before its
+ * SHA256SUMS are made again and by `damage` after; installed with `--node` (this Node 24).
+ */
+function miniRelease(edit: (top: string) => void = () => {}, damage: (top: string) => void = () => {}): string {
+  const dir = mkdtempSync(join(work, 'mini-'));
+  execFileSync('tar', ['-xzf', tarball, '-C', dir, '--exclude', `modeld-${version}/node_modules`, '--exclude', `modeld-${version}/node`]);
+  const top = join(dir, `modeld-${version}`);
+  edit(top);
+  const sums = execFileSync('sh', ['-c', "find . -type f ! -name RELEASE ! -name SHA256SUMS -printf '%P\\n' | LC_ALL=C sort | xargs -d '\\n' sha256sum"], { cwd: top, encoding: 'utf8' });
+  writeFileSync(join(top, 'SHA256SUMS'), sums);
+  const rel = join(top, 'RELEASE');
+  writeFileSync(rel, readFileSync(rel, 'utf8').replace(/^sha256sums=.*$/m, `sha256sums=${createHash('sha256').update(sums).digest('hex')}`));
+  damage(top);
+  const out = `${dir}.tar.gz`;
+  execFileSync('tar', ['-czf', out, '-C', dir, `modeld-${version}`]);
+  rmSync(dir, { recursive: true, force: true });
+  return out;
+}
+const setField = (top: string, key: string, value: string) => writeFileSync(join(top, 'RELEASE'), readFileSync(join(top, 'RELEASE'), 'utf8').replace(new RegExp(`^${key}=.*$`, 'm'), `${key}=${value}`));
 const freshRoot = () => mkdtempSync(join(work, 'root-'));
 
 beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), 'modeld-install-'));
-  const r = sh(join(ROOT, 'scripts/build-release.sh'), ['--out', join(work, 'out')]);
+  const r = sh(join(ROOT, 'scripts/build-release.sh'), ['--out', join(work, 'out')], { timeoutMs: 900_000 });
   if (r.code !== 0) throw new Error(`build-release failed: ${r.stderr}`);
   tarball = join(work, 'out', `modeld-${version}-linux-${arch}.tar.gz`);
-}, 600_000);
+}, 900_000);
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('the release tarball', () => {
@@ -41,12 +63,16 @@ describe('the release tarball', () => {
     const list = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 }).split('\n');
     const top = `modeld-${version}/`;
     expect(list.every((p) => p === '' || p.startsWith(top))).toBe(true);
-    for (const f of ['dist/agent/cli/index.js', 'dist/agent/runtime/onnx-server.js', 'dist/shared/index.js', 'bin/modeld', 'RELEASE', 'package.json', 'systemd/modeld.service', 'systemd/modeld-host.service', 'dist/agent/host/main.js', 'systemd/config.example.yaml', 'scripts/install.sh', 'docs/operations.md', 'node_modules/better-sqlite3/build/Release/better_sqlite3.node', 'node_modules/mqtt/package.json', 'node_modules/prom-client/package.json']) {
+    for (const f of ['dist/agent/cli/index.js', 'dist/agent/runtime/onnx-server.js', 'dist/shared/index.js', 'bin/modeld', 'RELEASE', 'SHA256SUMS', 'node/bin/node', 'package.json', 'systemd/modeld.service', 'systemd/modeld-host.service', 'dist/agent/host/main.js', 'systemd/config.example.yaml', 'scripts/install.sh', 'docs/operations.md', 'node_modules/better-sqlite3/build/Release/better_sqlite3.node', 'node_modules/mqtt/package.json', 'node_modules/prom-client/package.json']) {
       expect(list, f).toContain(top + f);
     }
     const has = (prefix: string) => list.some((p) => p.startsWith(top + prefix));
     // No dev dependencies, no controller-only ones, no tests or controller code.
     for (const p of ['node_modules/vitest/', 'node_modules/typescript/', 'node_modules/tsx/', 'node_modules/aedes/', 'node_modules/@kubernetes/', 'dist/test/', 'dist/controller/', 'dist/scripts/']) expect(has(p), p).toBe(false);
+    // Install-time only packages, type declarations, and build leftovers: none.
+    for (const p of ['node_modules/prebuild-install/', 'node_modules/adm-zip/', 'node_modules/global-agent/', 'node_modules/@types/', 'node_modules/better-sqlite3/src/', 'node_modules/better-sqlite3/deps/', 'node_modules/better-sqlite3/build/Release/obj']) expect(has(p), p).toBe(false);
+    expect(list.filter((p) => /\.(a|o|obj|pdb|lib)$/.test(p) || p.endsWith('test_extension.node'))).toEqual([]);
+    expect(list.filter((p) => p.includes('better-sqlite3/build/') && !p.endsWith('/'))).toEqual([top + 'node_modules/better-sqlite3/build/Release/better_sqlite3.node']);
     // onnxruntime for this arch only.
     const ort = list.filter((p) => p.includes('onnxruntime-node/bin/napi-v6/') && p.endsWith('.node'));
     expect(ort.length).toBeGreaterThan(0);
@@ -56,6 +82,21 @@ describe('the release tarball', () => {
     expect(web.sort()).toEqual(['dist/ort-wasm-simd-threaded.mjs', 'dist/ort-wasm-simd-threaded.wasm', 'dist/ort.node.min.mjs', 'package.json']);
     for (const p of ['node_modules/protobufjs/', 'node_modules/flatbuffers/', 'node_modules/guid-typescript/']) expect(has(p), p).toBe(false);
     expect(has('node_modules/onnxruntime-common/package.json')).toBe(true);
+  });
+
+  it('RELEASE records arch, Node ABI, the bundled Node, versions, the glibc floor and the checksums', () => {
+    const dir = mkdtempSync(join(work, 'rel-'));
+    execFileSync('tar', ['-xzf', tarball, '-C', dir]);
+    const top = join(dir, `modeld-${version}`);
+    const rel = Object.fromEntries(readFileSync(join(top, 'RELEASE'), 'utf8').trim().split('\n').map((l) => l.split(/=(.*)/s).slice(0, 2)));
+    const bundled = spawnSync(join(top, 'node/bin/node'), ['-p', 'process.versions.node + " " + process.versions.modules'], { encoding: 'utf8' }).stdout.trim().split(' ');
+    expect(rel).toMatchObject({ version, arch, node_abi: bundled[1], node: `bundled ${bundled[0]}`, better_sqlite3: expect.stringMatching(/^\d+\.\d+\.\d+$/), onnxruntime_node: expect.stringMatching(/^\d+\.\d+\.\d+$/) });
+    expect(bundled[0]).toMatch(/^24\./);
+    expect(rel.glibc_floor).toMatch(/^2\.\d+$/);
+    const sums = readFileSync(join(top, 'SHA256SUMS'), 'utf8');
+    expect(rel.sha256sums).toBe(createHash('sha256').update(sums).digest('hex'));
+    expect(sums).toMatch(/^[0-9a-f]{64} {2}node_modules\/better-sqlite3\/build\/Release\/better_sqlite3\.node$/m);
+    expect(spawnSync('sha256sum', ['--check', '--quiet', '--strict', 'SHA256SUMS'], { cwd: top }).status).toBe(0);
   });
 });
 
@@ -90,6 +131,11 @@ describe('install.sh --root', () => {
     });
     const onnx = (JSON.parse(wasm.stdout).checks as Array<{ name: string; status: string; message: string }>).find((c) => c.name === 'runtime:onnx (built in)');
     expect(onnx, wasm.stdout + wasm.stderr).toMatchObject({ status: 'ok', message: expect.stringMatching(/onnxruntime-web \S+ WASM backend serves .*a probe model answered/) });
+    // MODELD_NODE picks the node the launcher runs, and is not mistaken for a config key.
+    const viaEnv = sh(link, ['--config', join(root, 'etc/modeld/config.yaml'), 'doctor', '--json', '--timeout', '500'], { env: { MODELD_NODE: join(root, 'opt/modeld/node/bin/node'), MODELD_STATE_DIR: join(root, 'var/lib/modeld'), MODELD_GATEWAY__PORT: '0', MODELD_ADMIN__METRICS_PORT: '0' } });
+    expect((JSON.parse(viaEnv.stdout).checks as Array<{ name: string; status: string }>).find((c) => c.name === 'config')?.status).toBe('ok');
+    const bogus = sh(link, ['--help'], { env: { MODELD_NODE: join(work, 'no-such-node') } });
+    expect(bogus.code).not.toBe(0);
   });
 
   it('the installed unit passes systemd-analyze verify with the installed launcher', (ctx) => {
@@ -193,20 +239,38 @@ describe('install.sh --root', () => {
     expect(install('--root', root, '--bogus').code).toBe(2);
 
     // A release for another arch: refused unless --force.
-    const other = mkdtempSync(join(work, 'other-'));
-    execFileSync('tar', ['-xzf', tarball, '-C', other]);
-    const rel = join(other, `modeld-${version}/RELEASE`);
-    writeFileSync(rel, readFileSync(rel, 'utf8').replace(/^arch=.*$/m, 'arch=mips'));
-    const otherTar = join(work, 'other.tar.gz');
-    execFileSync('tar', ['-czf', otherTar, '-C', other, `modeld-${version}`]);
-    expect(install('--root', root, otherTar)).toMatchObject({ code: 1, stderr: expect.stringMatching(/tarball is for mips, this machine is/) });
-    expect(install('--root', root, '--force', otherTar).code).toBe(0);
+    const node = ['--node', process.execPath];
+    const otherTar = miniRelease((t) => setField(t, 'arch', 'mips'));
+    expect(install('--root', root, ...node, otherTar)).toMatchObject({ code: 1, stderr: expect.stringMatching(/tarball is for mips, this machine is/) });
+    expect(install('--root', root, ...node, '--force', otherTar).code).toBe(0);
 
-    // Node too old.
+    // Node of another ABI (a Node 24 build for other native parts), and too old.
+    const mini = miniRelease();
+    const abiNode = join(work, 'node-abi');
+    writeFileSync(abiNode, '#!/bin/sh\necho 24.12.0 999\n');
+    chmodSync(abiNode, 0o755);
+    expect(install('--root', freshRoot(), '--node', abiNode, mini)).toMatchObject({ code: 1, stderr: expect.stringMatching(/has Node ABI 999; this release's native parts are built for ABI \d+/) });
     const fakeNode = join(work, 'node18');
     writeFileSync(fakeNode, '#!/bin/sh\necho 18.19.0\n');
     chmodSync(fakeNode, 0o755);
-    expect(install('--root', freshRoot(), '--node', fakeNode, tarball)).toMatchObject({ code: 1, stderr: expect.stringMatching(/node 18\.19\.0 .* too old/) });
+    expect(install('--root', freshRoot(), '--node', fakeNode, mini)).toMatchObject({ code: 1, stderr: expect.stringMatching(/node 18\.19\.0 .* too old/) });
+    // A release whose native parts need a newer glibc than this machine's.
+    const glibc = miniRelease((t) => setField(t, 'glibc_floor', '9.99'));
+    expect(install('--root', freshRoot(), ...node, glibc)).toMatchObject({ code: 1, stderr: expect.stringMatching(/this machine has glibc 2\.\d+; this release's native parts need glibc >= 9\.99/) });
+    // A damaged tarball: a file changed after the build; SHA256SUMS itself changed.
+    const damaged = miniRelease(undefined, (t) => writeFileSync(join(t, 'dist/agent/cli/index.js'), 'tampered'));
+    expect(install('--root', freshRoot(), ...node, damaged)).toMatchObject({ code: 1, stderr: expect.stringMatching(/is damaged: dist\/agent\/cli\/index\.js differ from its SHA256SUMS/) });
+    const forged = miniRelease(undefined, (t) => writeFileSync(join(t, 'SHA256SUMS'), ''));
+    expect(install('--root', freshRoot(), ...node, forged)).toMatchObject({ code: 1, stderr: expect.stringMatching(/is damaged: its SHA256SUMS does not match RELEASE/) });
+    // A downgrade over an installed release: refused, the installed one left as it was.
+    const upgraded = freshRoot();
+    expect(install('--root', upgraded, ...node, mini).code).toBe(0);
+    const older = miniRelease((t) => setField(t, 'version', '0.0.1'));
+    expect(install('--root', upgraded, ...node, older)).toMatchObject({ code: 1, stderr: expect.stringMatching(new RegExp(`refusing to downgrade modeld ${version.replace(/\./g, '\\.')} to 0\\.0\\.1`)) });
+    expect(readFileSync(join(upgraded, 'opt/modeld/RELEASE'), 'utf8')).toMatch(new RegExp(`^version=${version}$`, 'm'));
+    // The same version again, and a newer one, are not downgrades.
+    expect(install('--root', upgraded, ...node, mini).code).toBe(0);
+    expect(install('--root', upgraded, ...node, miniRelease((t) => setField(t, 'version', '99.0.0'))).code).toBe(0);
     // Nothing was installed by the refusals into a fresh root.
     const clean = freshRoot();
     install('--root', clean, junk);

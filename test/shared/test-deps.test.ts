@@ -30,7 +30,7 @@ describe('scripts/test-deps.sh', () => {
     standIn('id', 'echo 1000');
     const r = run();
     expect(r.status).toBe(1);
-    expect(r.stderr).toContain('sudo apt-get install -y --no-install-recommends mosquitto mosquitto-clients python3 systemd tinyproxy prometheus zsh');
+    expect(r.stderr).toContain('sudo apt-get install -y --no-install-recommends mosquitto mosquitto-clients python3 systemd tinyproxy prometheus zsh qemu-user-static g++-aarch64-linux-gnu g++-arm-linux-gnueabihf umoci');
   });
 
   it('as root, installs just what is missing from Debian', () => {
@@ -39,12 +39,12 @@ describe('scripts/test-deps.sh', () => {
     standIn('mosquitto', 'exit 0'); // present: not asked for
     const r = run();
     expect(r.status, r.stderr).toBe(0);
-    expect(readFileSync(join(bin, 'apt.log'), 'utf8').trim().split('\n')).toEqual(['update -qq', 'install -y -qq --no-install-recommends mosquitto-clients python3 systemd tinyproxy prometheus zsh']);
+    expect(readFileSync(join(bin, 'apt.log'), 'utf8').trim().split('\n')).toEqual(['update -qq', 'install -y -qq --no-install-recommends mosquitto-clients python3 systemd tinyproxy prometheus zsh qemu-user-static g++-aarch64-linux-gnu g++-arm-linux-gnueabihf umoci']);
   });
 
   it('with everything there, does nothing', () => {
     standIn('id', 'echo 1000');
-    for (const t of ['mosquitto', 'mosquitto_pub', 'python3', 'systemd-analyze', 'tinyproxy', 'promtool', 'zsh']) standIn(t, 'exit 0');
+    for (const t of ['mosquitto', 'mosquitto_pub', 'python3', 'systemd-analyze', 'tinyproxy', 'promtool', 'zsh', 'qemu-aarch64-static', 'aarch64-linux-gnu-g++', 'arm-linux-gnueabihf-g++', 'umoci']) standIn(t, 'exit 0');
     expect(run()).toMatchObject({ status: 0, stderr: '' });
   });
 });
