@@ -116,6 +116,9 @@ export function openDatabase(path: string): DB {
   return db;
 }
 
+/** The user_version of a database with every migration applied. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
 /** Applies the migrations not applied yet, up to `to` (default: all; tests build old databases with it). */
 export function migrate(db: DB, opts: { to?: number } = {}): void {
   const current = db.pragma('user_version', { simple: true }) as number;

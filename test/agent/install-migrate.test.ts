@@ -9,6 +9,7 @@ import { migrateLegacyTrees } from '../../agent/install/migrate-layout.js';
 import { silentLogger } from '../../agent/log.js';
 import { statePaths } from '../../agent/paths.js';
 import { recoverState } from '../../agent/reconcile/recover.js';
+import { SCHEMA_VERSION } from '../../agent/store/db.js';
 import { openStore } from '../../agent/store/index.js';
 import type { StatusReport } from '../../agent/admin/status-view.js';
 import type { VerifyReport } from '../../agent/admin/verify.js';
@@ -115,7 +116,8 @@ describe('moving to digest-keyed trees', () => {
     await legacy();
     const store = openStore(join(stateDir(), 'state.db'));
     try {
-      expect(store.db.pragma('user_version', { simple: true })).toBe(2);
+      // Migrated from 1 up to the newest (2 keyed the trees by digest; later ones come on top).
+      expect(store.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
       expect(store.versions.listFor('default', 'lin').map((v) => [v.version, v.sha256])).toEqual([['1', v1.sha256], ['2', v2.sha256]]);
       expect(store.models.get('default', 'lin')).toMatchObject({ servingVersion: '2', servingSha256: v2.sha256, previousVersion: '1', previousSha256: v1.sha256, gcDue: false });
       // Two builds of one version are two rows now.

@@ -6,7 +6,7 @@ import { buildProgram } from '../../controller/main.js';
 import { DEFAULTS, OptionError, checkOptions, type CliOptions } from '../../controller/options.js';
 import { mqttTransport } from '../../controller/transport/mqtt.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
-import { waitFor } from '../helpers/wait.js';
+import { WAIT_MS, waitFor } from '../helpers/wait.js';
 
 const sink = () => {
   const lines: string[] = [];
@@ -51,12 +51,12 @@ describe('controller options and logs', () => {
       await broker.stop();
       const records = () => lines.map((l) => JSON.parse(l));
       // Reconnects are a second apart: wait for a few failed ones.
-      await waitFor(() => records().filter((r) => r.level === 20 && /broker error/.test(r.msg)).length >= 2, 20_000, 'several failed reconnects');
+      await waitFor(() => records().filter((r) => r.level === 20 && /broker error/.test(r.msg)).length >= 2, WAIT_MS, 'several failed reconnects');
       expect(records().filter((r) => r.level === 40).length).toBe(1);
       await broker.start();
-      await waitFor(() => t.connected(), 20_000, 'reconnected');
+      await waitFor(() => t.connected(), WAIT_MS, 'reconnected');
       await broker.stop();
-      await waitFor(() => records().filter((r) => r.level === 40).length === 2, 20_000, 'a second outage warned once more');
+      await waitFor(() => records().filter((r) => r.level === 40).length === 2, WAIT_MS, 'a second outage warned once more');
     } finally {
       await t.stop();
       await broker.close();
