@@ -11,7 +11,8 @@ import type { StatePaths } from '../paths.js';
 import { Gateway, type RequestLabels } from '../runtime/gateway.js';
 import { validateTarget } from '../runtime/runtime-plan.js';
 import { startHangWatchdog, type HangWatchdog } from './hang-watchdog.js';
-import { hostHangFile, hostRoutesFile, routeKey, type HostState, type RouteEvent, type RouteRequest, type RouteSpec, type RouteState } from './protocol.js';
+import { LoadRecord, sameLoad } from './load-record.js';
+import { hostHangFile, hostLoadingFile, hostRoutesFile, routeKey, type DiedLoading, type HostState, type RouteEvent, type RouteRequest, type RouteSpec, type RouteState } from './protocol.js';
 import { ProxyRoute } from './proxy-route.js';
 import { defaultLoad, loadWarm, SessionRoute, warmupBody, type LoadModel, type Session } from './session-route.js';
 
@@ -54,6 +55,9 @@ export class RuntimeHost {
   private persisting: Promise<void> = Promise.resolve();
   private watchdog: HangWatchdog | undefined;
   private lastHang: HostState['lastHang'];
+  private readonly loadRecord: LoadRecord;
+  /** Versions a host died while loading: not restored until the agent asks (load-record.ts). */
+  private diedLoading: DiedLoading[] = [];
   private probeLoop: Promise<void> | undefined;
   private readonly requests: Counter<'namespace' | 'name' | 'model' | 'code'>;
   private readonly latency: Histogram<'namespace' | 'name' | 'model'>;
@@ -61,6 +65,7 @@ export class RuntimeHost {
 
   constructor(private readonly d: HostDeps) {
     this.load = d.load ?? defaultLoad;
+    this.loadRecord = new LoadRecord(hostLoadingFile(d.paths.runDir));
     // Series names as the agent's /metrics had them (it appends the host's text to its own).
     this.requests = new Counter({ name: 'modeld_gateway_requests_total', help: 'Requests the node endpoint routed to a model, by HTTP status.', labelNames: ['namespace', 'name', 'model', 'code'] as const, registers: [this.registry] });
     this.latency = new Histogram({ name: 'modeld_gateway_request_duration_seconds', help: 'Node endpoint request time per model, until the response is sent.', labelNames: ['namespace', 'name', 'model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
@@ -96,17 +101,45 @@ export class RuntimeHost {
     mkdirSync(this.d.paths.runDir, { recursive: true });
     this.lastHang = readJson<HostState['lastHang'] & { phase?: string }>(hostHangFile(this.d.paths.runDir));
     if (this.lastHang) this.d.log.error(this.lastHang, 'the previous runtime host was blocked past serving.sessionHangMs and restarted');
-    const saved = readJson<{ routes?: RouteSpec[] }>(hostRoutesFile(this.d.paths.runDir))?.routes ?? [];
+    const table = readJson<{ routes?: RouteSpec[]; diedLoading?: DiedLoading[] }>(hostRoutesFile(this.d.paths.runDir));
+    const saved = table?.routes ?? [];
+    this.diedLoading = Array.isArray(table?.diedLoading) ? table.diedLoading : [];
+    this.noteDiedLoading();
     // Every saved route is in the table (answering 503, not ready) before the endpoint opens.
     for (const spec of saved) {
       const route = spec.kind === 'session' ? new SessionRoute(spec, this.d.config.gateway.maxBodyBytes, this.hooks) : new ProxyRoute(spec);
       this.routes.set(routeKey(spec.namespace, spec.name), route);
       this.gateway.setRoute(spec.modelName, route);
     }
+    // On disk before any load of this host overwrites the loading record.
+    await this.persist();
+    this.loadRecord.clear();
     await this.gateway.listen();
     this.watchdog = startHangWatchdog({ hangMs: this.d.config.serving.sessionHangMs, hangFile: hostHangFile(this.d.paths.runDir) });
     this.probeLoop = this.probeForever();
     void this.restore(saved);
+  }
+
+  /** The previous host died in the loads its record names: those versions are not restored. */
+  private noteDiedLoading() {
+    const prev = this.loadRecord.takePrevious();
+    if (!prev) return;
+    const hang = this.lastHang;
+    for (const l of prev.loads) {
+      const key = routeKey(l.namespace, l.name);
+      const hung = hang?.phase === 'load' && (hang.model === key || !!hang.models?.includes(key));
+      const message = hung
+        ? `loading it blocked the runtime host (pid ${prev.pid}) for ${hang.blockedMs} ms, past serving.sessionHangMs, and the host was restarted: not loaded again until the agent asks`
+        : `the runtime host (pid ${prev.pid}) crashed while loading it (a native crash in onnxruntime's load, or the process was killed): not loaded again until the agent asks`;
+      const died: DiedLoading = { ...l, pid: prev.pid, cause: hung ? 'hang' : 'crash', message };
+      this.diedLoading = [...this.diedLoading.filter((d) => !sameLoad(d, l)), died];
+      this.d.log.error({ model: key, version: l.version, pid: prev.pid, cause: died.cause }, 'the previous runtime host died while loading this version; it is not restored');
+    }
+  }
+
+  /** The model's route changed (or went): what a host died loading for it no longer matters. */
+  private forgetDiedLoading(key: string) {
+    this.diedLoading = this.diedLoading.filter((d) => routeKey(d.namespace, d.name) !== key);
   }
 
   async whenRestored(): Promise<void> {
@@ -114,7 +147,6 @@ export class RuntimeHost {
   }
 
   private async restore(saved: RouteSpec[]) {
-    const hang = this.lastHang as (HostState['lastHang'] & { phase?: string }) | undefined;
     try {
       for (const spec of saved) {
         const key = routeKey(spec.namespace, spec.name);
@@ -123,9 +155,9 @@ export class RuntimeHost {
         try {
           const route = this.routes.get(key);
           if (!(route instanceof SessionRoute) || route.spec !== spec || this.closed) continue;
-          if (hang?.model === key && hang.phase === 'load') {
-            route.error = `loading it blocked the previous host for ${hang.blockedMs} ms (past serving.sessionHangMs): not loaded again until the agent asks`;
-            this.d.log.error({ model: key, version: spec.version }, route.error);
+          const died = this.diedLoading.find((d) => sameLoad(d, spec));
+          if (died) {
+            route.error = died.message;
             continue;
           }
           try {
@@ -146,6 +178,7 @@ export class RuntimeHost {
 
   private async loadSession(spec: RouteSpec) {
     const key = routeKey(spec.namespace, spec.name);
+    this.loadRecord.begin(spec);
     this.watchdog?.begin(key, 'load');
     try {
       return await loadWarm(this.load, {
@@ -158,6 +191,7 @@ export class RuntimeHost {
       });
     } finally {
       this.watchdog?.end(key, 'load');
+      this.loadRecord.end(spec);
     }
   }
 
@@ -218,6 +252,7 @@ export class RuntimeHost {
     this.routes.set(key, next);
     this.gateway.setRoute(spec.modelName, next);
     if (cur && cur.modelName !== spec.modelName) this.gateway.removeRoute(cur.modelName, cur);
+    this.forgetDiedLoading(key);
     const saved = this.persist();
     log.info({ kind: spec.kind, replicas: spec.replicas, previous: cur?.version }, 'version serving');
     emit({ event: 'routed', switched: true });
@@ -245,8 +280,9 @@ export class RuntimeHost {
       if (cur) {
         this.routes.delete(key);
         this.gateway.removeRoute(cur.modelName, cur);
-        await this.persist();
       }
+      this.forgetDiedLoading(key);
+      await this.persist();
       emit({ event: 'routed', switched: !!cur });
       if (cur) emit({ event: 'drained', left: await this.retire(cur, drainTimeoutMs) });
       emit({ event: 'done', route: cur ? this.routeState(cur) : (undefined as never) });
@@ -262,6 +298,7 @@ export class RuntimeHost {
       endpoint: { bind: this.d.config.gateway.bind, port: this.gateway.port },
       routes: [...this.routes.values()].map((r) => this.routeState(r)),
       ...(this.lastHang ? { lastHang: this.lastHang } : {}),
+      ...(this.diedLoading.length ? { diedLoading: this.diedLoading } : {}),
     };
   }
 
@@ -286,6 +323,7 @@ export class RuntimeHost {
     await this.watchdog?.stop();
     for (const r of this.routes.values()) await this.release(r);
     this.routes.clear();
+    this.loadRecord.clear(); // a clean stop: no load under way
   }
 
   private async retire(route: Route, timeoutMs: number): Promise<number> {
@@ -312,9 +350,10 @@ export class RuntimeHost {
   /** Route table to disk (atomic), in order; a failed write is logged and the next one retries. */
   private persist(): Promise<void> {
     const routes = [...this.routes.values()].map((r) => ({ ...r.spec }));
+    const diedLoading = this.diedLoading;
     const file = hostRoutesFile(this.d.paths.runDir);
     this.persisting = this.persisting.then(() =>
-      writeFileAtomic(file, JSON.stringify({ version: 1, routes })).catch((err: Error) => this.d.log.error({ err: err.message, file }, 'cannot save the route table')),
+      writeFileAtomic(file, JSON.stringify({ version: 1, routes, ...(diedLoading.length ? { diedLoading } : {}) })).catch((err: Error) => this.d.log.error({ err: err.message, file }, 'cannot save the route table')),
     );
     return this.persisting;
   }
