@@ -44,7 +44,7 @@ function reasonCell(m: ModelStatusView): string {
 }
 
 export function renderStatus(r: StatusReport): string {
-  const header = ['MODEL', 'SOURCE', 'PHASE', 'SERVING', 'TARGET', 'READY', 'URL', 'REASON'];
+  const header = ['MODEL', 'SOURCE', 'PHASE', 'SERVING', 'TARGET', 'READY', 'BACKEND', 'URL', 'REASON'];
   const rows = r.models.map((m) => [
     `${m.namespace}/${m.name}`,
     dash(m.source),
@@ -52,6 +52,7 @@ export function renderStatus(r: StatusReport): string {
     m.heldVersion && m.heldVersion === m.servingVersion ? `${m.servingVersion} (held)` : dash(m.servingVersion),
     dash(m.targetVersion),
     r.daemon ? `${m.readyReplicas}/${m.replicas}` : `?/${m.replicas}`,
+    dash(m.backend), // native or wasm: a built-in model in the runtime host
     dash(m.url),
     reasonCell(m),
   ]);
