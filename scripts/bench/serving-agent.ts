@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,19 +6,21 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { silentLogger } from '../../agent/log.js';
 import { statePaths } from '../../agent/paths.js';
 import { HostClient } from '../../agent/runtime/host-client.js';
+import { stringify } from 'yaml';
 import type { ModelContent } from '../../shared/index.js';
-import { startAgentProcess, type AgentProcess } from '../../test/helpers/agent-process.js';
 import { connectCloud } from '../../test/helpers/cloud.js';
 import { makeModelArchive } from '../../test/helpers/models.js';
 import { startMosquitto } from '../../test/helpers/mosquitto.js';
 import { freePort } from '../../test/helpers/ports.js';
+import { spawnTree, type ProcessTree } from '../../test/helpers/process-tree.js';
 import { waitFor } from '../../test/helpers/wait.js';
 import { runLoad } from './loadgen.js';
 import { descendants, procMem, sumMem, toMiB, type ProcMem } from './proc-mem.js';
 import { median } from './stats.js';
 
-// The serving benchmark's real-agent part (issue 10): `modeld run` as a process (from source,
-// through tsx), a real mosquitto, 10 small models delivered the way the controller delivers them.
+// The serving benchmark's real-agent part (issue 10): `modeld run` as a process, compiled as in
+// the release (compiled.ts; it starts the runtime host from the same dist), a real mosquitto,
+// 10 small models delivered the way the controller delivers them.
 //  - memory with 10 models served: every serving process (the runtime host, and any runtime
 //    process of an instance) summed from smaps_rollup, and the agent's own;
 //  - failed requests through the node endpoint while the agent's whole process group is
@@ -52,7 +54,7 @@ function instancePids(runDir: string): number[] {
   }
 }
 
-export async function agentRun(log: (s: string) => void): Promise<AgentRunFigures> {
+export async function agentRun(dist: string, log: (s: string) => void): Promise<AgentRunFigures> {
   const work = mkdtempSync(join(tmpdir(), 'modeld-bench-agent-'));
   const cleanups: Array<() => Promise<unknown> | unknown> = [() => rmSync(work, { recursive: true, force: true })];
   try {
@@ -72,23 +74,27 @@ export async function agentRun(log: (s: string) => void): Promise<AgentRunFigure
     const filesPort = (files.address() as { port: number }).port;
     const port = await freePort();
     const stateDir = join(work, 'state');
-    const config = {
-      node: { name: NODE, address: '127.0.0.1' },
-      broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 },
-      stateDir,
-      gateway: { bind: '127.0.0.1', port },
-      serving: { drainTimeoutMs: 2000, stopGraceMs: 2000 },
-      admin: { metricsPort: 0 },
-      log: { level: 'warn' },
-    };
-    const agents: AgentProcess[] = [];
+    const configFile = join(work, 'config.yaml');
+    writeFileSync(
+      configFile,
+      stringify({
+        node: { name: NODE, address: '127.0.0.1' },
+        broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 },
+        stateDir,
+        gateway: { bind: '127.0.0.1', port },
+        serving: { drainTimeoutMs: 2000, stopGraceMs: 2000 },
+        admin: { socket: join(work, 'admin.sock'), metricsPort: 0 },
+        log: { level: 'warn' },
+      }),
+    );
+    const agents: ProcessTree[] = [];
     // The host carries the first agent's tree mark: ending the agents ends it too.
     cleanups.push(async () => {
       for (const a of agents.reverse()) await a.end();
     });
     const start = async () => {
       const hellos = cloud.hellos.length;
-      const a = startAgentProcess(config);
+      const a = spawnTree(process.execPath, [join(dist, 'agent/cli/index.js'), '--config', configFile, 'run'], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, MODELD_CONFIG: '' } });
       agents.push(a);
       await waitFor(() => cloud.hellos.length > hellos, 60_000, 'the agent to say hello');
       return a;
@@ -130,7 +136,7 @@ export async function agentRun(log: (s: string) => void): Promise<AgentRunFigure
       agentPrivateMiB: med((s) => s.agent.private),
       agentPssMiB: med((s) => s.agent.pss),
     };
-    log(`  ${MODELS} models served: serving processes (${mem.servingProcesses}) private ${mem.servingPrivateMiB10} MiB, PSS ${mem.servingPssMiB10} MiB, RSS ${mem.servingRssMiB10} MiB; agent RSS ${mem.agentRssMiB} MiB, PSS ${mem.agentPssMiB} MiB (from source through tsx)`);
+    log(`  ${MODELS} models served: serving processes (${mem.servingProcesses}) private ${mem.servingPrivateMiB10} MiB, PSS ${mem.servingPssMiB10} MiB, RSS ${mem.servingRssMiB10} MiB; agent RSS ${mem.agentRssMiB} MiB, private ${mem.agentPrivateMiB} MiB, PSS ${mem.agentPssMiB} MiB`);
 
     // The agent's whole process group SIGKILLed and a new agent started, under load.
     const ac = new AbortController();

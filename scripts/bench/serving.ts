@@ -1,13 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { statePaths } from '../../agent/paths.js';
 import { writeLinearModel } from '../models/onnx-writer.js';
+import { compileProject } from './compiled.js';
 import { compareLoads, mergeLoads, runLoad, type LoadResult } from './loadgen.js';
 import { agentRun } from './serving-agent.js';
 import { measureBinarySpeedup, writeBinaryBenchModel } from './serving-binary.js';
@@ -23,7 +23,8 @@ import { medianOfRuns, round } from './stats.js';
 //  - failedDuringSwitches: 10 blue/green switches inside the host under load.
 //  - servingPrivateMiB10 / servingPssMiB10, the agent's RSS/PSS, agentRestartFailed: the real
 //    agent process with 10 models (serving-agent.ts).
-// Every process measured is apart from the load generator (this process).
+// Every process measured is apart from the load generator (this process), and runs from the
+// project compiled by tsc (compiled.ts), as the release does.
 
 const CONNECTIONS = 8;
 const DURATION_MS = 5000;
@@ -48,17 +49,9 @@ export function targetsMet(m: { tinyRatio: number; servingPrivateMiB10: number; 
   };
 }
 
-const tsxArgs = (file: string) => {
-  const here = fileURLToPath(import.meta.url);
-  return here.endsWith('.ts')
-    ? [process.execPath, '--import', pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href, join(here, '..', `${file}.ts`)]
-    : [process.execPath, join(here, '..', `${file}.js`)];
-};
-
-/** A child speaking JSON lines on stdout. */
-function jsonChild(file: string, args: string[]) {
-  const [cmd, ...pre] = tsxArgs(file);
-  const child: ChildProcess = spawn(cmd, [...pre, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+/** A process of this folder's `file`, speaking JSON lines on stdout, run from the compiled project. */
+function jsonChild(dist: string, file: string, args: string[]) {
+  const child: ChildProcess = spawn(process.execPath, [join(dist, 'scripts/bench', `${file}.js`), ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const next = async () => {
     const r = await lines.next();
@@ -75,8 +68,8 @@ interface AgentSide {
   close(): Promise<void>;
 }
 
-async function startAgentSide(stateDir: string): Promise<AgentSide> {
-  const c = jsonChild('serving-host', [stateDir]);
+async function startAgentSide(dist: string, stateDir: string): Promise<AgentSide> {
+  const c = jsonChild(dist, 'serving-host', [stateDir]);
   const ready = await c.next();
   return {
     endpoint: ready.endpoint,
@@ -93,8 +86,8 @@ async function startAgentSide(stateDir: string): Promise<AgentSide> {
   };
 }
 
-async function startBaseline(modelDir: string): Promise<{ origin: string; close(): Promise<void> }> {
-  const c = jsonChild('serving-baseline', [modelDir, 'lin']);
+async function startBaseline(dist: string, modelDir: string): Promise<{ origin: string; close(): Promise<void> }> {
+  const c = jsonChild(dist, 'serving-baseline', [modelDir, 'lin']);
   const { port } = await c.next();
   return {
     origin: `http://127.0.0.1:${port}`,
@@ -107,15 +100,15 @@ async function startBaseline(modelDir: string): Promise<{ origin: string; close(
 
 const figures = (r: LoadResult) => ({ reqPerSec: round(r.reqPerSec, 0), p50Ms: round(r.p50Ms, 3), p99Ms: round(r.p99Ms, 3), failed: r.failed });
 
-async function oneRun(log: (s: string) => void) {
+async function oneRun(dist: string, log: (s: string) => void) {
   const root = mkdtempSync(join(tmpdir(), 'modeld-bench-serving-'));
   const paths = statePaths(root);
   // Versions unpacked where the installer leaves them.
   writeLinearModel(join(paths.treeDir('bench', 'lin', { version: '1' }), 'model.onnx'), { w: 2, b: 1, dims: 4 });
   writeLinearModel(join(paths.treeDir('bench', 'lin', { version: '2' }), 'model.onnx'), { w: 3, b: -1, dims: 4 });
   writeBinaryBenchModel(paths.treeDir('bench', 'img', { version: '1' }));
-  const baseline = await startBaseline(paths.treeDir('bench', 'lin', { version: '1' }));
-  const side = await startAgentSide(root);
+  const baseline = await startBaseline(dist, paths.treeDir('bench', 'lin', { version: '1' }));
+  const side = await startAgentSide(dist, root);
   try {
     const endpoint = side.endpoint;
     const load = (origin: string, durationMs: number, signal?: AbortSignal, body = BODY) => runLoad({ origin, path: PATH, body, connections: CONNECTIONS, durationMs, signal });
@@ -181,12 +174,17 @@ export async function benchServing(opts: { json: boolean; runs: number }): Promi
   const log = (s: string) => (opts.json ? process.stderr : process.stdout).write(`${s}\n`);
   const runs = Math.max(3, Math.floor(opts.runs || 3));
   log(`serving benchmark: ${runs} runs, ${CONNECTIONS} connections, ${DURATION_MS / 1000} s per path in ${SLICES} alternating slices, runtime host vs a bare node:http + onnxruntime baseline, y = x * w + b [1, 4] FP32`);
+  const compiled = compileProject(log);
   const results = [];
-  for (let i = 0; i < runs; i++) {
-    log(`run ${i + 1}/${runs}`);
-    const endpoint = await oneRun(log);
-    const agent = await agentRun(log);
-    results.push({ ...endpoint, ...agent });
+  try {
+    for (let i = 0; i < runs; i++) {
+      log(`run ${i + 1}/${runs}`);
+      const endpoint = await oneRun(compiled.dist, log);
+      const agent = await agentRun(compiled.dist, log);
+      results.push({ ...endpoint, ...agent });
+    }
+  } finally {
+    compiled.remove();
   }
   const m = medianOfRuns(results);
   const specToServing = await benchSpecToServing({ switches: 6, log });
