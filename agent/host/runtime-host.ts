@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import { KeyedMutex } from '../../shared/keyed-mutex.js';
 import { sleep } from '../../shared/sleep.js';
 import type { Config } from '../config/schema.js';
@@ -8,7 +8,8 @@ import { writeFileAtomic } from '../durable.js';
 import { ModeldError, toModeldError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { StatePaths } from '../paths.js';
-import { Gateway, type RequestLabels } from '../runtime/gateway.js';
+import { Gateway } from '../runtime/gateway.js';
+import { EndpointMetrics } from './endpoint-metrics.js';
 import { validateTarget } from '../runtime/runtime-plan.js';
 import { startHangWatchdog, type HangWatchdog } from './hang-watchdog.js';
 import { LoadRecord, sameLoad } from './load-record.js';
@@ -36,8 +37,6 @@ export interface HostDeps {
   load?: LoadModel;
 }
 
-const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
-
 const sameIdentity = (a: RouteSpec, b: RouteSpec) =>
   a.kind === b.kind && a.version === b.version && a.sha256 === b.sha256 && a.versionDir === b.versionDir && a.modelName === b.modelName && a.runtime === b.runtime;
 
@@ -59,16 +58,13 @@ export class RuntimeHost {
   /** Versions a host died while loading: not restored until the agent asks (load-record.ts). */
   private diedLoading: DiedLoading[] = [];
   private probeLoop: Promise<void> | undefined;
-  private readonly requests: Counter<'namespace' | 'name' | 'model' | 'code'>;
-  private readonly latency: Histogram<'namespace' | 'name' | 'model'>;
   private readonly sessionFailures: Counter<'namespace' | 'name'>;
 
   constructor(private readonly d: HostDeps) {
     this.load = d.load ?? defaultLoad;
     this.loadRecord = new LoadRecord(hostLoadingFile(d.paths.runDir));
     // Series names as the agent's /metrics had them (it appends the host's text to its own).
-    this.requests = new Counter({ name: 'modeld_gateway_requests_total', help: 'Requests the node endpoint routed to a model, by HTTP status.', labelNames: ['namespace', 'name', 'model', 'code'] as const, registers: [this.registry] });
-    this.latency = new Histogram({ name: 'modeld_gateway_request_duration_seconds', help: 'Node endpoint request time per model, until the response is sent.', labelNames: ['namespace', 'name', 'model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+    const endpoint = new EndpointMetrics(this.registry);
     this.sessionFailures = new Counter({ name: 'modeld_host_session_failures_total', help: 'Sessions of the runtime host taken out of the route after a failed probe (and replaced).', labelNames: ['namespace', 'name'] as const, registers: [this.registry] });
     const self = this;
     new Gauge({
@@ -81,19 +77,11 @@ export class RuntimeHost {
         for (const r of self.routes.values()) if (r instanceof SessionRoute) this.set({ namespace: r.namespace, name: r.name, model: r.modelName }, r.readyCount());
       },
     });
-    this.gateway = new Gateway({ config: d.config, log: d.log.child({ part: 'endpoint' }), onRequest: (l, status, s) => this.observe(l, status, s) });
-  }
-
-  private readonly children = new Map<string, { inc(): void }>();
-  private observe(l: RequestLabels, status: number, seconds: number) {
-    const k = `${l.namespace}\0${l.name}\0${l.model}\0${status}`;
-    let c = this.children.get(k);
-    if (!c) {
-      c = this.requests.labels(l.namespace, l.name, l.model, String(status));
-      if (this.children.size < 10_000) this.children.set(k, c);
-    }
-    c.inc();
-    this.latency.labels(l.namespace, l.name, l.model).observe(seconds);
+    this.gateway = new Gateway({
+      config: d.config,
+      log: d.log.child({ part: 'endpoint' }),
+      onRequest: (t, status, s) => endpoint.observe(t, status, s),
+    });
   }
 
   /** Listens on the node endpoint, then restores the route table in the background. */

@@ -128,7 +128,8 @@ export class Gateway {
   private server: Server | undefined;
   private boundPort = 0;
 
-  constructor(private readonly d: { config: Config; log: Logger; onRequest?: (labels: RequestLabels, status: number, seconds: number) => void }) {}
+  /** `onRequest`: after each request routed to a model (its route object, HTTP status or 499, seconds). */
+  constructor(private readonly d: { config: Config; log: Logger; onRequest?: (target: RouteTarget, status: number, seconds: number) => void }) {}
 
   async listen(): Promise<void> {
     const { bind, port } = this.d.config.gateway;
@@ -234,8 +235,7 @@ export class Gateway {
     if (onRequest) {
       // Routed models only (a label per unknown name would let clients grow the series without bound).
       const t0 = performance.now();
-      const labels = { namespace: target.namespace, name: target.name, model: modelName };
-      res.once('close', () => onRequest(labels, res.writableFinished ? res.statusCode : 499, (performance.now() - t0) / 1000));
+      res.once('close', () => onRequest(target, res.writableFinished ? res.statusCode : 499, (performance.now() - t0) / 1000));
     }
     if (target.kind === 'local') return target.handle(req, res, path);
 
