@@ -31,6 +31,16 @@ export async function makeModels(outDir: string): Promise<Array<{ version: strin
   return out;
 }
 
+/** One more model for the demo: `<outDir>/<name>.tar.gz` holding y = x * w + b. */
+export async function makeLinearArchive(outDir: string, name: string, w: number, b: number): Promise<{ archive: string; sha256: string }> {
+  const dir = join(outDir, name);
+  mkdirSync(dir, { recursive: true });
+  writeLinearModel(join(dir, 'model.onnx'), { w, b });
+  const archive = join(outDir, `${name}.tar.gz`);
+  await tarCreate({ gzip: true, cwd: dir, file: archive, portable: true }, ['model.onnx']);
+  return { archive, sha256: createHash('sha256').update(readFileSync(archive)).digest('hex') };
+}
+
 const isMain = process.argv[1] && resolve(process.argv[1]).replace(/\.[cm]?[jt]s$/, '') === new URL(import.meta.url).pathname.replace(/\.[cm]?[jt]s$/, '');
 if (isMain) {
   const outDir = resolve(process.argv[2] ?? 'models-out');

@@ -110,6 +110,8 @@ export const StatusContentSchema = z.object({
   url: z.string().max(2048).optional(),
   replicas: z.number().int().min(0).optional(),
   readyReplicas: z.number().int().min(0).optional(),
+  /** Which onnxruntime serves a built-in model in the node's runtime host: "native" or "wasm" (a string: receivers accept others). */
+  backend: z.string().max(32).optional(),
   progress: z.object({ bytes: z.number().min(0), totalBytes: z.number().min(0).optional() }).optional(),
   /** A machine code (the agent's error codes and a few notices); a string here so receivers accept codes they do not know. */
   reason: z.string().max(128).optional(),

@@ -52,7 +52,7 @@ function reasonCell(m: ModelStatusView, wide = false): string {
 }
 
 export function renderStatus(r: StatusReport, wide = false): string {
-  const header = ['MODEL', 'SOURCE', 'PHASE', 'SERVING', 'TARGET', 'READY', 'URL', 'REASON'];
+  const header = ['MODEL', 'SOURCE', 'PHASE', 'SERVING', 'TARGET', 'READY', 'BACKEND', 'URL', 'REASON'];
   const rows = r.models.map((m) => [
     `${m.namespace}/${m.name}`,
     dash(m.source),
@@ -60,6 +60,7 @@ export function renderStatus(r: StatusReport, wide = false): string {
     m.heldVersion && m.heldVersion === m.servingVersion ? `${m.servingVersion} (held)` : dash(m.servingVersion),
     dash(m.targetVersion),
     r.daemon ? `${m.readyReplicas}/${m.replicas}` : `?/${m.replicas}`,
+    dash(m.backend), // native or wasm: a built-in model in the runtime host
     dash(m.url),
     reasonCell(m, wide),
   ]);

@@ -52,6 +52,26 @@ export interface RouteState extends RouteSpec {
   error?: string;
 }
 
+/**
+ * A version a runtime host died while loading (a crash in onnxruntime's native load, the OOM
+ * killer, or a load hung past serving.sessionHangMs). A restarted host does not load it again
+ * until the agent asks; the agent reports it Failed.
+ */
+export interface DiedLoading {
+  namespace: string;
+  name: string;
+  version: string;
+  sha256?: string;
+  versionDir: string;
+  /** When the host that died began the load. */
+  startedAt: string;
+  /** The pid of the host that died. */
+  pid: number;
+  cause: 'crash' | 'hang';
+  /** What the status says. */
+  message: string;
+}
+
 export interface HostState {
   pid: number;
   /** Unique per host process: a change means the host restarted. */
@@ -63,9 +83,12 @@ export interface HostState {
   routes: RouteState[];
   /** The last time a session run blocked the host past serving.sessionHangMs (it was restarted). */
   lastHang?: { at: string; blockedMs: number; phase?: 'load' | 'run'; model?: string; models?: string[] };
+  /** Versions a host died while loading; kept until the model's route changes or is removed. */
+  diedLoading?: DiedLoading[];
 }
 
 export const hostSocketPath = (runDir: string) => join(runDir, 'host.sock');
 export const hostRoutesFile = (runDir: string) => join(runDir, 'host-routes.json');
 export const hostHangFile = (runDir: string) => join(runDir, 'host-hang.json');
+export const hostLoadingFile = (runDir: string) => join(runDir, 'host-loading.json');
 export const routeKey = (namespace: string, name: string) => `${namespace}/${name}`;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import { KeyedMutex } from '../../shared/keyed-mutex.js';
 import { sleep } from '../../shared/sleep.js';
 import type { Config } from '../config/schema.js';
@@ -8,10 +8,12 @@ import { writeFileAtomic } from '../durable.js';
 import { ModeldError, toModeldError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { StatePaths } from '../paths.js';
-import { Gateway, type RequestLabels } from '../runtime/gateway.js';
+import { Gateway } from '../runtime/gateway.js';
+import { EndpointMetrics } from './endpoint-metrics.js';
 import { validateTarget } from '../runtime/runtime-plan.js';
 import { startHangWatchdog, type HangWatchdog } from './hang-watchdog.js';
-import { hostHangFile, hostRoutesFile, routeKey, type HostState, type RouteEvent, type RouteRequest, type RouteSpec, type RouteState } from './protocol.js';
+import { LoadRecord, sameLoad } from './load-record.js';
+import { hostHangFile, hostLoadingFile, hostRoutesFile, routeKey, type DiedLoading, type HostState, type RouteEvent, type RouteRequest, type RouteSpec, type RouteState } from './protocol.js';
 import { ProxyRoute } from './proxy-route.js';
 import { defaultLoad, loadWarm, SessionRoute, warmupBody, type LoadModel, type Session } from './session-route.js';
 
@@ -35,8 +37,6 @@ export interface HostDeps {
   load?: LoadModel;
 }
 
-const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
-
 const sameIdentity = (a: RouteSpec, b: RouteSpec) =>
   a.kind === b.kind && a.version === b.version && a.sha256 === b.sha256 && a.versionDir === b.versionDir && a.modelName === b.modelName && a.runtime === b.runtime;
 
@@ -54,16 +54,17 @@ export class RuntimeHost {
   private persisting: Promise<void> = Promise.resolve();
   private watchdog: HangWatchdog | undefined;
   private lastHang: HostState['lastHang'];
+  private readonly loadRecord: LoadRecord;
+  /** Versions a host died while loading: not restored until the agent asks (load-record.ts). */
+  private diedLoading: DiedLoading[] = [];
   private probeLoop: Promise<void> | undefined;
-  private readonly requests: Counter<'namespace' | 'name' | 'model' | 'code'>;
-  private readonly latency: Histogram<'namespace' | 'name' | 'model'>;
   private readonly sessionFailures: Counter<'namespace' | 'name'>;
 
   constructor(private readonly d: HostDeps) {
     this.load = d.load ?? defaultLoad;
+    this.loadRecord = new LoadRecord(hostLoadingFile(d.paths.runDir));
     // Series names as the agent's /metrics had them (it appends the host's text to its own).
-    this.requests = new Counter({ name: 'modeld_gateway_requests_total', help: 'Requests the node endpoint routed to a model, by HTTP status.', labelNames: ['namespace', 'name', 'model', 'code'] as const, registers: [this.registry] });
-    this.latency = new Histogram({ name: 'modeld_gateway_request_duration_seconds', help: 'Node endpoint request time per model, until the response is sent.', labelNames: ['namespace', 'name', 'model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+    const endpoint = new EndpointMetrics(this.registry);
     this.sessionFailures = new Counter({ name: 'modeld_host_session_failures_total', help: 'Sessions of the runtime host taken out of the route after a failed probe (and replaced).', labelNames: ['namespace', 'name'] as const, registers: [this.registry] });
     const self = this;
     new Gauge({
@@ -76,19 +77,11 @@ export class RuntimeHost {
         for (const r of self.routes.values()) if (r instanceof SessionRoute) this.set({ namespace: r.namespace, name: r.name, model: r.modelName }, r.readyCount());
       },
     });
-    this.gateway = new Gateway({ config: d.config, log: d.log.child({ part: 'endpoint' }), onRequest: (l, status, s) => this.observe(l, status, s) });
-  }
-
-  private readonly children = new Map<string, { inc(): void }>();
-  private observe(l: RequestLabels, status: number, seconds: number) {
-    const k = `${l.namespace}\0${l.name}\0${l.model}\0${status}`;
-    let c = this.children.get(k);
-    if (!c) {
-      c = this.requests.labels(l.namespace, l.name, l.model, String(status));
-      if (this.children.size < 10_000) this.children.set(k, c);
-    }
-    c.inc();
-    this.latency.labels(l.namespace, l.name, l.model).observe(seconds);
+    this.gateway = new Gateway({
+      config: d.config,
+      log: d.log.child({ part: 'endpoint' }),
+      onRequest: (t, status, s) => endpoint.observe(t, status, s),
+    });
   }
 
   /** Listens on the node endpoint, then restores the route table in the background. */
@@ -96,17 +89,45 @@ export class RuntimeHost {
     mkdirSync(this.d.paths.runDir, { recursive: true });
     this.lastHang = readJson<HostState['lastHang'] & { phase?: string }>(hostHangFile(this.d.paths.runDir));
     if (this.lastHang) this.d.log.error(this.lastHang, 'the previous runtime host was blocked past serving.sessionHangMs and restarted');
-    const saved = readJson<{ routes?: RouteSpec[] }>(hostRoutesFile(this.d.paths.runDir))?.routes ?? [];
+    const table = readJson<{ routes?: RouteSpec[]; diedLoading?: DiedLoading[] }>(hostRoutesFile(this.d.paths.runDir));
+    const saved = table?.routes ?? [];
+    this.diedLoading = Array.isArray(table?.diedLoading) ? table.diedLoading : [];
+    this.noteDiedLoading();
     // Every saved route is in the table (answering 503, not ready) before the endpoint opens.
     for (const spec of saved) {
       const route = spec.kind === 'session' ? new SessionRoute(spec, this.d.config.gateway.maxBodyBytes, this.hooks) : new ProxyRoute(spec);
       this.routes.set(routeKey(spec.namespace, spec.name), route);
       this.gateway.setRoute(spec.modelName, route);
     }
+    // On disk before any load of this host overwrites the loading record.
+    await this.persist();
+    this.loadRecord.clear();
     await this.gateway.listen();
     this.watchdog = startHangWatchdog({ hangMs: this.d.config.serving.sessionHangMs, hangFile: hostHangFile(this.d.paths.runDir) });
     this.probeLoop = this.probeForever();
     void this.restore(saved);
+  }
+
+  /** The previous host died in the loads its record names: those versions are not restored. */
+  private noteDiedLoading() {
+    const prev = this.loadRecord.takePrevious();
+    if (!prev) return;
+    const hang = this.lastHang;
+    for (const l of prev.loads) {
+      const key = routeKey(l.namespace, l.name);
+      const hung = hang?.phase === 'load' && (hang.model === key || !!hang.models?.includes(key));
+      const message = hung
+        ? `loading it blocked the runtime host (pid ${prev.pid}) for ${hang.blockedMs} ms, past serving.sessionHangMs, and the host was restarted: not loaded again until the agent asks`
+        : `the runtime host (pid ${prev.pid}) crashed while loading it (a native crash in onnxruntime's load, or the process was killed): not loaded again until the agent asks`;
+      const died: DiedLoading = { ...l, pid: prev.pid, cause: hung ? 'hang' : 'crash', message };
+      this.diedLoading = [...this.diedLoading.filter((d) => !sameLoad(d, l)), died];
+      this.d.log.error({ model: key, version: l.version, pid: prev.pid, cause: died.cause }, 'the previous runtime host died while loading this version; it is not restored');
+    }
+  }
+
+  /** The model's route changed (or went): what a host died loading for it no longer matters. */
+  private forgetDiedLoading(key: string) {
+    this.diedLoading = this.diedLoading.filter((d) => routeKey(d.namespace, d.name) !== key);
   }
 
   async whenRestored(): Promise<void> {
@@ -114,7 +135,6 @@ export class RuntimeHost {
   }
 
   private async restore(saved: RouteSpec[]) {
-    const hang = this.lastHang as (HostState['lastHang'] & { phase?: string }) | undefined;
     try {
       for (const spec of saved) {
         const key = routeKey(spec.namespace, spec.name);
@@ -123,9 +143,9 @@ export class RuntimeHost {
         try {
           const route = this.routes.get(key);
           if (!(route instanceof SessionRoute) || route.spec !== spec || this.closed) continue;
-          if (hang?.model === key && hang.phase === 'load') {
-            route.error = `loading it blocked the previous host for ${hang.blockedMs} ms (past serving.sessionHangMs): not loaded again until the agent asks`;
-            this.d.log.error({ model: key, version: spec.version }, route.error);
+          const died = this.diedLoading.find((d) => sameLoad(d, spec));
+          if (died) {
+            route.error = died.message;
             continue;
           }
           try {
@@ -146,6 +166,7 @@ export class RuntimeHost {
 
   private async loadSession(spec: RouteSpec) {
     const key = routeKey(spec.namespace, spec.name);
+    this.loadRecord.begin(spec);
     this.watchdog?.begin(key, 'load');
     try {
       return await loadWarm(this.load, {
@@ -158,6 +179,7 @@ export class RuntimeHost {
       });
     } finally {
       this.watchdog?.end(key, 'load');
+      this.loadRecord.end(spec);
     }
   }
 
@@ -218,6 +240,7 @@ export class RuntimeHost {
     this.routes.set(key, next);
     this.gateway.setRoute(spec.modelName, next);
     if (cur && cur.modelName !== spec.modelName) this.gateway.removeRoute(cur.modelName, cur);
+    this.forgetDiedLoading(key);
     const saved = this.persist();
     log.info({ kind: spec.kind, replicas: spec.replicas, previous: cur?.version }, 'version serving');
     emit({ event: 'routed', switched: true });
@@ -245,8 +268,9 @@ export class RuntimeHost {
       if (cur) {
         this.routes.delete(key);
         this.gateway.removeRoute(cur.modelName, cur);
-        await this.persist();
       }
+      this.forgetDiedLoading(key);
+      await this.persist();
       emit({ event: 'routed', switched: !!cur });
       if (cur) emit({ event: 'drained', left: await this.retire(cur, drainTimeoutMs) });
       emit({ event: 'done', route: cur ? this.routeState(cur) : (undefined as never) });
@@ -262,6 +286,7 @@ export class RuntimeHost {
       endpoint: { bind: this.d.config.gateway.bind, port: this.gateway.port },
       routes: [...this.routes.values()].map((r) => this.routeState(r)),
       ...(this.lastHang ? { lastHang: this.lastHang } : {}),
+      ...(this.diedLoading.length ? { diedLoading: this.diedLoading } : {}),
     };
   }
 
@@ -286,6 +311,7 @@ export class RuntimeHost {
     await this.watchdog?.stop();
     for (const r of this.routes.values()) await this.release(r);
     this.routes.clear();
+    this.loadRecord.clear(); // a clean stop: no load under way
   }
 
   private async retire(route: Route, timeoutMs: number): Promise<number> {
@@ -312,9 +338,10 @@ export class RuntimeHost {
   /** Route table to disk (atomic), in order; a failed write is logged and the next one retries. */
   private persist(): Promise<void> {
     const routes = [...this.routes.values()].map((r) => ({ ...r.spec }));
+    const diedLoading = this.diedLoading;
     const file = hostRoutesFile(this.d.paths.runDir);
     this.persisting = this.persisting.then(() =>
-      writeFileAtomic(file, JSON.stringify({ version: 1, routes })).catch((err: Error) => this.d.log.error({ err: err.message, file }, 'cannot save the route table')),
+      writeFileAtomic(file, JSON.stringify({ version: 1, routes, ...(diedLoading.length ? { diedLoading } : {}) })).catch((err: Error) => this.d.log.error({ err: err.message, file }, 'cannot save the route table')),
     );
     return this.persisting;
   }

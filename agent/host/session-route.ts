@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { LocalTarget } from '../runtime/gateway.js';
 import { jsonReply, loadOipModel, type OipModel, type OipModelOptions, type OipReply } from '../runtime/oip-model.js';
 import { OipError, OIP_TO_ORT, oipDatatype } from '../runtime/oip-tensors.js';
-import { readBody } from '../runtime/read-body.js';
+import { readBody, refuseBody } from '../runtime/read-body.js';
 import type { RouteSpec } from './protocol.js';
 
 // One model version held in the host: `replicas` loaded sessions (OipModel), each warmed up before
@@ -150,7 +150,10 @@ export class SessionRoute implements LocalTarget {
           finish();
           const status = err instanceof OipError ? err.status : 500;
           if (status === 500) this.hooks.error(err);
-          sendError(res, status, (err as Error)?.message ?? String(err), status === 413 ? { connection: 'close' } : {});
+          const message = (err as Error)?.message ?? String(err);
+          if (status !== 413) return sendError(res, status, message);
+          const r = jsonReply(413, { error: message });
+          refuseBody(req, res, 413, r.headers, r.body);
         },
       );
   }

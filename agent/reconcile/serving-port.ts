@@ -12,5 +12,6 @@ export interface ServingPort {
    */
   activate(target: ServeTarget, opts?: { signal?: AbortSignal; onRouted?: () => void }): Promise<{ url: string }>;
   deactivate(namespace: string, name: string): Promise<void>;
-  state(namespace: string, name: string): { version: string; sha256?: string; replicas: number; readyReplicas: number; url: string } | undefined;
+  /** `backend`: the onnxruntime ("native" or "wasm") of a built-in model served in the runtime host. */
+  state(namespace: string, name: string): { version: string; sha256?: string; replicas: number; readyReplicas: number; url: string; backend?: string } | undefined;
 }

@@ -5,6 +5,8 @@ import type { Pool } from 'undici';
 import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { isServerMetadataPath, serverMetadata } from './oip-model.js';
+import { refuseBody } from './read-body.js';
 
 // The node's one inference endpoint, owned by the runtime host (agent/host/): /v2/models/<name>/...
 // is answered in this process for a model whose sessions the host holds (no second hop), or goes
@@ -78,6 +80,11 @@ function sendJson(res: ServerResponse, status: number, body: unknown, extra: Rec
 
 const oipError = (res: ServerResponse, status: number, message: string, extra?: Record<string, string>) => sendJson(res, status, { error: message }, extra);
 
+/** 413 while the client may still be sending: the answer is not lost to a reset (read-body.ts). */
+function tooLarge(req: IncomingMessage, res: ServerResponse, message: string) {
+  refuseBody(req, res, 413, { 'content-type': 'application/json' }, Buffer.from(JSON.stringify({ error: message })));
+}
+
 class BodyTooLarge extends Error {}
 
 /** Bodies up to this size are read whole before forwarding (one write upstream). */
@@ -121,7 +128,8 @@ export class Gateway {
   private server: Server | undefined;
   private boundPort = 0;
 
-  constructor(private readonly d: { config: Config; log: Logger; onRequest?: (labels: RequestLabels, status: number, seconds: number) => void }) {}
+  /** `onRequest`: after each request routed to a model (its route object, HTTP status or 499, seconds). */
+  constructor(private readonly d: { config: Config; log: Logger; onRequest?: (target: RouteTarget, status: number, seconds: number) => void }) {}
 
   async listen(): Promise<void> {
     const { bind, port } = this.d.config.gateway;
@@ -205,7 +213,7 @@ export class Gateway {
           })),
         });
       }
-      if (path === '/v2') return sendJson(res, 200, { name: 'modeld', version: '1', extensions: [] });
+      if (isServerMetadataPath(path)) return sendJson(res, 200, serverMetadata());
       oipError(res, 404, `no route for ${req.method} ${path}`);
     } catch (err) {
       this.d.log.error({ err: (err as Error).message }, 'gateway request failed');
@@ -227,17 +235,14 @@ export class Gateway {
     if (onRequest) {
       // Routed models only (a label per unknown name would let clients grow the series without bound).
       const t0 = performance.now();
-      const labels = { namespace: target.namespace, name: target.name, model: modelName };
-      res.once('close', () => onRequest(labels, res.writableFinished ? res.statusCode : 499, (performance.now() - t0) / 1000));
+      res.once('close', () => onRequest(target, res.writableFinished ? res.statusCode : 499, (performance.now() - t0) / 1000));
     }
     if (target.kind === 'local') return target.handle(req, res, path);
 
     const limit = this.d.config.gateway.maxBodyBytes;
     const declared = req.headers['content-length'];
     const hasBody = declared !== undefined ? declared !== '0' : req.headers['transfer-encoding'] !== undefined;
-    if (declared !== undefined && Number(declared) > limit) {
-      return oipError(res, 413, `request body of ${declared} bytes is over the limit of ${limit}`, { connection: 'close' });
-    }
+    if (declared !== undefined && Number(declared) > limit) return tooLarge(req, res, `request body of ${declared} bytes is over the limit of ${limit}`);
 
     // Least requests in flight among the ready instances.
     const ready = target.ready();
@@ -260,7 +265,7 @@ export class Gateway {
     const fail = (err: Error) => {
       release();
       if (res.destroyed) return;
-      if (err instanceof BodyTooLarge || err?.cause instanceof BodyTooLarge) return oipError(res, 413, err.message, { connection: 'close' });
+      if (err instanceof BodyTooLarge || err?.cause instanceof BodyTooLarge) return tooLarge(req, res, err.message);
       if (res.headersSent) return void res.destroy(err);
       this.d.log.warn({ model: `${target.namespace}/${target.name}`, version: target.version, err: err?.message }, 'upstream request failed');
       oipError(res, 502, `model "${modelName}" instance failed to answer: ${err?.message ?? err}`);

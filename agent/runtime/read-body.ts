@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { OipError } from './oip-tensors.js';
 
 /** Reads a request body up to `limit` bytes; rejects with OipError 413 past it. */
@@ -24,4 +24,48 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });
+}
+
+/** How long, and how many bytes, the rest of a refused body is read and thrown away before closing. */
+export const LINGER_MS = 30_000;
+export const LINGER_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Answers a request whose body is refused while the client may still be sending it (413), and
+ * closes the connection without losing the answer. A socket closed with bytes unread is reset
+ * by the kernel, and the client then sees EPIPE or ECONNRESET instead of the answer (Apache and
+ * nginx call the cure "lingering close"). So the answer goes out at once, the rest of the body
+ * is read and dropped until it ends (at most LINGER_BYTES, LINGER_MS), and only then does the
+ * response end, which closes the connection (`connection: close`).
+ */
+export function refuseBody(req: IncomingMessage, res: ServerResponse, status: number, headers: Record<string, string>, body: Buffer): void {
+  if (res.headersSent) return void res.destroy();
+  res.writeHead(status, { ...headers, 'content-length': String(body.length), connection: 'close' });
+  res.write(body);
+  let left = LINGER_BYTES;
+  let ended = false;
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    clearTimeout(timer);
+    req.off('data', count);
+    if (req.complete) res.end();
+    else {
+      res.end();
+      res.destroy(); // past the bounds: this client is not going to stop
+    }
+  };
+  const count = (c: Buffer) => {
+    left -= c.length;
+    if (left < 0) end();
+  };
+  const timer = setTimeout(end, LINGER_MS);
+  timer.unref();
+  if (req.complete) return end();
+  req.removeAllListeners('data');
+  req.on('data', count);
+  req.once('end', end);
+  req.once('error', end);
+  res.once('close', end);
+  req.resume();
 }

@@ -238,9 +238,13 @@ export class Serving {
 
     if (inHost) {
       if (same && !cur.group && cur.host?.kind === 'session' && !cur.host.error && cur.target.replicas === target.replicas) return { url };
-      const done = await this.host.change('POST', '/routes', this.request(target, plan, 'session'), (e) => {
-        if (e.event === 'routed') onRouted?.();
-      });
+      const done = await this.host
+        .change('POST', '/routes', this.request(target, plan, 'session'), (e) => {
+          if (e.event === 'routed') onRouted?.();
+        })
+        .catch(async (err: unknown) => {
+          throw await this.diedLoading(target, err, signal);
+        });
       this.models.set(key, { target: { ...target }, runtime: plan.runtime, host: done.route });
       this.switched(target, started, started, log, cur?.target.version);
       // Instances of a process-isolated version before it: drained by the host already.
@@ -313,6 +317,31 @@ export class Serving {
     // The host drained the old version already.
     if (cur?.group) await cur.group.stop();
     return { url };
+  }
+
+  /**
+   * The host went away in the middle of loading `target`: when it is back, did it die in that very
+   * load (a crash in onnxruntime, load-record.ts)? Then the version failed for good (StartFailed,
+   * not retried, or the agent would crash the host again and again); otherwise the error stands.
+   */
+  private async diedLoading(target: ServeTarget, err: unknown, signal: AbortSignal): Promise<ModeldError> {
+    const e = toModeldError(err);
+    if (!e.retryable) return e;
+    const deadline = Date.now() + this.d.config.serving.startTimeoutMs;
+    while (Date.now() < deadline && !signal.aborted) {
+      let state: HostState | undefined;
+      try {
+        state = await this.host.state(2000);
+      } catch {
+        await sleep(50, signal).catch(() => {});
+        continue;
+      }
+      const died = state.diedLoading?.find(
+        (d) => d.namespace === target.namespace && d.name === target.name && d.version === target.version && (d.sha256 ?? '') === (target.sha256 ?? '') && d.versionDir === target.versionDir,
+      );
+      return died ? new ModeldError('StartFailed', died.message, { details: { cause: died.cause, hostPid: died.pid } }) : e;
+    }
+    return e;
   }
 
   private request(target: ServeTarget, plan: RuntimePlan, kind: 'session' | 'proxy'): RouteRequest {

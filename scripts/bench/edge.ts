@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -12,6 +12,7 @@ import { startMosquitto } from '../../test/helpers/mosquitto.js';
 import { startNotifySocket } from '../../test/helpers/notify-socket.js';
 import { freePort } from '../../test/helpers/ports.js';
 import { waitFor } from '../../test/helpers/wait.js';
+import { descendants, procMem } from './proc-mem.js';
 import { median, round } from './stats.js';
 
 // Edge figures (issue 5): the release tarball's size for this arch; idle RSS of the daemon with 10
@@ -25,49 +26,12 @@ const MODELS = 10;
 const IDLE_MS = 5000;
 const ROOT = resolve(import.meta.dirname, '../..');
 
-/** VmRSS of a pid in bytes (0 when gone). */
-function rss(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : 0;
-  } catch {
-    return 0;
-  }
-}
-
-/** Every descendant pid of `pid` (from /proc/<p>/stat ppid). */
-function descendants(pid: number): number[] {
-  const parent = new Map<number, number>();
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      parent.set(Number(e), ppid);
-    } catch {
-      // gone
-    }
-  }
-  const out: number[] = [];
-  const walk = (p: number) => {
-    for (const [c, pp] of parent) if (pp === p) (out.push(c), walk(c));
-  };
-  walk(pid);
-  return out;
-}
-
 const MB = 1024 * 1024;
-
-/** Private (dirty + clean) and proportional memory of a pid, from smaps_rollup, in bytes. */
-function privateAndPss(pid: number): { priv: number; pss: number } {
-  try {
-    const t = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
-    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(t)?.[1] ?? 0) * 1024;
-    return { priv: kb('Private_Dirty') + kb('Private_Clean'), pss: kb('Pss') };
-  } catch {
-    return { priv: 0, pss: 0 };
-  }
-}
+const rss = (pid: number) => procMem(pid).rss;
+const privateAndPss = (pid: number) => {
+  const m = procMem(pid);
+  return { priv: m.private, pss: m.pss };
+};
 
 export async function benchEdge(opts: { json: boolean; runs: number }): Promise<Record<string, unknown>> {
   const say = (s: string) => (opts.json ? process.stderr : process.stdout).write(`${s}\n`);

@@ -90,3 +90,8 @@ export async function runLoad(opts: {
     latenciesMs: latencies,
   };
 }
+
+/** `other` against `base` at the same load: requests/s ratio and the latency it adds (pure). */
+export function compareLoads(base: Pick<LoadResult, 'reqPerSec' | 'p50Ms' | 'p99Ms'>, other: Pick<LoadResult, 'reqPerSec' | 'p50Ms' | 'p99Ms'>): { ratio: number; p50AddedMs: number; p99AddedMs: number } {
+  return { ratio: other.reqPerSec / base.reqPerSec, p50AddedMs: other.p50Ms - base.p50Ms, p99AddedMs: other.p99Ms - base.p99Ms };
+}

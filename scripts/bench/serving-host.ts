@@ -1,9 +1,11 @@
 // The agent side of the serving benchmark, in its own process so the load generator does not
-// share its event loop: Serving with one model, driven by JSON lines on stdin.
-//   argv: <stateDir>          stdout: {"type":"ready", gateway, instancePort}
-//   stdin {"cmd":"activate","version":"2"} -> {"type":"activated", version, activateMs, switchMs, runtimeStartMs, instancePort}
+// share its event loop: the agent's serving layer (Serving), which starts the runtime host
+// (`modeld host`, a process of its own owning the node endpoint) and drives it over its control
+// socket, driven here by JSON lines on stdin.
+//   argv: <stateDir>          stdout: {"type":"ready", endpoint, hostPid}
+//   stdin {"cmd":"activate","version":"2"} -> {"type":"activated", version, activateMs, switchMs}
 //   stdin {"cmd":"serve","name":"img","version":"1"} -> {"type":"serving", name} (another model, from its tree)
-//   stdin {"cmd":"close"} -> exits
+//   stdin {"cmd":"close"} -> the host stopped, exits
 import { createInterface } from 'node:readline';
 import { ConfigSchema } from '../../agent/config/schema.js';
 import { silentLogger } from '../../agent/log.js';
@@ -18,15 +20,14 @@ const config = ConfigSchema.parse({
   node: { address: '127.0.0.1' },
   serving: { stopGraceMs: 2000, drainTimeoutMs: 5000 },
 });
-let last = { switchMs: NaN, runtimeStartMs: NaN };
+let last = { switchMs: NaN };
 const serving = new Serving({ config, paths, log: silentLogger(), onSwitch: (_ns, _n, _v, t) => (last = t) });
 const say = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const target = (version: string, name = 'lin') => ({ namespace: 'bench', name, modelName: name, version, versionDir: paths.treeDir('bench', name, { version }), replicas: 1 });
-const instancePort = () => (serving as unknown as { models: Map<string, { group: { instances: Array<{ port: number }> } }> }).models.get('bench/lin')!.group.instances[0].port;
 
 await serving.start();
 await serving.activate(target('1'));
-say({ type: 'ready', gateway: serving.gatewayUrl(), instancePort: instancePort() });
+say({ type: 'ready', endpoint: serving.gatewayUrl(), hostPid: (await serving.host.state()).pid });
 
 for await (const line of createInterface({ input: process.stdin })) {
   const msg = JSON.parse(line) as { cmd: string; version?: string; name?: string };
@@ -41,7 +42,7 @@ for await (const line of createInterface({ input: process.stdin })) {
     const t0 = performance.now();
     try {
       await serving.activate(target(msg.version!));
-      say({ type: 'activated', version: msg.version, activateMs: performance.now() - t0, ...last, instancePort: instancePort() });
+      say({ type: 'activated', version: msg.version, activateMs: performance.now() - t0, switchMs: last.switchMs });
     } catch (err) {
       say({ type: 'error', message: (err as Error).message });
     }
@@ -50,4 +51,5 @@ for await (const line of createInterface({ input: process.stdin })) {
   }
 }
 await serving.close();
+await serving.stopHost();
 process.exit(0);

@@ -87,6 +87,8 @@ export async function benchSpecToServing(opts: { switches: number; log: (s: stri
   } finally {
     await cloud.endAsync();
     await agent.stop();
+    // The runtime host outlives the agent by design; this benchmark's host goes with it.
+    await agent.serving?.stopHost();
     mqttServer.close();
     await new Promise<void>((r) => aedes.close(() => r()));
     http.close();

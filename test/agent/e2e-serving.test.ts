@@ -104,6 +104,8 @@ describe('serving end to end', { timeout: 240_000 }, () => {
     const s1 = await cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '1', { timeoutMs: 60_000, what: 'v1 serving' });
     expect(s1.url).toBe(`http://127.0.0.1:${gatewayPort}/v2/models/linear`);
     expect(s1.readyReplicas).toBe(1);
+    // A session in the runtime host: the status says which onnxruntime serves it.
+    expect(s1.backend).toBe('native');
     expect(await infer(10)).toMatchObject({ status: 200, y: 21, version: '1' });
 
     await cloud.update(NODE, content(2, [v1, v2, v3], '2'));
@@ -121,7 +123,8 @@ describe('serving end to end', { timeout: 240_000 }, () => {
     const v1 = await model('1', { w: 2, b: 1 });
     let a = await agent({ isolation: 'process' });
     await cloud.update(NODE, content(1, [v1], '1'));
-    await cloud.waitStatus((s) => s.phase === 'Serving', { timeoutMs: 60_000, what: 'v1 serving' });
+    const serving = await cloud.waitStatus((s) => s.phase === 'Serving', { timeoutMs: 60_000, what: 'v1 serving' });
+    expect(serving.backend).toBeUndefined(); // a process of its own: the host does not hold it
     const before = runtimePids();
     expect(before).toHaveLength(1);
     expect(isRunning(before[0])).toBe(true);

@@ -3,6 +3,7 @@ import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../agent/log.js';
 import { detectAddress } from '../../agent/runtime/gateway.js';
+import { serverMetadata } from '../../agent/runtime/oip-model.js';
 import { isRunning } from '../../agent/runtime/pidfiles.js';
 import { Serving } from '../../agent/runtime/serving.js';
 import { inferX, makeModelDir, servingEnv } from '../helpers/models.js';
@@ -18,11 +19,14 @@ let url: string;
 let hostPid: number;
 
 beforeAll(async () => {
-  env = servingEnv({ gateway: { maxBodyBytes: LIMIT } });
+  // default/iso: an `isolation: process` instance, proxied by the host (the other body path).
+  env = servingEnv({ gateway: { maxBodyBytes: LIMIT }, serving: { isolateModels: ['default/iso'] } });
   serving = new Serving({ config: env.config, paths: env.paths, log: silentLogger() });
   await serving.start();
   const dir = makeModelDir(env.paths.treeDir('default', 'lin', { version: '1' }), { w: 2, b: 1 });
   await serving.activate({ namespace: 'default', name: 'lin', modelName: 'lin', version: '1', versionDir: dir, replicas: 1 });
+  const iso = makeModelDir(env.paths.treeDir('default', 'iso', { version: '1' }), { w: 2, b: 1 });
+  await serving.activate({ namespace: 'default', name: 'iso', modelName: 'iso', version: '1', versionDir: iso, replicas: 1 });
   url = serving.gatewayUrl();
   hostPid = (await serving.host.state()).pid;
 });
@@ -38,11 +42,16 @@ async function post(path: string, body: string | Buffer, headers: Record<string,
   return { status: res.status, text, json: (() => { try { return JSON.parse(text); } catch { return undefined; } })() };
 }
 
-/** Sends a chunked body of `total` bytes (no content-length) with node:http. */
-function postChunked(path: string, total: number): Promise<{ status: number; body: string }> {
+/**
+ * Sends a body of `total` bytes with node:http, chunked (no content-length) unless `declare` is
+ * set, and reads the answer. A write failing (EPIPE, ECONNRESET: the server closed while we were
+ * still sending) rejects.
+ */
+function postStreaming(path: string, total: number, declare = false): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const u = new URL(path, url);
-    const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+    const headers: Record<string, string> = { 'content-type': 'application/json', ...(declare ? { 'content-length': String(total) } : {}) };
+    const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers }, (res) => {
       let body = '';
       res.on('data', (c) => (body += c));
       res.on('end', () => resolve({ status: res.statusCode!, body }));
@@ -53,8 +62,9 @@ function postChunked(path: string, total: number): Promise<{ status: number; bod
     let sent = 0;
     const pump = () => {
       while (sent < total) {
-        sent += chunk.length;
-        if (!req.write(chunk)) return req.once('drain', pump);
+        const n = Math.min(chunk.length, total - sent);
+        sent += n;
+        if (!req.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return req.once('drain', pump);
       }
       req.end();
     };
@@ -92,9 +102,25 @@ describe('gateway with bad requests', () => {
   });
 
   it('a chunked body growing past the limit: 413', async () => {
-    const r = await postChunked('/v2/models/lin/infer', LIMIT * 4);
+    const r = await postStreaming('/v2/models/lin/infer', LIMIT * 4);
     expect(r.status).toBe(413);
     expect(JSON.parse(r.body).error).toMatch(/over the limit/);
+    await stillAnswers();
+  });
+
+  it('a body refused while the client still sends it: the client always reads the 413, never a reset', async () => {
+    // The answer comes before the body is in; a server that then closes with unread bytes resets
+    // the connection, and the client sees EPIPE/ECONNRESET instead of the 413. Many rounds, both
+    // ways of sending, so a race shows.
+    for (const model of ['lin', 'iso']) {
+      for (let round = 0; round < 20; round++) {
+        for (const declare of [false, true]) {
+          const r = await postStreaming(`/v2/models/${model}/infer`, LIMIT * (4 + (round % 4)), declare);
+          expect([model, round, declare, r.status]).toEqual([model, round, declare, 413]);
+          expect(JSON.parse(r.body).error).toMatch(/over the limit/);
+        }
+      }
+    }
     await stillAnswers();
   });
 
@@ -122,7 +148,7 @@ describe('gateway with bad requests', () => {
   });
 
   it('a client that disconnects mid-request does not leak in-flight counts', async () => {
-    const inFlight = async () => (await serving.host.state()).routes[0].inFlight;
+    const inFlight = async () => (await serving.host.state()).routes.find((r) => r.name === 'lin')!.inFlight;
     const u = new URL(url);
     const req = request({ host: u.hostname, port: u.port, path: '/v2/models/lin/infer', method: 'POST', headers: { 'content-length': '1000' } });
     req.on('error', () => {});
@@ -139,7 +165,21 @@ describe('gateway endpoints', () => {
   it('serves node health and the list of served models', async () => {
     expect(await (await fetch(`${url}/v2/health/live`)).json()).toEqual({ live: true });
     expect(await (await fetch(`${url}/v2/health/ready`)).json()).toEqual({ ready: true });
-    expect(await (await fetch(`${url}/v2/models`)).json()).toEqual({ models: [{ name: 'lin', version: '1', namespace: 'default', resource: 'lin', state: 'READY' }] });
+    expect(await (await fetch(`${url}/v2/models`)).json()).toEqual({
+      models: [
+        { name: 'lin', version: '1', namespace: 'default', resource: 'lin', state: 'READY' },
+        { name: 'iso', version: '1', namespace: 'default', resource: 'iso', state: 'READY' },
+      ],
+    });
+  });
+
+  it('GET /v2 and GET /v2/ answer the server metadata with the extensions this runtime implements', async () => {
+    for (const path of ['/v2', '/v2/']) {
+      const res = await fetch(`${url}${path}`);
+      expect([path, res.status]).toEqual([path, 200]);
+      expect(await res.json()).toEqual(serverMetadata());
+    }
+    expect(serverMetadata().extensions).toContain('binary_tensor_data');
   });
 
   it('status.url uses node.address, else the bind address, else a detected address', () => {

@@ -2,12 +2,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { parseMessage, type InferenceModelSpec } from '../../shared/index.js';
+import { parseMessage, StatusContentSchema, type InferenceModelSpec } from '../../shared/index.js';
 import { buildStatus } from '../../agent/admin/status-view.js';
 import { parseConfig } from '../../agent/config/load.js';
 import type { Config } from '../../agent/config/schema.js';
 import { silentLogger } from '../../agent/log.js';
-import { modelStatus } from '../../agent/reconcile/model-status.js';
+import { modelStatus, toStatusContent } from '../../agent/reconcile/model-status.js';
 import { Reporter } from '../../agent/reconcile/report.js';
 import type { ServingPort } from '../../agent/reconcile/serving-port.js';
 import { specHash } from '../../agent/reconcile/spec-hash.js';
@@ -194,5 +194,17 @@ describe('modelStatus, on plain data', () => {
     expect(modelStatus({ ...base, serving: {} }).servingVersion).toBeUndefined();
     expect(modelStatus({ ...base, serving: { running: { version: '1', replicas: 2, readyReplicas: 1, url: 'u' } } })).toMatchObject({ servingVersion: '1', readyReplicas: 1, url: 'u' });
     expect(modelStatus(base).servingVersion).toBe('2');
+  });
+
+  it('says which onnxruntime backend serves a model in the runtime host, on the wire too (an optional field)', () => {
+    const running = { version: '2', replicas: 1, readyReplicas: 1, url: 'u' };
+    const wasm = modelStatus({ ...base, serving: { running: { ...running, backend: 'wasm' } } });
+    expect(wasm.backend).toBe('wasm');
+    expect(toStatusContent(wasm).backend).toBe('wasm');
+    expect(StatusContentSchema.parse(toStatusContent(wasm)).backend).toBe('wasm');
+    // A process of its own or an external runtime: not known, not said.
+    const external = toStatusContent(modelStatus({ ...base, serving: { running } }));
+    expect(external.backend).toBeUndefined();
+    expect(StatusContentSchema.safeParse(external).success).toBe(true);
   });
 });

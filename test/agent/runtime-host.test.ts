@@ -1,8 +1,9 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { Pool } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { checkHost } from '../../agent/cli/doctor-checks.js';
+import type { ModeldError } from '../../agent/errors.js';
 import { silentLogger } from '../../agent/log.js';
 import { hostCommand } from '../../agent/runtime/host-client.js';
 import { isRunning } from '../../agent/runtime/pidfiles.js';
@@ -16,6 +17,7 @@ import { WAIT_MS, waitFor, waitForValue } from '../helpers/wait.js';
 // the host's life apart from the agent's, a host killed with -9 or hung on a run restored with
 // every model, node readiness.
 
+const ABORT_ON_LOAD = resolve(import.meta.dirname, '../fixtures/abort-on-load.cjs');
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
@@ -45,6 +47,16 @@ function setup(over: Parameters<typeof servingEnv>[0] = {}) {
     ...extra,
   });
   return { env, target };
+}
+
+/** The runtime hosts this test starts preload test/fixtures/abort-on-load.cjs (they inherit NODE_OPTIONS). */
+function useAbortOnLoad() {
+  const saved = process.env.NODE_OPTIONS;
+  process.env.NODE_OPTIONS = `${saved ? `${saved} ` : ''}--require ${ABORT_ON_LOAD}`;
+  cleanups.push(() => {
+    if (saved === undefined) delete process.env.NODE_OPTIONS;
+    else process.env.NODE_OPTIONS = saved;
+  });
 }
 
 /** y = x * w + b for model m<i>: w = i + 1, b = i. */
@@ -124,8 +136,8 @@ describe('the runtime host', { timeout: 180_000 }, () => {
     expect(state.pid).not.toBe(pid);
     expect(restarts[0].pid).toBe(state.pid);
     expect(state.routes.map((r) => r.readyReplicas)).toEqual(MODELS.map(() => 1));
-    // The agent learns of the restored sessions from the host's state, which it polls: wait for it.
-    await waitFor(() => serving.state('default', 'm3')?.readyReplicas === 1, WAIT_MS, "the agent's view to show m3 ready again");
+    // The agent's view follows at its next look at the host (every serving.probeIntervalMs).
+    await waitFor(() => serving.state('default', 'm3')?.readyReplicas === 1, WAIT_MS, "the agent's state to see m3 ready");
     expect(serving.state('default', 'm3')).toMatchObject({ version: '1', readyReplicas: 1 });
   });
 
@@ -170,6 +182,63 @@ describe('the runtime host', { timeout: 180_000 }, () => {
     expect(isRunning(pid)).toBe(false);
     await waitFor(() => allAnswer(serving.gatewayUrl()).catch(() => false), WAIT_MS, 'every model answering again');
     expect(await count(7)).toMatchObject({ status: 200, body: { outputs: [{ data: [7] }] } });
+  });
+
+  it('a version whose load crashes the host (SIGABRT in onnxruntime) is not restored again: reported StartFailed, every other model restored', async () => {
+    const { env, target } = setup();
+    useAbortOnLoad();
+    const failures: Array<{ version: string; code: string; message: string }> = [];
+    const restarts: Array<{ pid: number }> = [];
+    const serving = newServing(env, { onHostRestart: (i) => restarts.push(i) });
+    serving.onServingFailure((t, err) => failures.push({ version: t.version, code: err.code, message: err.message }));
+    await serving.start();
+    await serveAll(serving, env, target);
+    const dir = makeModelDir(env.paths.treeDir('default', 'crashy', { version: '1' }), { w: 1, b: 0 });
+    await serving.activate(target('crashy', '1'));
+    // From here on its load aborts the process; the host restarted next restores it: it dies.
+    writeFileSync(join(dir, 'ABORT_ON_LOAD'), '');
+    process.kill((await serving.host.state()).pid, 'SIGKILL');
+    await waitFor(() => failures.length > 0, WAIT_MS, 'the crashed load to be reported');
+    expect(failures).toEqual([{ version: '1', code: 'StartFailed', message: expect.stringMatching(/crashed while loading it/) }]);
+    // The host that runs now skipped it and restored all the others; it is done restoring, so
+    // nothing is left that could crash it.
+    const state = await waitForValue(async () => {
+      const s = await serving.host.state();
+      return !s.restoring && (await allAnswer(serving.gatewayUrl())) ? s : undefined;
+    }, WAIT_MS, 'every other model answering');
+    expect(state.diedLoading?.map((d) => [d.name, d.version, d.cause])).toEqual([['crashy', '1', 'crash']]);
+    expect(state.routes.find((r) => r.name === 'crashy')).toMatchObject({ readyReplicas: 0, error: expect.stringMatching(/crashed while loading it/) });
+    expect((await inferX(serving.gatewayUrl(), 'crashy', [1])).status).toBe(503);
+    expect(restarts.length).toBeGreaterThanOrEqual(1);
+    expect(restarts.at(-1)!.pid).toBe(state.pid);
+  });
+
+  it('a new version whose load crashes the host: activate fails StartFailed (not retryable), the previous version and the other models serve', async () => {
+    const { env, target } = setup();
+    useAbortOnLoad();
+    const serving = newServing(env);
+    await serving.start();
+    for (const m of MODELS.slice(0, 3)) {
+      makeModelDir(env.paths.treeDir('default', m.name, { version: '1' }), { w: m.w, b: m.b });
+      await serving.activate(target(m.name, '1'));
+    }
+    makeModelDir(env.paths.treeDir('default', 'm0', { version: '2' }), { w: 7, b: 0 });
+    writeFileSync(join(env.paths.treeDir('default', 'm0', { version: '2' }), 'ABORT_ON_LOAD'), '');
+    const err = await serving.activate(target('m0', '2')).then(
+      () => undefined,
+      (e: ModeldError) => e,
+    );
+    expect(err).toMatchObject({ code: 'StartFailed', retryable: false, message: expect.stringMatching(/crashed while loading it/) });
+    const state = await serving.host.state();
+    expect(state.diedLoading?.map((d) => [d.name, d.version])).toEqual([['m0', '2']]);
+    await waitFor(async () => !(await serving.host.state()).restoring, WAIT_MS, 'the restarted host to restore');
+    for (const m of MODELS.slice(0, 3)) expect((await inferX(serving.gatewayUrl(), m.name, [2])).body.outputs[0].data).toEqual([2 * m.w + m.b]);
+    expect(serving.state('default', 'm0')).toMatchObject({ version: '1', readyReplicas: 1 });
+    // Another version serving for the model ends the record.
+    makeModelDir(env.paths.treeDir('default', 'm0', { version: '3' }), { w: 5, b: 0 });
+    await serving.activate(target('m0', '3'));
+    expect((await serving.host.state()).diedLoading).toBeUndefined();
+    expect((await inferX(serving.gatewayUrl(), 'm0', [2])).body.outputs[0].data).toEqual([10]);
   });
 
   it('/v2/health/ready is 200 only when every model that should serve has a ready session', async () => {
