@@ -119,7 +119,7 @@ describe('modeld CLI on a node with no cloud and no broker', () => {
     expect(none.stderr).toBe('modeld: NoRollbackVersion: default/lin has no previous version to roll back to; name one with --to\n');
     // The human table says the same.
     const table = await cli('status');
-    expect(table.stdout).toMatch(/default\/lin\s+local\s+Serving\s+1\s+1\s+1\/1\s+http:\/\/127\.0\.0\.1:\d+\/v2\/models\/lin/);
+    expect(table.stdout).toMatch(/default\/lin\s+local\s+Serving\s+1\s+1\s+1\/1\s+native\s+http:\/\/127\.0\.0\.1:\d+\/v2\/models\/lin/);
   });
 
   it('seeds through the running daemon and upgrades with apply', async () => {
