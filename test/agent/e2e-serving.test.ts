@@ -1,6 +1,6 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ModelContent } from '../../shared/index.js';
 import { silentLogger } from '../../agent/log.js';
@@ -45,8 +45,8 @@ async function agent(opts: { waitHello?: boolean; isolation?: 'host' | 'process'
   return a;
 }
 
-async function model(version: string, opts: { w: number; b: number } | { broken: true }) {
-  const a = await makeModelArchive(join(work, `v${version}.tar.gz`), opts);
+async function model(version: string, opts: { w: number; b: number } | { broken: true }, extra: Record<string, string> = {}) {
+  const a = await makeModelArchive(join(work, `v${version}.tar.gz`), opts, extra);
   const server = await startChaosServer({ body: readFileSync(a.path) });
   servers.push(server);
   return { version, url: server.urlFor(`/v${version}.tar.gz`), sha256: a.sha256 };
@@ -117,6 +117,32 @@ describe('serving end to end', { timeout: 240_000 }, () => {
     expect(failed.reason).toBe('StartFailed');
     expect(failed.servingVersion).toBe('2');
     expect(await infer(10)).toMatchObject({ status: 200, y: 29, version: '2' });
+  });
+
+  it('a version whose load crashes the runtime host: Failed StartFailed, the version before keeps serving, the host restarted once', async () => {
+    const v1 = await model('1', { w: 2, b: 1 });
+    // test/fixtures/abort-on-load.cjs, preloaded into the agent's host: this tree's load aborts it.
+    const v2 = await model('2', { w: 3, b: -1 }, { ABORT_ON_LOAD: '' });
+    const saved = process.env.NODE_OPTIONS;
+    process.env.NODE_OPTIONS = `${saved ? `${saved} ` : ''}--require ${resolve(import.meta.dirname, '../fixtures/abort-on-load.cjs')}`;
+    try {
+      await agent();
+    } finally {
+      if (saved === undefined) delete process.env.NODE_OPTIONS;
+      else process.env.NODE_OPTIONS = saved;
+    }
+    await cloud.update(NODE, content(1, [v1, v2], '1'));
+    await cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '1', { timeoutMs: 60_000, what: 'v1 serving' });
+    const host = new HostClient({ config: { stateDir: stateDir() } as never, paths: statePaths(stateDir()), log: silentLogger() });
+    const before = (await host.state()).pid;
+
+    await cloud.update(NODE, content(2, [v1, v2], '2'));
+    const failed = await cloud.waitStatus((s) => s.phase === 'Failed' && s.observedGeneration === 2, { timeoutMs: 120_000, what: 'v2 failed' });
+    expect(failed).toMatchObject({ reason: 'StartFailed', servingVersion: '1', message: expect.stringMatching(/crashed while loading it/) });
+    expect(await infer(10)).toMatchObject({ status: 200, y: 21, version: '1' });
+    const after = await host.state();
+    expect(after.pid).not.toBe(before);
+    expect(after.diedLoading?.map((d) => [d.name, d.version])).toEqual([['linear', '2']]);
   });
 
   it('isolation: process — after kill -9 and a restart with the broker down, serves from local state with no orphan runtimes', async () => {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { create as tarCreate } from 'tar';
@@ -9,19 +9,21 @@ export { writeBrokenModel, writeCountModel, writeIdentityModel, writeLinearModel
 
 /**
  * Writes a .tar.gz at `archivePath` holding model.onnx (y = x * w + b, or a broken file with
- * `broken: true`); returns its sha256 (hex) and size.
+ * `broken: true`) and any `extra` files (name -> content); returns its sha256 (hex) and size.
  */
 export async function makeModelArchive(
   archivePath: string,
   opts: (Partial<LinearModelOptions> & { w: number; b: number }) | { broken: true },
+  extra: Record<string, string> = {},
 ): Promise<{ path: string; sha256: string; size: number }> {
   const work = mkdtempSync(join(tmpdir(), 'modeld-archive-'));
   try {
     const file = join(work, 'model.onnx');
     if ('broken' in opts) writeBrokenModel(file);
     else writeLinearModel(file, opts);
+    for (const [name, content] of Object.entries(extra)) writeFileSync(join(work, name), content);
     mkdirSync(dirname(archivePath), { recursive: true });
-    await tarCreate({ gzip: true, cwd: work, file: archivePath, portable: true }, [basename(file)]);
+    await tarCreate({ gzip: true, cwd: work, file: archivePath, portable: true }, [basename(file), ...Object.keys(extra)]);
     const bytes = readFileSync(archivePath);
     return { path: archivePath, sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length };
   } finally {
