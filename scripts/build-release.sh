@@ -88,8 +88,9 @@ cat >"$stage/bin/modeld" <<LAUNCHER
 # \$MODELD_NODE, else the default below (install.sh pins --node there).
 here="\$(dirname "\$(readlink -f "\$0")")"
 NODE="\${MODELD_NODE:-$default_node}"
-# The runtime host without the agent's modules (less memory on a small board).
-if [ "\${1:-}" = host ]; then shift; exec "\$NODE" "\$here/../dist/agent/host/main.js" "\$@"; fi
+# The runtime host without the agent's modules (less memory on a small board), with the V8 flags
+# of HOST_NODE_FLAGS in agent/runtime/host-client.ts (a small young generation).
+if [ "\${1:-}" = host ]; then shift; exec "\$NODE" --max-semi-space-size=2 "\$here/../dist/agent/host/main.js" "\$@"; fi
 exec "\$NODE" "\$here/../dist/agent/cli/index.js" "\$@"
 LAUNCHER
 chmod 755 "$stage/bin/modeld" "$stage/scripts/install.sh"

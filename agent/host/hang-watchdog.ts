@@ -49,7 +49,7 @@ export interface HangWatchdog {
   stop(): Promise<void>;
 }
 
-export function startHangWatchdog(opts: { hangMs: number; hangFile: string }): HangWatchdog {
+export function startHangWatchdog(opts: { hangMs: number; hangFile: string; onError?: (err: Error) => void }): HangWatchdog {
   const sab = new SharedArrayBuffer(NAMES_AT + NAMES_BYTES);
   const beat = new Float64Array(sab, 0, 1);
   const namesLen = new Int32Array(sab, 8, 1);
@@ -58,8 +58,13 @@ export function startHangWatchdog(opts: { hangMs: number; hangFile: string }): H
   beat[0] = Date.now();
   const timer = setInterval(() => (beat[0] = Date.now()), 100);
   timer.unref();
-  const worker = new Worker(WORKER, { eval: true, workerData: { sab, slots: SLOTS, countsAt: COUNTS_AT, namesAt: NAMES_AT, namesBytes: NAMES_BYTES, hangMs: opts.hangMs, hangFile: opts.hangFile } });
+  // Small heaps: the worker only reads shared memory and writes one file (a few MiB less,
+  // measured; 4 MiB of old generation is too little for a Node worker to start).
+  const resourceLimits = { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 1, codeRangeSizeMb: 2, stackSizeMb: 1 };
+  const worker = new Worker(WORKER, { eval: true, resourceLimits, workerData: { sab, slots: SLOTS, countsAt: COUNTS_AT, namesAt: NAMES_AT, namesBytes: NAMES_BYTES, hangMs: opts.hangMs, hangFile: opts.hangFile } });
   worker.unref();
+  // A watchdog that died guards nothing: said loudly (the agent's probes still catch a dead host).
+  worker.on('error', (err) => opts.onError?.(err));
   const slotOf = new Map<string, number>();
   const slot = (model: string): number => {
     let i = slotOf.get(model);

@@ -14,7 +14,7 @@ import { validateTarget } from '../runtime/runtime-plan.js';
 import { startHangWatchdog, type HangWatchdog } from './hang-watchdog.js';
 import { LoadRecord, sameLoad } from './load-record.js';
 import { hostHangFile, hostLoadingFile, hostRoutesFile, routeKey, type DiedLoading, type HostState, type RouteEvent, type RouteRequest, type RouteSpec, type RouteState } from './protocol.js';
-import { ProxyRoute } from './proxy-route.js';
+import { loadProxying, ProxyRoute } from './proxy-route.js';
 import { defaultLoad, loadWarm, SessionRoute, warmupBody, type LoadModel, type Session } from './session-route.js';
 
 // The runtime host: one process holding the sessions of every built-in ONNX version the node
@@ -94,6 +94,7 @@ export class RuntimeHost {
     this.diedLoading = Array.isArray(table?.diedLoading) ? table.diedLoading : [];
     this.noteDiedLoading();
     // Every saved route is in the table (answering 503, not ready) before the endpoint opens.
+    if (saved.some((s) => s.kind !== 'session')) await loadProxying();
     for (const spec of saved) {
       const route = spec.kind === 'session' ? new SessionRoute(spec, this.d.config.gateway.maxBodyBytes, this.hooks) : new ProxyRoute(spec);
       this.routes.set(routeKey(spec.namespace, spec.name), route);
@@ -103,7 +104,11 @@ export class RuntimeHost {
     await this.persist();
     this.loadRecord.clear();
     await this.gateway.listen();
-    this.watchdog = startHangWatchdog({ hangMs: this.d.config.serving.sessionHangMs, hangFile: hostHangFile(this.d.paths.runDir) });
+    this.watchdog = startHangWatchdog({
+      hangMs: this.d.config.serving.sessionHangMs,
+      hangFile: hostHangFile(this.d.paths.runDir),
+      onError: (err) => this.d.log.error({ err: err.message }, 'the hang watchdog thread failed: a hung session run is no longer caught here'),
+    });
     this.probeLoop = this.probeForever();
     void this.restore(saved);
   }
@@ -230,6 +235,7 @@ export class RuntimeHost {
       }
       next = route;
     } else {
+      await loadProxying();
       next = new ProxyRoute(spec);
     }
     if (this.closed) {

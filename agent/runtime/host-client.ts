@@ -18,14 +18,21 @@ import { hostSocketPath, type HostState, type RouteEvent, type RouteRequest } fr
 
 const LOG_ROTATE_BYTES = 10 * 1024 * 1024;
 
+/**
+ * V8 flags of the runtime host (bin/modeld passes the same under systemd): a young generation of
+ * 2 MiB semi-spaces instead of V8's up to 16 MiB, ~8 MiB less private memory (measured with 10
+ * models) for no throughput change that the serving benchmark could tell from noise.
+ */
+export const HOST_NODE_FLAGS = ['--max-semi-space-size=2'];
+
 /** The host's entry and the node arguments to run it, from source (tsx) or from dist. */
 export function hostCommand(): string[] {
   const here = fileURLToPath(import.meta.url);
   if (here.endsWith('.ts')) {
     const tsx = createRequire(import.meta.url).resolve('tsx');
-    return [process.execPath, '--import', pathToFileURL(tsx).href, join(here, '..', '..', 'host', 'main.ts')];
+    return [process.execPath, ...HOST_NODE_FLAGS, '--import', pathToFileURL(tsx).href, join(here, '..', '..', 'host', 'main.ts')];
   }
-  return [process.execPath, join(here, '..', '..', 'host', 'main.js')];
+  return [process.execPath, ...HOST_NODE_FLAGS, join(here, '..', '..', 'host', 'main.js')];
 }
 
 /** The environment a started host gets: the agent's own settings (MODELD_*) and systemd's left out. */
