@@ -94,6 +94,9 @@ export async function runController(o: CliOptions, log: Logger = controllerLogge
     started = true;
     metrics.leader.set(1);
     controller.start().catch((err) => {
+      // A SIGTERM while the first list is under way aborts the start: that is a clean stop
+      // (a pod deleted right after it started), not a failure to start.
+      if (stop.signal.aborted) return;
       log.fatal({ err: (err as Error).message }, 'controller failed to start');
       code = 1;
       stop.abort();

@@ -258,12 +258,15 @@ describe('the runtime host', { timeout: 180_000 }, () => {
     const [cmd, ...args] = hostCommand();
     const host = spawnTree(cmd, [...args, '--config', join(env.paths.runDir, 'host-config.json')], { stdio: 'ignore' });
     cleanups.push(() => host.end());
-    const ready = await waitForValue(async () => {
-      const r = await fetch(`${url}/v2/health/ready`);
-      const body = (await r.json()) as { notReady?: string[] };
-      return r.status === 503 && body.notReady?.includes('m4') && (await inferX(url, 'm9', [1])).status === 200 ? { status: r.status, body } : undefined;
-    }, WAIT_MS, 'the restored host to answer, m4 not ready');
-    expect(ready.body.notReady).toEqual(['m4']);
+    // The event: the new host is done restoring (every model it could load is loaded).
+    await waitFor(async () => {
+      const s = await serving.host.state().catch(() => undefined);
+      return !!s && s.pid !== pid && !s.restoring;
+    }, WAIT_MS, 'the restarted host to finish restoring');
+    const r = await fetch(`${url}/v2/health/ready`);
+    expect(r.status).toBe(503);
+    expect(((await r.json()) as { notReady?: string[] }).notReady).toEqual(['m4']);
+    expect((await inferX(url, 'm9', [1])).status).toBe(200);
     expect((await inferX(url, 'm4', [1])).status).toBe(503);
   });
 
