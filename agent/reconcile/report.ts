@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import type { Store } from '../store/index.js';
 import { modelStatus, toStatusContent } from './model-status.js';
 import type { ServingPort } from './serving-port.js';
+import { statusTime } from './status-time.js';
 
 export interface StatusUpdate {
   phase: Phase;
@@ -71,7 +72,7 @@ export class Reporter {
         serving: serving && { running: serving.state(namespace, name) },
         answer: refusal ? { phase: update.phase, reason: update.reason, message: update.message, observedGeneration: update.observedGeneration } : undefined,
         progress: update.progress,
-        time: new Date().toISOString(),
+        time: statusTime(),
       }),
     );
     const envelope = makeEnvelope('status', status, {

@@ -6,6 +6,7 @@ import { MqttLink } from '../../agent/link/mqtt-link.js';
 import { silentLogger } from '../../agent/log.js';
 import { openStore, type Store } from '../../agent/store/index.js';
 import { DEFAULT_STATUS_TOPIC, makeEnvelope, resourcePath, statusTopic, type StatusContent } from '../../shared/index.js';
+import { statusTime } from '../../agent/reconcile/status-time.js';
 
 // A node that speaks with the agent's real link and durable outbox (agent/link, agent/store),
 // without the rest of the agent: tests and the controller benchmark make it report statuses and
@@ -38,7 +39,7 @@ export function startLinkNode(opts: { node: string; brokerUrl: string; ackTimeou
     link,
     store,
     report(s) {
-      const content: StatusContent = { node: opts.node, time: new Date().toISOString(), ...s };
+      const content: StatusContent = { node: opts.node, time: statusTime(), ...s };
       const env = makeEnvelope('status', content, { source: `modeld/${opts.node}`, resource: resourcePath(s.namespace, s.name), ack: true });
       link.enqueue(statusTopic(DEFAULT_STATUS_TOPIC, opts.node), JSON.stringify(env), { msgId: env.header.msg_id, key: `${s.namespace}/${s.name}` });
       return env.header.msg_id;
