@@ -18,6 +18,7 @@ import { computeStatus } from './status/compute.js';
 import { StatusIntake } from './status/intake.js';
 import { StatusWriter } from './status/writer.js';
 import type { Transport } from './transport/types.js';
+import { Sequencer } from './sequence.js';
 import { DEFAULT_RATE_LIMIT, WorkQueue, runWorkers, type RateLimitOptions } from './workqueue.js';
 
 // The controller, built like a Kubernetes controller: informers fill caches and put keys on one
@@ -69,6 +70,7 @@ export class Controller {
   private readonly deployments: Informer<KubeObject>;
   private readonly intake = new StatusIntake();
   private readonly pending = new PendingAcks();
+  private readonly sequencer = new Sequencer();
   readonly writer: StatusWriter;
   private readonly events: EventRecorder;
   private readonly queue: WorkQueue;
@@ -130,6 +132,7 @@ export class Controller {
       topicPrefix: opts.topicPrefix,
       source,
       transport,
+      sequencer: this.sequencer,
       log,
       metrics,
       events: this.events,
@@ -139,7 +142,7 @@ export class Controller {
       onReachability: (n) => this.markNode(n),
     });
     this.images = new ImageDeployments({ rest, log, edgeLabel: opts.edgeLabel, onEnsured: (key) => this.writer.mark(key) });
-    this.acks = new AckSender({ transport, topicPrefix: opts.topicPrefix, source, schedule: (n) => this.queue.add(`ack:${n}`), onSent: (n) => metrics.acksSent.inc(n) });
+    this.acks = new AckSender({ transport, topicPrefix: opts.topicPrefix, source, sequencer: this.sequencer, schedule: (n) => this.queue.add(`ack:${n}`), onSent: (n) => metrics.acksSent.inc(n) });
     this.writer = new StatusWriter({
       rest,
       log,
@@ -180,6 +183,7 @@ export class Controller {
       onAgent: (node, hello) => {
         this.agentNodes.add(node);
         if (!hello) return;
+        if (hello.lastSequence !== undefined) this.sequencer.raise(hello.lastSequence);
         // It is connected now: a full sync at once, whatever backoff its sends were in.
         this.sends.pendingSyncs.add(node);
         this.queue.forget(`node:${node}`);

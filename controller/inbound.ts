@@ -36,7 +36,7 @@ export interface InboundDeps {
   model(key: string): KubeObject | undefined;
   node(name: string): KubeObject | undefined;
   /** A node's agent is there (hello or presence); `hello`: it asks for a full sync. */
-  onAgent(node: string, hello: boolean): void;
+  onAgent(node: string, hello?: HelloContent): void;
   /** A status was kept: its resource needs a status write. */
   onAccepted(key: string): void;
 }
@@ -65,7 +65,7 @@ export class NodeMessages {
           }
         })();
         if (!p?.success) return void (m.payload.length && drop('BadMessage', 'unreadable presence'));
-        if (p.data.state === 'online') this.deps.onAgent(t.node, false);
+        if (p.data.state === 'online') this.deps.onAgent(t.node);
         return;
       }
     }
@@ -84,7 +84,7 @@ export class NodeMessages {
         log.warn({ node }, 'hello from a node the cluster does not know');
         void this.deps.events.warning({ apiVersion: 'v1', kind: 'Node', name: node }, 'UnknownNode', message);
       }
-      this.deps.onAgent(node, true);
+      this.deps.onAgent(node, msg.content as HelloContent);
       return;
     }
     if (msg.route.operation !== 'status') return drop('UnexpectedOperation', `operation ${msg.route.operation} is not for the controller`);

@@ -3,6 +3,7 @@ import { makeEnvelope, resourcePath, specTopic, syncTopic } from '../shared/inde
 import type { Desired } from './desired.js';
 import type { EventRecorder } from './kube/events.js';
 import type { Metrics } from './metrics.js';
+import type { Sequencer } from './sequence.js';
 import { planSends, recordSent, type Send, type Sent } from './plan.js';
 import { DeliveryError, type Transport } from './transport/types.js';
 
@@ -15,6 +16,8 @@ export interface SendsDeps {
   topicPrefix: string;
   source: string;
   transport: Transport;
+  /** header.sequence of every message (controller/sequence.ts). */
+  sequencer: Sequencer;
   log: Logger;
   metrics: Metrics;
   events: EventRecorder;
@@ -116,13 +119,13 @@ export class NodeSends {
     const { source, topicPrefix: prefix } = this.deps;
     if (s.op === 'update') {
       const { name, namespace } = s.content.metadata;
-      return { topic: specTopic(prefix, s.node, namespace, name), payload: JSON.stringify(makeEnvelope('update', s.content, { source, resource: resourcePath(namespace, name) })) };
+      return { topic: specTopic(prefix, s.node, namespace, name), payload: JSON.stringify(makeEnvelope('update', s.content, { source, resource: resourcePath(namespace, name), sequence: this.deps.sequencer.next() })) };
     }
     if (s.op === 'delete') {
       const { name, namespace } = s.metadata;
-      return { topic: specTopic(prefix, s.node, namespace, name), payload: JSON.stringify(makeEnvelope('delete', { metadata: s.metadata }, { source, resource: resourcePath(namespace, name) })) };
+      return { topic: specTopic(prefix, s.node, namespace, name), payload: JSON.stringify(makeEnvelope('delete', { metadata: s.metadata }, { source, resource: resourcePath(namespace, name), sequence: this.deps.sequencer.next() })) };
     }
     const content = { node: s.node, items: [...s.items.values()], nodeKnown: this.deps.nodeKnown(s.node) };
-    return { topic: syncTopic(prefix, s.node), payload: JSON.stringify(makeEnvelope('sync', content, { source, resource: `${s.node}/inferencemodel/_sync` })) };
+    return { topic: syncTopic(prefix, s.node), payload: JSON.stringify(makeEnvelope('sync', content, { source, resource: `${s.node}/inferencemodel/_sync`, sequence: this.deps.sequencer.next() })) };
   }
 }

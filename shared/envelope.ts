@@ -28,6 +28,13 @@ export const EnvelopeSchema = z.object({
     sync: z.boolean().optional(),
     /** The sender keeps this message until an `ack` names its msg_id (and resends it meanwhile). */
     ack: z.boolean().optional(),
+    /**
+     * Cloud -> node: increases for each node and resource across every message the controller
+     * sends (rollout steps and rollbacks included), so a node can order messages that share a
+     * generation and refuse a replay. Microseconds since the epoch, raised past what the node
+     * says it accepted (hello.lastSequence): see controller/sequence.ts.
+     */
+    sequence: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
   }),
   route: z.object({
     source: z.string().max(128),
@@ -36,6 +43,8 @@ export const EnvelopeSchema = z.object({
     resource: z.string().max(512),
   }),
   content: z.unknown(),
+  /** Cloud -> node: Ed25519 over the RFC 8785 form of the rest plus the node (shared/signing.ts). */
+  signature: z.object({ alg: z.literal('Ed25519'), keyId: z.string().max(64), value: z.string().max(128) }).optional(),
 });
 export type RawEnvelope = z.infer<typeof EnvelopeSchema>;
 
@@ -125,7 +134,7 @@ export function parseMessage(payload: Buffer | string, maxBytes = DEFAULT_MAX_ME
 export function makeEnvelope<K extends Operation>(
   operation: K,
   content: ContentByOperation[K],
-  opts: { source: string; resource: string; parentMsgId?: string; now?: number; msgId?: string; ack?: boolean },
+  opts: { source: string; resource: string; parentMsgId?: string; now?: number; msgId?: string; ack?: boolean; sequence?: number },
 ) {
   return {
     header: {
@@ -133,6 +142,7 @@ export function makeEnvelope<K extends Operation>(
       parent_msg_id: opts.parentMsgId ?? '',
       timestamp: opts.now ?? Date.now(),
       ...(opts.ack ? { ack: true } : {}),
+      ...(opts.sequence !== undefined ? { sequence: opts.sequence } : {}),
     },
     route: { source: opts.source, group: 'user', operation, resource: opts.resource },
     content,

@@ -77,6 +77,8 @@ export const SyncContentSchema = z.object({
    * Absent (an older controller): the agent refuses a sync that would remove every model it has.
    */
   nodeKnown: z.boolean().optional(),
+  /** The nonce of the hello this sync answers: a signed sync is fresh only when it echoes it. */
+  nonce: z.string().max(128).optional(),
 });
 export type SyncContent = z.output<typeof SyncContentSchema>;
 
@@ -89,6 +91,8 @@ export const Phase = z.enum([
   'Starting',
   'Serving',
   'Failed',
+  /** The new version is downloaded and verified, but a local hold (`modeld defer`) keeps the switch back. */
+  'Deferred',
   'Deleting',
   'Deleted',
 ]);
@@ -107,6 +111,8 @@ export const StatusContentSchema = z.object({
   servingVersion: z.string().max(63).optional(),
   /** A rollback hold in force on the node (`modeld rollback`): this version serves until the spec changes. */
   heldVersion: z.string().max(63).optional(),
+  /** Phase Deferred: when the local hold ends at the latest (RFC 3339). */
+  deferredUntil: z.string().max(64).optional(),
   url: z.string().max(2048).optional(),
   replicas: z.number().int().min(0).optional(),
   readyReplicas: z.number().int().min(0).optional(),
@@ -130,6 +136,10 @@ export const HelloContentSchema = z.object({
   layer: DeployLayer.optional(),
   labels: z.record(z.string(), z.string()).optional(),
   agentVersion: z.string().max(64).optional(),
+  /** Fresh for each connect; the sync that answers this hello echoes it (freshness without a clock). */
+  nonce: z.string().max(128).optional(),
+  /** The highest header.sequence this node has accepted: a controller continues above it. */
+  lastSequence: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
 });
 export type HelloContent = z.infer<typeof HelloContentSchema>;
 

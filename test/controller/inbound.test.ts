@@ -6,6 +6,7 @@ import { createMetrics } from '../../controller/metrics.js';
 import { AckSender, PendingAcks } from '../../controller/status/acks.js';
 import { StatusIntake } from '../../controller/status/intake.js';
 import type { Transport } from '../../controller/transport/types.js';
+import { Sequencer } from '../../controller/sequence.js';
 import { makeEnvelope, type StatusContent } from '../../shared/index.js';
 
 // The inbound job alone, with the real intake, pending acks and ack sender and a transport that
@@ -18,7 +19,7 @@ function setUp() {
   const transport: Transport = { name: 'kubeedge', start: async () => {}, stop: async () => {}, connected: () => true, publish: async (_n, topic, payload) => void published.push({ topic, body: JSON.parse(payload) }) };
   const pending = new PendingAcks();
   const scheduled: string[] = [];
-  const acks = new AckSender({ transport, topicPrefix: 'ai/inferencemodel', source: 'test', schedule: (n) => scheduled.push(n) });
+  const acks = new AckSender({ transport, topicPrefix: 'ai/inferencemodel', source: 'test', sequencer: new Sequencer(), schedule: (n) => scheduled.push(n) });
   const metrics = createMetrics();
   const accepted: string[] = [];
   const inbound = new NodeMessages({
