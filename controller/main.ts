@@ -3,6 +3,7 @@ import './node-check.js';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import type { Logger } from 'pino';
+import { readBrokerSecrets, type BrokerSecrets } from './broker-files.js';
 import { Controller } from './controller.js';
 import { startHealthServer } from './http.js';
 import { loadKubeConfig } from './kube/config.js';
@@ -27,7 +28,12 @@ export function buildProgram(run: (o: CliOptions) => Promise<number>): Command {
     .addOption(new Option('--transport <kind>', 'how messages reach nodes').choices(['mqtt', 'kubeedge']).default(DEFAULTS.transport))
     .option('--broker-url <url>', 'mqtt: the broker the nodes share or are bridged to', DEFAULTS.brokerUrl)
     .option('--broker-username <name>', 'mqtt: user name (or $MODELD_BROKER_USERNAME)', process.env.MODELD_BROKER_USERNAME)
-    .option('--broker-password <password>', 'mqtt: password (or $MODELD_BROKER_PASSWORD)', process.env.MODELD_BROKER_PASSWORD)
+    .option('--broker-password-file <path>', 'mqtt: file holding the password (a mounted Secret; else $MODELD_BROKER_PASSWORD). Never the password itself on the command line')
+    .option('--broker-ca <path>', 'mqtt: PEM file of the CA that signed the broker\'s certificate (mqtts://); default: the system CAs')
+    .option('--broker-cert <path>', 'mqtt: PEM client certificate for mutual TLS (with --broker-key)')
+    .option('--broker-key <path>', 'mqtt: PEM private key of --broker-cert (a mounted Secret)')
+    .option('--broker-reconnect-ms <ms>', 'mqtt: first delay before reconnecting, doubling after each failed attempt', num, DEFAULTS.brokerReconnectMs)
+    .option('--broker-reconnect-max-ms <ms>', 'mqtt: longest delay between reconnect attempts', num, DEFAULTS.brokerReconnectMaxMs)
     .option('--topic-prefix <prefix>', 'prefix of the spec topics', DEFAULTS.topicPrefix)
     .option('--status-topic <template>', 'status topic template; {node} is the node name', DEFAULTS.statusTopic)
     .option('--router-url <url>', 'kubeedge: the cloudcore Router (port 9443; deploy/kubeedge/cloudcore-router.yaml adds the Service a stock cloudcore lacks)', DEFAULTS.routerUrl)
@@ -51,8 +57,10 @@ export function buildProgram(run: (o: CliOptions) => Promise<number>): Command {
 }
 
 export async function runController(o: CliOptions, log: Logger = controllerLogger(o.logLevel)): Promise<number> {
+  let secrets: BrokerSecrets = {};
   try {
     checkOptions(o);
+    if (o.transport === 'mqtt') secrets = readBrokerSecrets(o);
   } catch (err) {
     if (err instanceof OptionError) {
       log.fatal(err.message);
@@ -65,7 +73,7 @@ export async function runController(o: CliOptions, log: Logger = controllerLogge
   const metrics = createMetrics();
   const transport: Transport =
     o.transport === 'mqtt'
-      ? mqttTransport({ brokerUrl: o.brokerUrl, clientId: `modeld-controller-${o.identity}`.slice(0, 64), topicPrefix: o.topicPrefix, statusTopic: o.statusTopic, username: o.brokerUsername, password: o.brokerPassword, log })
+      ? mqttTransport({ brokerUrl: o.brokerUrl, clientId: `modeld-controller-${o.identity}`.slice(0, 64), topicPrefix: o.topicPrefix, statusTopic: o.statusTopic, username: o.brokerUsername, password: secrets.password, tls: secrets.tls, reconnectMs: o.brokerReconnectMs, reconnectMaxMs: o.brokerReconnectMaxMs, log })
       : kubeedgeTransport({ routerUrl: o.routerUrl, ruleNamespace: o.ruleNamespace, receiverPort: o.receiverPort, log });
   const controller = new Controller(
     { topicPrefix: o.topicPrefix, statusTopic: o.statusTopic, edgeLabel: o.edgeLabel, requireDigest: o.requireDigest, syncIntervalMs: o.syncInterval * 1000, statusIntervalMs: o.statusInterval },
@@ -79,7 +87,7 @@ export async function runController(o: CliOptions, log: Logger = controllerLogge
     host: o.metricsBind,
     registry: metrics.registry,
     ready: () => controller.ready() && (elector.isLeader() || !o.leaderElect),
-    healthy: () => ({ ok: !stop.signal.aborted, detail: { leader: elector.isLeader() || !o.leaderElect, running: controller.ready(), transport: transport.connected() } }),
+    healthy: () => ({ ok: !stop.signal.aborted, detail: { leader: elector.isLeader() || !o.leaderElect, running: controller.ready(), transport: transport.connected(), ...(transport.problem?.() ? { transportProblem: transport.problem() } : {}) } }),
   });
   log.info({ port: health.port, bind: o.metricsBind, transport: o.transport }, 'modeld-controller up');
   const onSignal = (sig: string) => {

@@ -10,7 +10,13 @@ export interface CliOptions {
   transport: 'mqtt' | 'kubeedge';
   brokerUrl: string;
   brokerUsername?: string;
-  brokerPassword?: string;
+  /** A file holding the password (a mounted Secret); never the password itself on the command line. */
+  brokerPasswordFile?: string;
+  brokerCa?: string;
+  brokerCert?: string;
+  brokerKey?: string;
+  brokerReconnectMs: number;
+  brokerReconnectMaxMs: number;
   topicPrefix: string;
   statusTopic: string;
   routerUrl: string;
@@ -32,6 +38,8 @@ export interface CliOptions {
 export const DEFAULTS: CliOptions = {
   transport: 'mqtt',
   brokerUrl: 'mqtt://127.0.0.1:1883',
+  brokerReconnectMs: 1000,
+  brokerReconnectMaxMs: 30_000,
   topicPrefix: DEFAULT_TOPIC_PREFIX,
   statusTopic: DEFAULT_STATUS_TOPIC,
   routerUrl: 'http://cloudcore-router.kubeedge.svc:9443',
@@ -62,9 +70,12 @@ export function checkOptions(o: CliOptions): CliOptions {
     ['--status-interval', o.statusInterval, 0],
     ['--receiver-port', o.receiverPort, 0],
     ['--metrics-port', o.metricsPort, 0],
+    ['--broker-reconnect-ms', o.brokerReconnectMs, 10],
+    ['--broker-reconnect-max-ms', o.brokerReconnectMaxMs, 10],
   ] as const) {
     if (!Number.isFinite(v) || v < min) throw new OptionError(`${flag} must be a number >= ${min}`);
   }
+  if (!o.brokerCert !== !o.brokerKey) throw new OptionError('--broker-cert and --broker-key go together (mutual TLS needs both)');
   if (!isIP(o.metricsBind) && !/^[A-Za-z0-9.-]+$/.test(o.metricsBind)) throw new OptionError(`--metrics-bind must be an IP address or a host name, not "${o.metricsBind}"`);
   try {
     new URL(o.transport === 'mqtt' ? o.brokerUrl : o.routerUrl);

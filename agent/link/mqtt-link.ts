@@ -6,7 +6,7 @@ import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { OutboxAddOptions, OutboxTable } from '../store/outbox.js';
-import { brokerRefusal } from './broker-refusal.js';
+import { brokerRefusal, type RefusalSettings } from '../../shared/broker-refusal.js';
 import { presencePayload } from './presence.js';
 import { resendDelay } from './resend-delay.js';
 
@@ -28,6 +28,8 @@ export interface LinkDeps {
   onMessage: (topic: string, payload: Buffer) => void;
   onConnectionChange?: (connected: boolean) => void;
 }
+
+const AGENT_SETTINGS: RefusalSettings = { self: 'node', ca: 'broker.tls.ca', clientCert: 'broker.tls.cert and broker.tls.key', credentials: 'broker.username, broker.password', url: 'broker.url' };
 
 // How many outbox entries are in flight at once. mqtt.js sends them in order on one connection,
 // so a window keeps order while not paying one round trip per status.
@@ -110,7 +112,7 @@ export class MqttLink {
       warned = true;
     });
     client.on('error', (err) => {
-      const reason = brokerRefusal(err, url);
+      const reason = brokerRefusal(err, url, AGENT_SETTINGS);
       if (reason === refusedFor) return log.debug({ err: err.message, broker: url }, 'broker connection error');
       refusedFor = reason;
       log.warn({ reason, err: err.message, broker: url }, 'broker connection refused');

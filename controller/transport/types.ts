@@ -14,6 +14,8 @@ export interface Transport {
   publish(node: string, topic: string, payload: string): Promise<void>;
   /** Whether a publish can go out now (for /healthz). */
   connected(): boolean;
+  /** Why it cannot deliver now, in words (for /healthz), when it knows. */
+  problem?(): string | undefined;
   stop(): Promise<void>;
 }
 
