@@ -5,6 +5,7 @@ import type { Config } from './config/schema.js';
 import { BlobStore } from './fetch/blob-store.js';
 import { fetchPolicyFromConfig } from './fetch/policy.js';
 import { checkUrl } from './fetch/url-policy.js';
+import { BearerToken, gatewayTls } from './runtime/gateway-auth.js';
 import { MqttLink } from './link/mqtt-link.js';
 import type { Logger } from './log.js';
 import { statePaths, type StatePaths } from './paths.js';
@@ -91,6 +92,9 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
 
     let serving: Serving | undefined;
     if (opts.serve !== false) {
+      // The runtime host reads these; read here too, so a bad file stops the daemon (exit 78) with its key.
+      gatewayTls(config);
+      if (config.gateway.tokenFile) new BearerToken(config.gateway.tokenFile);
       serving = new Serving({
         onSwitch: opts.onSwitch,
         config,

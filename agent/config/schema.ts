@@ -134,6 +134,13 @@ export const ConfigSchema = z.strictObject({
       bind: z.string().default('0.0.0.0'),
       port: z.number().int().min(0).max(65535).default(8000),
       maxBodyBytes: Size.default(64 * MiB),
+      /** HTTPS with this certificate and key (PEM files on the node); both or neither. */
+      tls: z
+        .strictObject({ cert: z.string().min(1).optional(), key: z.string().min(1).optional() })
+        .refine((t) => !t.cert === !t.key, 'cert and key go together (both or neither)')
+        .prefault({}),
+      /** A file holding the bearer token every request but the health probes must carry. */
+      tokenFile: z.string().min(1).optional(),
     })
     .prefault({}),
   serving: z

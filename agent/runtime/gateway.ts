@@ -1,10 +1,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { networkInterfaces } from 'node:os';
 import { Transform, type Readable } from 'node:stream';
 import type { Pool } from 'undici';
 import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { BearerToken, OPEN_PATHS, gatewayTls } from './gateway-auth.js';
 import { isServerMetadataPath, serverMetadata } from './oip-model.js';
 import { refuseBody } from './read-body.js';
 
@@ -117,7 +119,8 @@ export function endpointUrl(config: Pick<Config, 'node' | 'gateway'>, port: numb
   const { address } = config.node;
   const bind = config.gateway.bind;
   const host = address || (bind && bind !== '0.0.0.0' && bind !== '::' ? bind : detectAddress());
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const scheme = config.gateway.tls?.cert ? 'https' : 'http';
+  return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 /** status.url for a model: its OIP endpoint. */
@@ -127,13 +130,19 @@ export class Gateway {
   private readonly routes = new Map<string, RouteTarget>();
   private server: Server | undefined;
   private boundPort = 0;
+  private token: BearerToken | undefined;
 
   /** `onRequest`: after each request routed to a model (its route object, HTTP status or 499, seconds). */
   constructor(private readonly d: { config: Config; log: Logger; onRequest?: (target: RouteTarget, status: number, seconds: number) => void }) {}
 
   async listen(): Promise<void> {
-    const { bind, port } = this.d.config.gateway;
-    const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.handle(req, res));
+    const { bind, port, tokenFile } = this.d.config.gateway;
+    // Both read before the port opens: an unreadable file stops the start (ConfigInvalid).
+    const tls = gatewayTls(this.d.config);
+    this.token = tokenFile ? new BearerToken(tokenFile, (message) => this.d.log.error({ reason: message }, 'gateway.tokenFile cannot be read again: every request is refused until it is fixed')) : undefined;
+    const handler = (req: IncomingMessage, res: ServerResponse) => this.handle(req, res);
+    // With TLS, a plain-HTTP client fails the handshake and is dropped: nothing is served in clear.
+    const server: Server = tls ? createHttpsServer({ ...tls, keepAliveTimeout: 65_000 }, handler) : createServer({ keepAliveTimeout: 65_000 }, handler);
     server.headersTimeout = 60_000;
     server.requestTimeout = 0; // inference may be slow; the runtime bounds it
     server.on('clientError', (_err, socket) => {
@@ -147,7 +156,7 @@ export class Gateway {
     server.on('error', (err) => this.d.log.error({ err: err.message }, 'gateway error'));
     this.server = server;
     this.boundPort = (server.address() as { port: number }).port;
-    this.d.log.info({ bind, port: this.boundPort }, 'gateway listening');
+    this.d.log.info({ bind, port: this.boundPort, tls: !!tls, token: !!this.token }, 'gateway listening');
   }
 
   get port(): number {
@@ -193,6 +202,10 @@ export class Gateway {
       const url = req.url ?? '/';
       const q = url.indexOf('?');
       const path = q < 0 ? url : url.slice(0, q);
+      if (this.token && !OPEN_PATHS.has(path)) {
+        const auth = this.token.check(req);
+        if (!auth.ok) return refuseBody(req, res, auth.status, { 'content-type': 'application/json', 'www-authenticate': auth.wwwAuthenticate }, Buffer.from(JSON.stringify({ error: auth.message })));
+      }
       if (path.startsWith('/v2/models/')) return this.proxy(req, res, path, 11);
       // TF Serving's REST API (/v1/models/<name>[/versions/<v>][:predict]) for runtimes that speak it.
       if (path.startsWith('/v1/models/')) return this.proxy(req, res, path, 11);
