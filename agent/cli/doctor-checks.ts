@@ -1,3 +1,5 @@
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants, existsSync, readFileSync, statfsSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -171,25 +173,43 @@ function tryListen(port: number, host: string): Promise<NodeJS.ErrnoException | 
   });
 }
 
-/** Is the program on this port the modeld daemon? (its gateway answers /v2, its metrics name modeld) */
-async function heldByModeld(host: string, port: number, kind: 'gateway' | 'metrics', timeoutMs: number): Promise<boolean> {
+/** One GET, over https without verifying (it only asks who holds the port, and sends nothing secret). */
+function probe(url: string, tls: boolean, timeoutMs: number): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = (tls ? httpsGet : httpGet)(url, { timeout: timeoutMs, rejectUnauthorized: false, agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
+      res.on('error', reject);
+    });
+    req.once('timeout', () => req.destroy(new Error('timeout')));
+    req.once('error', reject);
+  });
+}
+
+/**
+ * Is the program on this port the modeld daemon? (its gateway answers /v2, its metrics name
+ * modeld; a gateway that wants a token answers 401 with realm="modeld").
+ */
+async function heldByModeld(host: string, port: number, kind: 'gateway' | 'metrics', timeoutMs: number, tls: boolean): Promise<boolean> {
   const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
   try {
-    const res = await fetch(`http://${h.includes(':') ? `[${h}]` : h}:${port}${kind === 'gateway' ? '/v2' : '/metrics'}`, { signal: AbortSignal.timeout(timeoutMs) });
-    const text = await res.text();
-    return kind === 'gateway' ? /"name"\s*:\s*"modeld"/.test(text) : text.includes('modeld_info');
+    const res = await probe(`${tls ? 'https' : 'http'}://${h.includes(':') ? `[${h}]` : h}:${port}${kind === 'gateway' ? '/v2' : '/metrics'}`, tls, timeoutMs);
+    if (kind === 'metrics') return res.text.includes('modeld_info');
+    return /"name"\s*:\s*"modeld"/.test(res.text) || (res.status === 401 && /realm="modeld"/.test(String(res.headers['www-authenticate'] ?? '')));
   } catch {
     return false;
   }
 }
 
-export async function checkPort(kind: 'gateway' | 'metrics', host: string, port: number, timeoutMs: number): Promise<CheckResult> {
+export async function checkPort(kind: 'gateway' | 'metrics', host: string, port: number, timeoutMs: number, opts: { tls?: boolean } = {}): Promise<CheckResult> {
   const name = `port:${kind}`;
   if (port === 0) return { name, status: 'ok', message: `${host}:0 (the OS picks a free port)` };
   const err = await tryListen(port, host);
   if (!err) return { name, status: 'ok', message: `${host}:${port} is free` };
   if (err.code === 'EADDRINUSE') {
-    if (await heldByModeld(host, port, kind, timeoutMs)) return { name, status: 'ok', message: `${host}:${port} is held by the running modeld` };
+    if (await heldByModeld(host, port, kind, timeoutMs, !!opts.tls)) return { name, status: 'ok', message: `${host}:${port} is held by the running modeld` };
     return { name, status: 'fail', message: `${host}:${port} is in use by another program` };
   }
   if (err.code === 'EACCES') return { name, status: 'fail', message: `${host}:${port} needs CAP_NET_BIND_SERVICE (ports below 1024)` };

@@ -33,7 +33,7 @@ export async function runDoctor(opts: { configPath?: string; timeoutMs: number; 
   results.push(await checkBroker(config, opts.timeoutMs));
   results.push(...(await checkRuntimes(config)));
   results.push(await checkHost(config, opts.timeoutMs));
-  results.push(await checkPort('gateway', config.gateway.bind, config.gateway.port, opts.timeoutMs));
+  results.push(await checkPort('gateway', config.gateway.bind, config.gateway.port, opts.timeoutMs, { tls: !!config.gateway.tls.cert }));
   results.push(await checkPort('metrics', config.admin.metricsBind, config.admin.metricsPort, opts.timeoutMs));
   return results;
 }

@@ -4,7 +4,10 @@ import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { checkPort } from '../../agent/cli/doctor-checks.js';
 import { ConfigSchema } from '../../agent/config/schema.js';
+import { silentLogger } from '../../agent/log.js';
+import { Gateway } from '../../agent/runtime/gateway.js';
 import type { ModelContent } from '../../shared/index.js';
 import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
 import { startChaosServer, type ChaosServer } from '../helpers/chaos-server.js';
@@ -164,5 +167,21 @@ describe("the node's listeners", { timeout: 240_000 }, () => {
     expect(c.gateway.tls).toEqual({});
     expect(c.gateway.tokenFile).toBeUndefined();
     expect(ConfigSchema.safeParse({ gateway: { tls: { cert: '/etc/modeld/tls.crt' } } }).success).toBe(false);
+  });
+});
+
+describe('modeld doctor and a guarded endpoint', () => {
+  it('recognises the running modeld on a port that speaks HTTPS and wants a token', async () => {
+    const tokenFile = join(work, 'gateway.token');
+    writeFileSync(tokenFile, `${TOKEN}\n`);
+    const config = ConfigSchema.parse({ stateDir: join(work, 'state'), gateway: { bind: '127.0.0.1', port, tls: { cert: pki.serverCert, key: pki.serverKey }, tokenFile } });
+    const gateway = new Gateway({ config, log: silentLogger() });
+    await gateway.listen();
+    try {
+      const r = await checkPort('gateway', '127.0.0.1', port, 5000, { tls: true });
+      expect(r).toMatchObject({ status: 'ok', message: `127.0.0.1:${port} is held by the running modeld` });
+    } finally {
+      await gateway.close();
+    }
   });
 });
