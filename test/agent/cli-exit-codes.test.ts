@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync, existsSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync, existsSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +20,7 @@ let work: string;
 let broker: Broker;
 const cfg: Record<string, string> = {};
 let busy: Server | undefined;
+let denied: Server | undefined;
 const locks: StateLock[] = [];
 const archives: Record<string, { path: string; sha256: string }> = {};
 
@@ -69,6 +70,11 @@ beforeAll(async () => {
   // A node doctor finds healthy: a broker, free ports, an existing state directory.
   await node('healthy', { broker: { url: broker.url }, gateway: { bind: '127.0.0.1', port: await freePort() }, admin: { socket: join(work, 'healthy', 'admin.sock'), metricsBind: '127.0.0.1', metricsPort: await freePort() } });
   mkdirSync(join(work, 'healthy', 'state'), { recursive: true });
+  // A node whose admin socket this user may not open (mode 000; root without CAP_DAC_OVERRIDE below).
+  const deniedNode = await node('denied');
+  denied = createServer();
+  await new Promise<void>((r) => denied!.listen((deniedNode.admin as { socket: string }).socket, () => r()));
+  chmodSync((deniedNode.admin as { socket: string }).socket, 0);
   writeFileSync(join(work, 'bad-config.yaml'), 'stateDri: /tmp\n');
   cfg.badConfig = join(work, 'bad-config.yaml');
   // Runtime hosts: one free to start, one whose endpoint port another socket holds.
@@ -80,12 +86,16 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await new Promise((r) => (busy ? busy.close(r) : r(undefined)));
+  await new Promise((r) => (denied ? denied.close(r) : r(undefined)));
   for (const l of locks) l.release();
   await broker?.close();
   rmSync(work, { recursive: true, force: true });
 });
 
 const run = (config: string, ...args: string[]) => () => runCli(cfg[config], args);
+/** As a user the socket's mode shuts out: root is one only without CAP_DAC_OVERRIDE. */
+const shutOut = (...args: string[]) => () =>
+  runCli(cfg.denied, args, { wrap: process.getuid?.() === 0 ? ['setpriv', '--bounding-set', '-dac_override,-dac_read_search'] : [] });
 
 /** Ctrl-C (SIGINT to the process group, as a terminal sends it) once `started` holds. */
 const interrupted = (config: string, args: string[], started: () => boolean) => async (): Promise<CliResult> => {
@@ -149,6 +159,7 @@ const cases: Record<string, () => Promise<CliResult>> = {
   'status 0': run('main', 'status'),
   'status 2': run('main', 'status', 'Not_A_Name'),
   'status 4': run('main', 'status', 'nope'),
+  'status 77': shutOut('status'),
   'status 78': run('badConfig', 'status'),
   'get 0': run('main', 'get'),
   'get 2': run('main', 'get', '-o', 'xml'),
@@ -184,11 +195,13 @@ const cases: Record<string, () => Promise<CliResult>> = {
   'rollback 2': run('main', 'rollback', 'lin', '--to', 'a b'),
   'rollback 3': run('hung', 'rollback', 'lin'),
   'rollback 4': run('main', 'rollback', 'nope'),
+  'rollback 77': shutOut('rollback', 'lin'),
   'rollback 78': run('badConfig', 'rollback', 'lin'),
   'gc 0': run('main', 'gc', '--dry-run'),
   'gc 1': run('locked', 'gc'),
   'gc 2': run('main', 'gc', '--bogus'),
   'gc 3': run('hung', 'gc'),
+  'gc 77': shutOut('gc'),
   'gc 78': run('badConfig', 'gc'),
   'verify 0': run('main', 'verify', '--no-repair'),
   'verify 1': run('corrupt', 'verify', '--no-repair'),
