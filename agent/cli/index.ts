@@ -37,8 +37,7 @@ import { registerVersion } from './version.js';
 //       CLI command, ...)
 //   2   bad usage or arguments (unknown option, missing/unreadable file, not an archive,
 //       malformed YAML or spec, malformed digest or name)
-//   3   the daemon is needed but not reachable (holds the state directory but does not answer,
-//       or its socket may not be opened by this user)
+//   3   the daemon is needed but not reachable (holds the state directory but does not answer)
 //   4   not found (unknown model)
 //   77  permission denied (EX_NOPERM): this user may not open the admin socket (not in its group),
 //       or root could not switch to the state directory's owner
@@ -59,7 +58,7 @@ const program = new Command()
 
 // Root works on the state directory as its owner (the service user), before any command opens
 // it. A config that does not load is left to the command to report (doctor lists it as a check).
-const NO_STATE = new Set(['completion', 'version', 'help']);
+const NO_STATE = new Set(['version', 'help']);
 program.hook('preAction', (_program, command) => {
   if (process.geteuid?.() !== 0 || NO_STATE.has(command.name())) return;
   let stateDir: string;
