@@ -116,6 +116,19 @@ describe.skipIf(!isRoot)('least privilege on the node', () => {
     expect(checks.edgecore.message).toContain(`${SVC} cannot read ${edgecore}`);
     expect(checks.edgecore.message).toContain('mqtt://127.0.0.1:1883');
     expect(checks['state-dir']).toMatchObject({ status: 'ok', message: `${config.stateDir} is writable by ${SVC}` });
+
+    // A file root left there (an older release's root CLI): writable is not enough, doctor names it.
+    const stray = join(config.stateDir, 'blobs', 'stray');
+    writeFileSync(stray, 'x');
+    try {
+      const again = await runCli(configFile, ['doctor', '-o', 'json', '--timeout', '500']);
+      const stateDir = (JSON.parse(again.stdout).checks as Array<{ name: string; status: string; message: string }>).find((c) => c.name === 'state-dir');
+      expect(stateDir?.status).toBe('fail');
+      expect(stateDir?.message).toContain(`${stray}: root`);
+      expect(stateDir?.message).toContain(`chown -R ${SVC}: ${config.stateDir}`);
+    } finally {
+      rmSync(stray);
+    }
   }, 60_000);
 
   it('a daemon that cannot read edgecore.yaml says so at warning level, with what it falls back to', async () => {
