@@ -41,6 +41,7 @@ export type ErrorCode =
   | 'ManagedByCloud'
   | 'StateLocked'
   | 'DaemonNotRunning'
+  | 'PermissionDenied'
   | 'AdminSocketInUse'
   | 'Corrupt'
   | 'SeedConflict'

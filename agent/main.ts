@@ -151,7 +151,7 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
     // serving go on without it, and the CLI then reports the daemon as unreachable.
     const admin = new AdminServer(
       { config, paths, store, blobStore, log, intake, serving, kick: (ns, name, o) => runner.kick(ns, name, o), daemon: true, configView: opts.configView },
-      { socketPath: config.admin.socket, maxBodyBytes: config.limits.messageBytes },
+      { socketPath: config.admin.socket, maxBodyBytes: config.limits.messageBytes, group: config.admin.socketGroup },
     );
     await admin.listen().then(
       () => stops.push(() => admin.close()),

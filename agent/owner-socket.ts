@@ -1,7 +1,8 @@
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
+import { groupBy } from './accounts.js';
 import { ModeldError, type ErrorCode } from './errors.js';
 
 // An HTTP server on a unix socket only its user (and root) may open: the admin API and the runtime
@@ -23,9 +24,30 @@ export function socketAnswers(path: string, timeoutMs = 2000): Promise<boolean> 
   });
 }
 
-/** Listens on `path`; `what` names the socket in the error when another process holds it. */
-export async function listenOwnerOnly(server: Server, path: string, o: { what: string; code: ErrorCode; dirMode: number }): Promise<void> {
-  mkdirSync(dirname(path), { recursive: true, mode: o.dirMode });
+/** How the socket ended up: its mode, and the group that may use it (undefined: owner only) or why none. */
+export interface SocketAccess {
+  mode: number;
+  group?: string;
+  groupProblem?: string;
+  /** The group asked for does not exist. */
+  groupMissing?: boolean;
+}
+
+/**
+ * Listens on `path`; `what` names the socket in the error when another process holds it. With
+ * `group` (when that group exists and this user may give files to it) the socket is 0660 for
+ * that group, and a directory created for it 0750 with that group.
+ */
+export async function listenOwnerOnly(server: Server, path: string, o: { what: string; code: ErrorCode; dirMode: number; group?: string }): Promise<SocketAccess> {
+  const group = o.group ? groupBy({ name: o.group }) : undefined;
+  const created = mkdirSync(dirname(path), { recursive: true, mode: group ? o.dirMode | 0o050 : o.dirMode });
+  if (created && group) {
+    try {
+      chownSync(dirname(path), -1, group.gid);
+    } catch {
+      /* reported with the socket's own chown below */
+    }
+  }
   let existing;
   try {
     existing = lstatSync(path);
@@ -50,6 +72,16 @@ export async function listenOwnerOnly(server: Server, path: string, o: { what: s
     }
   });
   chmodSync(path, 0o600);
+  if (!o.group) return { mode: 0o600 };
+  if (!group) return { mode: 0o600, groupProblem: `no group ${o.group} on this system`, groupMissing: true };
+  try {
+    // Group first, then the mode: never a moment where another group may connect.
+    chownSync(path, -1, group.gid);
+    chmodSync(path, 0o660);
+    return { mode: 0o660, group: group.name };
+  } catch (err) {
+    return { mode: 0o600, groupProblem: `cannot give it to group ${group.name}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} (this user is not in it?)` };
+  }
 }
 
 /** Stops `server` (dropping its connections) and removes its socket file. */

@@ -7,6 +7,9 @@
 #   --prefix DIR   install directory (default /opt/modeld)
 #   --root DIR     install under DIR instead of / (images, tests): no user is created and
 #                  systemctl is not run
+# The service runs as the system user modeld; the admin socket is group modeld's (0660), so an
+# operator added with `usermod -aG modeld <user>` runs `modeld status` without sudo. Root's
+# `modeld` works on /var/lib/modeld as modeld (never leaving files the service cannot change).
 #   --node PATH    the node binary the service runs: Node.js >= 24.11 < 25 with the release's Node
 #                  ABI (default: the release's own node/bin/node on x64 and arm64, else
 #                  `command -v node`)
@@ -173,6 +176,12 @@ if ((on_system)); then
     useradd --system --user-group --home-dir /var/lib/modeld --no-create-home --shell /usr/sbin/nologin "$USER_NAME"
     say "created system user $USER_NAME"
   fi
+  # The group of the admin socket (admin.socketGroup): its members use `modeld status` without sudo.
+  if ! getent group "$USER_NAME" >/dev/null; then
+    groupadd --system "$USER_NAME"
+    say "created group $USER_NAME"
+  fi
+  say "operators in group $USER_NAME need no sudo for modeld status: usermod -aG $USER_NAME <user> (then log in again)"
 else
   say "user $USER_NAME not created (--root)"
 fi

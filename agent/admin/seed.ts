@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
+import { userName } from '../accounts.js';
 import { ModeldError } from '../errors.js';
 import { digestMismatch, normalizeSha256 } from '../fetch/blob-store.js';
 import { ensureFreeSpace } from '../fetch/disk-space.js';
@@ -32,6 +33,10 @@ export interface SeedResult {
   /** Where the digest checked against came from, if one was. */
   verifiedAgainst?: 'argument' | 'spec' | 'seed';
 }
+
+/** Who must be able to read the archive: the daemon's user imports it (root's CLI runs as that user too). */
+const readableBy = (err: NodeJS.ErrnoException) =>
+  err.code === 'EACCES' || err.code === 'EPERM' ? ` (it is read as ${userName(process.getuid?.() ?? 0)}: make it readable by that user, e.g. copy it to /var/tmp)` : '';
 
 export async function seedArchive(
   deps: Pick<AdminDeps, 'config' | 'paths' | 'store' | 'blobStore' | 'kick' | 'log'>,
@@ -70,11 +75,11 @@ export async function seedArchive(
   if (seeded && expected && expected !== seeded) throw conflict(expected);
 
   const st = await stat(req.path).catch((err: NodeJS.ErrnoException) => {
-    throw new ModeldError('BadRequest', `cannot read ${req.path}: ${err.code === 'ENOENT' ? 'no such file' : (err.code ?? err.message)}`);
+    throw new ModeldError('BadRequest', `cannot read ${req.path}: ${err.code === 'ENOENT' ? 'no such file' : (err.code ?? err.message)}${readableBy(err)}`);
   });
   if (!st.isFile()) throw new ModeldError('BadRequest', `${req.path} is not a regular file`);
   await access(req.path, constants.R_OK).catch((err: NodeJS.ErrnoException) => {
-    throw new ModeldError('BadRequest', `cannot read ${req.path}: ${err.code ?? err.message}`);
+    throw new ModeldError('BadRequest', `cannot read ${req.path}: ${err.code ?? err.message}${readableBy(err)}`);
   });
   if (st.size > deps.config.limits.archiveBytes) {
     throw new ModeldError('BadRequest', `${req.path} is ${st.size} bytes, over limits.archiveBytes (${deps.config.limits.archiveBytes})`);

@@ -1,4 +1,7 @@
+import { statSync } from 'node:fs';
 import { request } from 'node:http';
+import { dirname } from 'node:path';
+import { groupName, userName } from '../accounts.js';
 import { ModeldError, type ErrorCode } from '../errors.js';
 
 // The CLI's side of the admin API: JSON requests over the daemon's unix socket. An error answer
@@ -18,12 +21,41 @@ interface RawResponse {
   body: NodeJS.ReadableStream;
 }
 
+/**
+ * Whose permission is missing: the socket's owner, group and mode (or those of the first
+ * directory on its way this user may not pass), and how to get in.
+ */
+export function socketPermissionDenied(socketPath: string, group: string | undefined): ModeldError {
+  let at = socketPath;
+  let facts = '';
+  for (let p = socketPath; ; p = dirname(p)) {
+    try {
+      const st = statSync(p);
+      facts = `${userName(st.uid)}:${groupName(st.gid)} 0${(st.mode & 0o777).toString(8)}`;
+      at = p;
+      break;
+    } catch {
+      if (dirname(p) === p) break;
+    }
+  }
+  const where = at === socketPath ? facts : `${at} ${facts}`;
+  const who = `uid ${process.getuid?.()}`;
+  return new ModeldError(
+    'PermissionDenied',
+    `permission denied on ${socketPath} (${where}) for ${who}: run as a member of group ${group || 'modeld'}, or with sudo`,
+  );
+}
+
 export class AdminClient {
-  constructor(readonly socketPath: string) {}
+  /** `group`: the group whose members may use the socket (config admin.socketGroup), for the permission error. */
+  constructor(
+    readonly socketPath: string,
+    readonly group?: string,
+  ) {}
 
   /**
    * The daemon's health, or undefined when nothing listens on the socket (no file, or a stale one).
-   * A socket we may not open means a daemon runs as another user: DaemonNotRunning, not "absent".
+   * A socket we may not open means a daemon runs as another user: PermissionDenied, saying whose.
    */
   async health(): Promise<Health | undefined> {
     try {
@@ -32,7 +64,7 @@ export class AdminClient {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'ENOTSOCK') return undefined;
       if (code === 'EACCES' || code === 'EPERM') {
-        throw new ModeldError('DaemonNotRunning', `permission denied on the admin socket ${this.socketPath} (run as the daemon's user or root)`);
+        throw socketPermissionDenied(this.socketPath, this.group);
       }
       if (code === 'ETIMEDOUT' || code === 'ECONNRESET') {
         throw new ModeldError('DaemonNotRunning', `the daemon accepts connections on ${this.socketPath} but does not answer`);

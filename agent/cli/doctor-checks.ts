@@ -1,11 +1,12 @@
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, existsSync, readFileSync, statfsSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, lstatSync, readdirSync, readFileSync, statfsSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import mqtt, { type IClientOptions } from 'mqtt';
-import type { EdgecoreDetection } from '../config/edgecore.js';
+import { userName } from '../accounts.js';
+import { unreadableEdgecore, type EdgecoreDetection } from '../config/edgecore.js';
 import type { Config } from '../config/schema.js';
 import { probeOrtBackend } from '../runtime/ort-backend.js';
 
@@ -23,7 +24,23 @@ const GiB = 1024 ** 3;
 const fmtBytes = (n: number) => (n >= GiB ? `${(n / GiB).toFixed(1)} GiB` : `${(n / 1024 ** 2).toFixed(0)} MiB`);
 const errText = (err: unknown) => ((err as NodeJS.ErrnoException).code ?? (err as Error).message ?? String(err));
 
+/** Who the checks run as: the daemon's user is what counts (root's CLI switched to it; service-user.ts). */
+export function checkUser(config: Config, switched: { name: string; uid: number } | undefined): CheckResult {
+  const uid = process.getuid?.() ?? 0;
+  const me = `${userName(uid)} (uid ${uid})`;
+  if (switched) return { name: 'user', status: 'ok', message: `checks run as ${switched.name} (uid ${switched.uid}), the owner of ${config.stateDir}, as the daemon runs` };
+  let owner: number | undefined;
+  try {
+    owner = statSync(config.stateDir).uid;
+  } catch {
+    /* not there yet */
+  }
+  if (owner === undefined || owner === uid) return { name: 'user', status: 'ok', message: `checks run as ${me}` };
+  return { name: 'user', status: 'warn', message: `checks run as ${me}, but ${config.stateDir} belongs to ${userName(owner)}: run doctor as that user or with sudo to check as the daemon` };
+}
+
 export function checkEdgecore(d: EdgecoreDetection): CheckResult {
+  if (d.unreadable) return { name: 'edgecore', status: 'warn', message: unreadableEdgecore(d, userName(process.getuid?.() ?? 0)) };
   if (!d.found) return { name: 'edgecore', status: 'warn', message: `not found at ${d.path} (fine on a node without KubeEdge)` };
   if (d.problems.length) return { name: 'edgecore', status: 'warn', message: d.problems.join('; ') };
   const used = [d.nodeName && `node name ${d.nodeName}`, d.brokerUrl && `broker ${d.brokerUrl}`].filter(Boolean).join(', ');
@@ -45,7 +62,7 @@ export function checkStateDir(config: Config): CheckResult {
       accessSync(parent, constants.W_OK);
       return { name: 'state-dir', status: 'warn', message: `${dir} does not exist yet; it will be created under ${parent}` };
     } catch {
-      return { name: 'state-dir', status: 'fail', message: `${dir} does not exist and ${parent} is not writable by uid ${process.getuid?.()}` };
+      return { name: 'state-dir', status: 'fail', message: `${dir} does not exist and ${parent} is not writable by ${who()}` };
     }
   }
   try {
@@ -53,10 +70,52 @@ export function checkStateDir(config: Config): CheckResult {
     const probe = join(dir, `.doctor-${process.pid}-${randomBytes(4).toString('hex')}`);
     writeFileSync(probe, 'probe');
     unlinkSync(probe);
-    return { name: 'state-dir', status: 'ok', message: `${dir} is writable` };
   } catch (err) {
-    return { name: 'state-dir', status: 'fail', message: `${dir} is not writable by uid ${process.getuid?.()}: ${errText(err)}` };
+    return { name: 'state-dir', status: 'fail', message: `${dir} is not writable by ${who()}: ${errText(err)}` };
   }
+  // Files another user left (a root CLI of an older release): the daemon cannot change or remove them.
+  const uid = process.getuid?.() ?? 0;
+  const foreign = uid === 0 ? [] : othersFiles(dir, uid);
+  if (foreign.length) {
+    return {
+      name: 'state-dir',
+      status: 'fail',
+      message: `${dir} is writable by ${who()}, but ${foreign.length >= FOREIGN_MAX ? `${FOREIGN_MAX}+` : foreign.length} entries in it are another user's (${foreign[0].path}: ${userName(foreign[0].uid)}): the daemon cannot change them; chown -R ${userName(uid)}: ${dir}`,
+    };
+  }
+  return { name: 'state-dir', status: 'ok', message: `${dir} is writable by ${userName(uid)}` };
+}
+
+const who = () => `${userName(process.getuid?.() ?? 0)} (uid ${process.getuid?.()})`;
+const FOREIGN_MAX = 100;
+const WALK_MAX = 20_000;
+
+/** Entries under `dir` not owned by `uid` (bounded: a store may hold many files). */
+function othersFiles(dir: string, uid: number): Array<{ path: string; uid: number }> {
+  const out: Array<{ path: string; uid: number }> = [];
+  const stack = [dir];
+  let seen = 0;
+  while (stack.length && out.length < FOREIGN_MAX && seen < WALK_MAX) {
+    const d = stack.pop()!;
+    let names: string[];
+    try {
+      names = readdirSync(d);
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      const p = join(d, n);
+      seen++;
+      try {
+        const st = lstatSync(p);
+        if (st.uid !== uid) out.push({ path: p, uid: st.uid });
+        if (st.isDirectory()) stack.push(p);
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+  }
+  return out;
 }
 
 export function checkDiskSpace(config: Config): CheckResult {

@@ -6,10 +6,12 @@ import { detectEdgecore } from '../config/edgecore.js';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
-import { checkBroker, checkDiskSpace, checkEdgecore, checkHost, checkPort, checkRuntimes, checkStateDir, type CheckResult } from './doctor-checks.js';
+import { checkBroker, checkDiskSpace, checkEdgecore, checkHost, checkPort, checkRuntimes, checkStateDir, checkUser, type CheckResult } from './doctor-checks.js';
+import { switchedTo } from './service-user.js';
 
 // `modeld doctor`: one line per check (ok / warn / fail), exit 1 when any check fails. Works with
-// or without a running daemon; what the daemon holds (its ports) counts as fine.
+// or without a running daemon; what the daemon holds (its ports) counts as fine. Run as root, it
+// checks as the state directory's owner (index.ts switched to it): what the daemon can read and write.
 
 export async function runDoctor(opts: { configPath?: string; timeoutMs: number; edgecorePath?: string }): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
@@ -25,6 +27,7 @@ export async function runDoctor(opts: { configPath?: string; timeoutMs: number; 
     results.push({ name: 'config', status: 'fail', message });
   }
   results.push(checkEdgecore(edgecore));
+  if (config) results.unshift(checkUser(config, switchedTo()));
   if (!config) {
     results.push({ name: 'others', status: 'warn', message: 'skipped: they need a valid configuration' });
     return results;

@@ -7,6 +7,8 @@ export const EXIT = {
   USAGE: 2,
   DAEMON_UNREACHABLE: 3,
   NOT_FOUND: 4,
+  /** EX_NOPERM: this user may not use the admin socket, or root cannot act as the state directory's owner. */
+  PERMISSION_DENIED: 77,
   CONFIG_INVALID: 78,
   INTERRUPTED: 130,
 } as const;
@@ -22,6 +24,8 @@ export function exitCodeFor(err: unknown): number {
       return EXIT.DAEMON_UNREACHABLE;
     case 'NotFound':
       return EXIT.NOT_FOUND;
+    case 'PermissionDenied':
+      return EXIT.PERMISSION_DENIED;
     case 'ConfigInvalid':
       return EXIT.CONFIG_INVALID;
     case 'Cancelled':

@@ -15,6 +15,8 @@ import { registerGc } from './gc.js';
 import { registerHost } from './host.js';
 import { registerRollback } from './rollback.js';
 import { registerRun } from './run.js';
+import { becomeStateDirOwner } from './service-user.js';
+import { loadConfig } from '../config/load.js';
 import { registerDoctor } from './doctor.js';
 import { registerSeed } from './seed.js';
 import { registerStatus } from './status.js';
@@ -35,9 +37,10 @@ import { registerVersion } from './version.js';
 //       CLI command, ...)
 //   2   bad usage or arguments (unknown option, missing/unreadable file, not an archive,
 //       malformed YAML or spec, malformed digest or name)
-//   3   the daemon is needed but not reachable (holds the state directory but does not answer,
-//       or its socket may not be opened by this user)
+//   3   the daemon is needed but not reachable (holds the state directory but does not answer)
 //   4   not found (unknown model)
+//   77  permission denied (EX_NOPERM): this user may not open the admin socket (not in its group),
+//       or root could not switch to the state directory's owner
 //   78  configuration invalid (EX_CONFIG)
 //   130 interrupted (Ctrl-C)
 // Each command's --help lists its own (exit-codes.ts); `modeld diff` has kubectl diff's: 0 no
@@ -52,6 +55,20 @@ const program = new Command()
   .option('-c, --config <file>', 'configuration file (default /etc/modeld/config.yaml, or $MODELD_CONFIG)')
   .exitOverride()
   .configureOutput({ outputError: (str, write) => write(`modeld: ${str.replace(/^error: /, '')}`) });
+
+// Root works on the state directory as its owner (the service user), before any command opens
+// it. A config that does not load is left to the command to report (doctor lists it as a check).
+const NO_STATE = new Set(['version', 'help']);
+program.hook('preAction', (_program, command) => {
+  if (process.geteuid?.() !== 0 || NO_STATE.has(command.name())) return;
+  let stateDir: string;
+  try {
+    stateDir = loadConfig({ path: program.opts().config }).stateDir;
+  } catch {
+    return;
+  }
+  becomeStateDirOwner(stateDir, command.name());
+});
 
 registerRun(program);
 registerHost(program);

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { exitCodesHelp } from './exit-codes.js';
-import { detectEdgecore } from '../config/edgecore.js';
+import { userName } from '../accounts.js';
+import { detectEdgecore, unreadableEdgecore } from '../config/edgecore.js';
 import { explainConfig } from '../config/explain.js';
 import { CrashGuard } from '../crash-guard.js';
 import { createLogger } from '../log.js';
@@ -23,7 +24,13 @@ export function registerRun(program: Command): void {
       const log = createLogger({ level: config.log.level });
       const guard = new CrashGuard(log);
       guard.install();
-      if (edgecore.found) log.info({ edgecore: edgecore.path, nodeName: edgecore.nodeName, brokerUrl: edgecore.brokerUrl, problems: edgecore.problems }, 'edgecore detected');
+      // Unreadable (the service user shut out of it): the node would run under another name and broker; worth a warning.
+      if (edgecore.unreadable) {
+        log.warn({ edgecore: edgecore.path, error: edgecore.unreadable, nodeName: config.node.name, broker: config.broker.url }, unreadableEdgecore(edgecore, userName(process.getuid?.() ?? 0)));
+      } else if (edgecore.found) {
+        const level = edgecore.problems.length ? 'warn' : 'info';
+        log[level]({ edgecore: edgecore.path, nodeName: edgecore.nodeName, brokerUrl: edgecore.brokerUrl, problems: edgecore.problems }, 'edgecore detected');
+      }
       // Before anything is spawned: it takes NOTIFY_SOCKET out of the environment runtimes inherit.
       const notifier = createNotifier({ log });
       const metrics = new AgentMetrics({ agentVersion: AGENT_VERSION, node: config.node.name });

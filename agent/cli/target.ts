@@ -17,7 +17,7 @@ export type Target = { kind: 'daemon'; client: AdminClient } | ({ kind: 'direct'
 const DAEMON_STARTING_MS = 10_000;
 
 async function answering(config: Config): Promise<AdminClient | undefined> {
-  const client = new AdminClient(config.admin.socket);
+  const client = new AdminClient(config.admin.socket, config.admin.socketGroup);
   const health = await client.health();
   if (!health) return undefined;
   if (resolve(health.stateDir) !== resolve(config.stateDir)) {

@@ -15,6 +15,8 @@ import { NodeName } from '../../shared/index.js';
 //   modules.eventBus.eventBusTLS {enable, tlsMqttCAFile, tlsMqttCertFile, tlsMqttPrivateKeyFile} -> broker.tls
 
 export const DEFAULT_EDGECORE_PATH = '/etc/kubeedge/config/edgecore.yaml';
+/** The file `modeld run` and `doctor` read: MODELD_EDGECORE (a non-standard install, tests), else the default. */
+export const edgecorePath = (): string => process.env.MODELD_EDGECORE || DEFAULT_EDGECORE_PATH;
 
 export interface EdgecoreDetection {
   path: string;
@@ -22,6 +24,8 @@ export interface EdgecoreDetection {
   found: boolean;
   /** Why the file (or a value in it) was not used; the agent then runs on its own defaults. */
   problems: string[];
+  /** The file exists but this user may not read it (EACCES, EPERM): its errno code. */
+  unreadable?: string;
   nodeName?: string;
   brokerUrl?: string;
   /** A partial config tree for loadConfig({ defaults }). Empty when nothing was found. */
@@ -36,7 +40,7 @@ const obj = (v: unknown): Tree => (v && typeof v === 'object' && !Array.isArray(
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined);
 
 /** Reads edgecore's config if present. Never throws: a bad file is a problem to report, not a reason to stop. */
-export function detectEdgecore(path = DEFAULT_EDGECORE_PATH): EdgecoreDetection {
+export function detectEdgecore(path = edgecorePath()): EdgecoreDetection {
   const out: EdgecoreDetection = { path, found: false, problems: [], defaults: {} };
   let text: string;
   try {
@@ -46,7 +50,13 @@ export function detectEdgecore(path = DEFAULT_EDGECORE_PATH): EdgecoreDetection 
     if (st.size > MAX_BYTES) throw new Error(`larger than ${MAX_BYTES} bytes`);
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') out.problems.push(`cannot read ${path}: ${(err as Error).message}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') {
+      // stat worked (or the directory is shut): the file is there, this user may not read it.
+      out.found = true;
+      out.unreadable = code;
+    }
+    if (code !== 'ENOENT') out.problems.push(`cannot read ${path}: ${(err as Error).message}`);
     return out;
   }
   let doc: unknown;
@@ -96,4 +106,12 @@ export function detectEdgecore(path = DEFAULT_EDGECORE_PATH): EdgecoreDetection 
   if (out.nodeName) out.defaults.node = { name: out.nodeName };
   if (Object.keys(broker).length) out.defaults.broker = broker;
   return out;
+}
+
+/** What an unreadable edgecore.yaml means for the node, for `run`'s warning and `doctor`. */
+export function unreadableEdgecore(d: EdgecoreDetection, user: string): string {
+  return (
+    `${user} cannot read ${d.path} (${d.unreadable}): node name and broker come from the config alone, else the hostname and mqtt://127.0.0.1:1883; ` +
+    `let ${user} read it (e.g. chgrp modeld ${d.path} && chmod g+r ${d.path}, and its directories passable)`
+  );
 }

@@ -8,8 +8,8 @@ import { ConfigSchema, type Config } from './schema.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/modeld/config.yaml';
 const ENV_PREFIX = 'MODELD_';
-/** MODELD_ variables that are not overrides: the config file's path, and the node binary bin/modeld runs. */
-const NOT_OVERRIDES = new Set(['MODELD_CONFIG', 'MODELD_NODE']);
+/** MODELD_ variables that are not overrides: the config file's path, the node binary bin/modeld runs, edgecore's config. */
+const NOT_OVERRIDES = new Set(['MODELD_CONFIG', 'MODELD_NODE', 'MODELD_EDGECORE']);
 
 type Tree = Record<string, unknown>;
 

@@ -181,6 +181,8 @@ export const ConfigSchema = z.strictObject({
   admin: z
     .strictObject({
       socket: z.string().default('/run/modeld/modeld.sock'),
+      /** The admin socket is 0660 with this group when the group exists (operators in it need no sudo); else 0600. '' for owner-only. */
+      socketGroup: z.string().default('modeld'),
       metricsBind: z.string().default('127.0.0.1'),
       metricsPort: z.number().int().min(0).max(65535).default(9464),
     })

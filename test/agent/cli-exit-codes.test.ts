@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync, existsSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync, existsSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +20,7 @@ let work: string;
 let broker: Broker;
 const cfg: Record<string, string> = {};
 let busy: Server | undefined;
+let denied: Server | undefined;
 const locks: StateLock[] = [];
 const archives: Record<string, { path: string; sha256: string }> = {};
 
@@ -69,6 +70,11 @@ beforeAll(async () => {
   // A node doctor finds healthy: a broker, free ports, an existing state directory.
   await node('healthy', { broker: { url: broker.url }, gateway: { bind: '127.0.0.1', port: await freePort() }, admin: { socket: join(work, 'healthy', 'admin.sock'), metricsBind: '127.0.0.1', metricsPort: await freePort() } });
   mkdirSync(join(work, 'healthy', 'state'), { recursive: true });
+  // A node whose admin socket this user may not open (mode 000; root without CAP_DAC_OVERRIDE below).
+  const deniedNode = await node('denied');
+  denied = createServer();
+  await new Promise<void>((r) => denied!.listen((deniedNode.admin as { socket: string }).socket, () => r()));
+  chmodSync((deniedNode.admin as { socket: string }).socket, 0);
   writeFileSync(join(work, 'bad-config.yaml'), 'stateDri: /tmp\n');
   cfg.badConfig = join(work, 'bad-config.yaml');
   // Runtime hosts: one free to start, one whose endpoint port another socket holds.
@@ -80,12 +86,16 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await new Promise((r) => (busy ? busy.close(r) : r(undefined)));
+  await new Promise((r) => (denied ? denied.close(r) : r(undefined)));
   for (const l of locks) l.release();
   await broker?.close();
   rmSync(work, { recursive: true, force: true });
 });
 
 const run = (config: string, ...args: string[]) => () => runCli(cfg[config], args);
+/** As a user the socket's mode shuts out: root is one only without CAP_DAC_OVERRIDE. */
+const shutOut = (...args: string[]) => () =>
+  runCli(cfg.denied, args, { wrap: process.getuid?.() === 0 ? ['setpriv', '--bounding-set', '-dac_override,-dac_read_search'] : [] });
 
 /** Ctrl-C (SIGINT to the process group, as a terminal sends it) once `started` holds. */
 const interrupted = (config: string, args: string[], started: () => boolean) => async (): Promise<CliResult> => {
@@ -149,19 +159,23 @@ const cases: Record<string, () => Promise<CliResult>> = {
   'status 0': run('main', 'status'),
   'status 2': run('main', 'status', 'Not_A_Name'),
   'status 4': run('main', 'status', 'nope'),
+  'status 77': shutOut('status'),
   'status 78': run('badConfig', 'status'),
   'get 0': run('main', 'get'),
   'get 2': run('main', 'get', '-o', 'xml'),
   'get 4': run('main', 'get', 'nope'),
+  'get 77': shutOut('get'),
   'get 78': run('badConfig', 'get'),
   'describe 0': run('main', 'describe', 'lin'),
   'describe 2': run('main', 'describe'),
   'describe 4': run('main', 'describe', 'nope'),
+  'describe 77': shutOut('describe', 'lin'),
   'describe 78': run('badConfig', 'describe', 'lin'),
   'apply 0': () => runCli(cfg.main, ['apply', '-f', join(work, 'other.yaml')]),
   'apply 1': () => runCli(cfg.locked, ['apply', '-f', join(work, 'other.yaml')]),
   'apply 2': () => runCli(cfg.main, ['apply', '-f', join(work, 'bad.yaml')]),
   'apply 3': () => runCli(cfg.hung, ['apply', '-f', join(work, 'other.yaml')]),
+  'apply 77': () => shutOut('apply', '-f', join(work, 'other.yaml'))(),
   'apply 78': () => runCli(cfg.badConfig, ['apply', '-f', join(work, 'other.yaml')]),
   'diff 0': () => runCli(cfg.main, ['diff', '-f', join(work, 'lin-2.yaml')]),
   'diff 1': () => runCli(cfg.main, ['diff', '-f', join(work, 'lin-1.yaml')]),
@@ -172,11 +186,13 @@ const cases: Record<string, () => Promise<CliResult>> = {
   'delete 2': run('main', 'delete'),
   'delete 3': run('hung', 'delete', 'lin'),
   'delete 4': run('main', 'delete', 'nope'),
+  'delete 77': shutOut('delete', 'lin'),
   'delete 78': run('badConfig', 'delete', 'lin'),
   'seed 0': () => runCli(cfg.main, ['seed', archives['1'].path, '--name', 'lin', '--version', '1']),
   'seed 1': () => runCli(cfg.main, ['seed', archives['2'].path, '--name', 'lin', '--version', '1']),
   'seed 2': () => runCli(cfg.main, ['seed', join(work, 'missing.tar.gz'), '--name', 'lin', '--version', '1']),
   'seed 3': () => runCli(cfg.hung, ['seed', archives['1'].path, '--name', 'lin', '--version', '1']),
+  'seed 77': () => shutOut('seed', archives['1'].path, '--name', 'lin', '--version', '1')(),
   'seed 78': () => runCli(cfg.badConfig, ['seed', archives['1'].path, '--name', 'lin', '--version', '1']),
   'seed 130': () => interrupted('main', ['seed', bigArchive(), '--name', 'big', '--version', '1'], copying)(),
   'rollback 0': run('main', 'rollback', 'lin'),
@@ -184,16 +200,19 @@ const cases: Record<string, () => Promise<CliResult>> = {
   'rollback 2': run('main', 'rollback', 'lin', '--to', 'a b'),
   'rollback 3': run('hung', 'rollback', 'lin'),
   'rollback 4': run('main', 'rollback', 'nope'),
+  'rollback 77': shutOut('rollback', 'lin'),
   'rollback 78': run('badConfig', 'rollback', 'lin'),
   'gc 0': run('main', 'gc', '--dry-run'),
   'gc 1': run('locked', 'gc'),
   'gc 2': run('main', 'gc', '--bogus'),
   'gc 3': run('hung', 'gc'),
+  'gc 77': shutOut('gc'),
   'gc 78': run('badConfig', 'gc'),
   'verify 0': run('main', 'verify', '--no-repair'),
   'verify 1': run('corrupt', 'verify', '--no-repair'),
   'verify 2': run('main', 'verify', '--bogus'),
   'verify 3': run('hung', 'verify'),
+  'verify 77': shutOut('verify'),
   'verify 78': run('badConfig', 'verify'),
   'doctor 0': run('healthy', 'doctor', '--timeout', '10000'),
   'doctor 1': run('main', 'doctor', '--timeout', '500'),
@@ -201,9 +220,11 @@ const cases: Record<string, () => Promise<CliResult>> = {
   'events 0': run('main', 'events', 'lin'),
   'events 2': run('main', 'events', '--limit', '0'),
   'events 4': run('main', 'events', 'nope'),
+  'events 77': shutOut('events', 'lin'),
   'events 78': run('badConfig', 'events'),
   'config 0': run('main', 'config', 'view'),
   'config 2': run('main', 'config', 'view', '-o', 'xml'),
+  'config 77': shutOut('config', 'view'),
   'config 78': run('badConfig', 'config', 'view'),
   'completion 0': run('main', 'completion', 'bash'),
   'completion 2': run('main', 'completion', 'fish'),

@@ -25,13 +25,15 @@ export interface AgentProcess {
 }
 
 /** Writes `config` as YAML beside the state directory and starts `modeld run` on it. */
-export function startAgentProcess(config: Record<string, unknown> & { stateDir: string }, args: string[] = [], opts: { nodeArgs?: string[]; env?: Record<string, string> } = {}): AgentProcess {
+export function startAgentProcess(config: Record<string, unknown> & { stateDir: string }, args: string[] = [], opts: { nodeArgs?: string[]; env?: Record<string, string>; wrap?: string[] } = {}): AgentProcess {
   const configFile = join(dirname(config.stateDir), `config-${Math.random().toString(36).slice(2)}.yaml`);
   mkdirSync(dirname(configFile), { recursive: true });
   // Each agent its own admin socket (beside its state directory) unless the test names one.
   const admin = { socket: join(dirname(config.stateDir), `admin-${Math.random().toString(36).slice(2, 8)}.sock`), ...(config.admin as object | undefined) };
   writeFileSync(configFile, stringify({ ...config, admin }));
-  const tree = spawnTree(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', join(ROOT, 'agent/cli/index.ts'), '--config', configFile, 'run', ...args], {
+  // `wrap`: a command that execs the agent (setpriv as the service user).
+  const [cmd, ...rest] = [...(opts.wrap ?? []), process.execPath, ...(opts.nodeArgs ?? []), '--import', 'tsx', join(ROOT, 'agent/cli/index.ts'), '--config', configFile, 'run', ...args];
+  const tree = spawnTree(cmd, rest, {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, MODELD_CONFIG: '', ...opts.env },

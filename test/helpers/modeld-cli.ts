@@ -26,9 +26,15 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
  * Runs one command to its end, as a process tree (ended with the test file if the test is
  * cut short). Killed with everything it started past `timeoutMs` (below the test timeout).
  */
-export async function runCli(configFile: string | undefined, args: string[], opts: { input?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
+export async function runCli(
+  configFile: string | undefined,
+  args: string[],
+  opts: { input?: string; env?: Record<string, string>; timeoutMs?: number; wrap?: string[] } = {},
+): Promise<CliResult> {
   const argv = ['--import', 'tsx', join(ROOT, 'agent/cli/index.ts'), ...(configFile ? ['--config', configFile] : []), ...args];
-  const tree = spawnTree(process.execPath, argv, { cwd: ROOT, env: cleanEnv(opts.env), stdio: ['pipe', 'pipe', 'pipe'] });
+  // `wrap`: a command that execs the CLI (setpriv as another user, with fewer capabilities).
+  const [cmd, ...rest] = [...(opts.wrap ?? []), process.execPath, ...argv];
+  const tree = spawnTree(cmd, rest, { cwd: ROOT, env: cleanEnv(opts.env), stdio: ['pipe', 'pipe', 'pipe'] });
   const { child } = tree;
   let stdout = '';
   let stderr = '';
