@@ -1,4 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -64,6 +65,20 @@ async function infer(): Promise<number | undefined> {
   return ((await res.json()) as { outputs?: Array<{ data: number[] }> }).outputs?.[0]?.data?.[0];
 }
 
+/** One request on the admin socket, as a local application makes it (curl --unix-socket). */
+function admin(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const text = body === undefined ? '' : JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: (config.admin as { socket: string }).socket, method, path, headers: { 'content-type': 'application/json' } }, (res) => {
+      let data = '';
+      res.on('data', (c: Buffer) => (data += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(data || '{}') }));
+    });
+    req.on('error', reject);
+    req.end(text);
+  });
+}
+
 const cli = (...args: string[]) => runCli(configFile, args);
 const localStatus = async () => JSON.parse((await cli('status', 'linear', '-o', 'json')).stdout || '{}') as { daemon?: boolean; models?: Array<Record<string, any>> };
 
@@ -121,6 +136,7 @@ describe('update deferral on the node', { timeout: 300_000 }, () => {
     const table = await cli('status');
     expect(table.stdout).toMatch(/default\/linear +\S+ +Deferred +1 +2 /);
     expect(table.stdout).toContain(`default/linear deferred until ${deferred.deferredUntil}`);
+    expect((await cli('describe', 'linear')).stdout).toContain(`Deferral:     deferred until ${deferred.deferredUntil}`);
 
     const from = cloud.statuses.length;
     const r = await cli('defer', '--release', 'linear');
@@ -180,13 +196,22 @@ describe('update deferral on the node', { timeout: 300_000 }, () => {
       const r = await cli(...args);
       expect({ args, code: r.code, stderr: r.stderr }).toMatchObject({ args, code, stderr: expect.stringMatching(err) });
     }
-    // The cap, through the admin API itself (as a local application calls it).
+    // The admin API itself, as a local application calls it.
+    expect(await admin('POST', '/v1/defer', { name: 'linear', for: '2h' })).toMatchObject({ status: 400, body: { reason: 'DeferralTooLong' } });
+    expect(await admin('POST', '/v1/defer', { name: 'linear', until: 'noon' })).toMatchObject({ status: 400, body: { reason: 'BadRequest' } });
+    expect(await admin('POST', '/v1/defer', { name: 'nope' })).toMatchObject({ status: 404, body: { reason: 'NotFound' } });
+    expect(await admin('POST', '/v1/defer', { name: 'linear', release: true })).toMatchObject({ status: 409, body: { reason: 'NotHeld' } });
     const r = await cli('status', '-o', 'json');
     expect(JSON.parse(r.stdout).models[0].deferredUntil).toBeUndefined();
+    const viaApi = await admin('POST', '/v1/defer', { namespace: 'default', name: 'linear', for: '10m' });
+    expect(viaApi).toMatchObject({ status: 200, body: { model: 'default/linear', maxSeconds: 3600, servingVersion: '1', targetVersion: '1' } });
+    expect((await admin('GET', '/v1/status?model=default/linear')).body.models[0].deferredUntil).toBe(viaApi.body.deferredUntil);
+    // Asked again, the hold's start stays: the cap counts from the first request.
     // Within the cap: accepted; the deadline is at most maxSeconds away.
     const ok = await cli('defer', 'linear', '-o', 'json');
     expect(ok, ok.stderr).toMatchObject({ code: 0 });
     const body = JSON.parse(ok.stdout);
+    expect(body.deferredSince).toBe(viaApi.body.deferredSince);
     expect(Date.parse(body.deferredUntil) - Date.parse(body.deferredSince)).toBe(3600 * 1000);
     // Nothing pending: the model stays Serving, the hold is shown.
     expect((await localStatus()).models?.[0]).toMatchObject({ phase: 'Serving', deferredUntil: body.deferredUntil });
