@@ -46,6 +46,7 @@ export type ErrorCode =
   | 'Corrupt'
   | 'SeedConflict'
   | 'NotHeld'
+  | 'DeferralTooLong'
   // general
   | 'Cancelled'
   | 'ConfigInvalid'
@@ -53,9 +54,10 @@ export type ErrorCode =
 
 /**
  * A status's `reason`: an error code, or a notice that is not a failure (a rollback hold in
- * force; a cloud spec that replaced a local one; a step waiting for a node-wide slot). The wire keeps it a string.
+ * force; a cloud spec that replaced a local one; a step waiting for a node-wide slot; a switch
+ * deferred by a local hold, `modeld defer`). The wire keeps it a string.
  */
-export type StatusReason = ErrorCode | 'RolledBack' | 'CloudOverridesLocal' | 'WaitingForSlot';
+export type StatusReason = ErrorCode | 'RolledBack' | 'CloudOverridesLocal' | 'WaitingForSlot' | 'UpdateDeferred';
 
 export class ModeldError extends Error {
   readonly code: ErrorCode;

@@ -60,6 +60,7 @@ const HELP: Record<string, string> = {
     'URL prefix -> site mirror prefix, e.g. {"https://models.example.com/": "http://cache.site.lan/models/"}: downloads of matching URLs come from the mirror (the spec URL is checked against allowedHosts first; the digest always).',
   'fetch.progressIntervalMs': 'Least time between two progress statuses, ms.',
   'store.capBytes': 'Garbage collection keeps blobs and versions under this size (never the serving or rollback version).',
+  'deferral.maxSeconds': 'Longest a local hold (`modeld defer`, POST /v1/defer) may keep a downloaded version from switching, counted from when the hold was first placed (an extension does not restart it), s. A longer request is refused (DeferralTooLong).',
   allowUnverified: 'Accept manifest entries without sha256sum (not recommended).',
   'gateway.bind': 'Address of the inference gateway (OIP v2 HTTP).',
   'gateway.port': 'Port of the inference gateway (Triton\'s default). Below 1024 needs CAP_NET_BIND_SERVICE.',

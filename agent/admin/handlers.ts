@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ModeldError } from '../errors.js';
 import { runGc } from '../reconcile/gc-run.js';
+import { defer, releaseDeferral } from '../reconcile/defer.js';
 import { releaseHold, rollback } from '../reconcile/rollback.js';
 import { AGENT_VERSION } from '../version.js';
 import { applyLocal, deleteLocal, planApply } from './apply.js';
@@ -21,6 +22,7 @@ import { verifyStore } from './verify.js';
 //                                          (dryRun: ApplyPlan, with the specs before and after; nothing written)
 //   DELETE /v1/models/<ns>/<name>          remove a local spec
 //   POST   /v1/rollback {namespace,name,to?}   (release: true ends a hold instead)
+//   POST   /v1/defer {namespace,name,until?|for?}   DeferResult: hold the switch (release: true ends the hold)
 //   POST   /v1/gc {dryRun?, all?}          GcResult
 //   POST   /v1/seed {path, sha256?, namespace?, name?, version?, replace?}
 //          with `accept: application/x-ndjson`: {"progress":{bytes,total}} lines, then {"result":...}
@@ -41,6 +43,7 @@ const routes: Array<{ method: string; path: RegExp; handler: Handler }> = [
   { method: 'POST', path: /^\/v1\/apply$/, handler: apply },
   { method: 'DELETE', path: /^\/v1\/models\/([^/]+)\/([^/]+)$/, handler: remove },
   { method: 'POST', path: /^\/v1\/rollback$/, handler: doRollback },
+  { method: 'POST', path: /^\/v1\/defer$/, handler: doDefer },
   { method: 'POST', path: /^\/v1\/gc$/, handler: gc },
   { method: 'POST', path: /^\/v1\/seed$/, handler: seed },
   { method: 'POST', path: /^\/v1\/verify$/, handler: verify },
@@ -101,6 +104,17 @@ async function doRollback(req: IncomingMessage, res: ServerResponse, _url: URL, 
   const ref = parseModelRef(`${optString(body, 'namespace') ?? 'default'}/${optString(body, 'name') ?? ''}`);
   if (optBool(body, 'release')) return sendJson(res, 200, releaseHold(deps, ref.namespace, ref.name));
   sendJson(res, 200, rollback(deps, ref.namespace, ref.name, optString(body, 'to')));
+}
+
+async function doDefer(req: IncomingMessage, res: ServerResponse, _url: URL, { deps, maxBodyBytes }: HandlerContext) {
+  const body = asObject(await readJson(req, maxBodyBytes));
+  const ref = parseModelRef(`${optString(body, 'namespace') ?? 'default'}/${optString(body, 'name') ?? ''}`);
+  const request = { until: optString(body, 'until'), for: optString(body, 'for') };
+  if (optBool(body, 'release')) {
+    if (request.until !== undefined || request.for !== undefined) throw new ModeldError('BadRequest', 'release goes with neither until nor for');
+    return sendJson(res, 200, releaseDeferral(deps, ref.namespace, ref.name));
+  }
+  sendJson(res, 200, defer(deps, ref.namespace, ref.name, request));
 }
 
 async function gc(req: IncomingMessage, res: ServerResponse, _url: URL, { deps, maxBodyBytes }: HandlerContext) {

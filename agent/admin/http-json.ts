@@ -10,6 +10,8 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   NotFound: 404,
   ManagedByCloud: 409,
   NoRollbackVersion: 409,
+  NotHeld: 409,
+  DeferralTooLong: 400,
   StateLocked: 409,
   DigestMismatch: 422,
   NoSpace: 507,

@@ -3,7 +3,7 @@ import { parseModelRef, type ModelStatusView, type StatusReport } from '../admin
 import { loadConfig } from '../config/load.js';
 import { exitCodesHelp } from './exit-codes.js';
 import { toResource } from './get.js';
-import { holdLine } from './status.js';
+import { deferLine, holdLine } from './status.js';
 import { table } from './output.js';
 import { addOutputOptions, isData, outputFormat, printData } from './output-format.js';
 import { readStatus } from './status.js';
@@ -48,6 +48,8 @@ export function renderDescribe(m: ModelStatusView, r: Pick<StatusReport, 'daemon
   );
   const hold = holdLine(m);
   if (hold) out += `  Hold:         ${hold}\n`;
+  const deferral = deferLine(m);
+  if (deferral) out += `  Deferral:     ${deferral}\n`;
   out += 'Versions:\n';
   out += m.versions.length ? indent(table(['VERSION', 'STATE', 'SHA256'], m.versions.map((v) => [v.version, v.version === m.heldVersion ? `${v.state}, held` : v.state, v.sha256sum ?? '<none>']))) : '  <none installed>\n';
   out += 'Instances:\n';

@@ -25,6 +25,7 @@ export const COMMAND_EXIT_CODES: Record<string, readonly Code[]> = {
   delete: [OK, [EXIT.FAILURE, 'refused (managed by the cloud, ...)'], USAGE, UNREACHABLE, NOT_FOUND, DENIED, CONFIG],
   seed: [OK, [EXIT.FAILURE, 'digest mismatch, or other bytes than the ones seeded before under that version'], USAGE, UNREACHABLE, DENIED, CONFIG, INTERRUPTED],
   rollback: [OK, [EXIT.FAILURE, 'no version to roll back to, or (--release) no hold'], USAGE, UNREACHABLE, NOT_FOUND, DENIED, CONFIG],
+  defer: [OK, [EXIT.FAILURE, '(--release) the model is not deferred'], [EXIT.USAGE, 'bad usage or arguments (malformed --until or --for, a time not in the future, longer than deferral.maxSeconds)'], UNREACHABLE, NOT_FOUND, DENIED, CONFIG],
   gc: [OK, [EXIT.FAILURE, 'the state directory is in use by another command'], USAGE, UNREACHABLE, DENIED, CONFIG],
   verify: [[EXIT.OK, 'everything intact'], [EXIT.FAILURE, 'something corrupt was found'], USAGE, UNREACHABLE, DENIED, CONFIG],
   doctor: [[EXIT.OK, 'no check failed'], [EXIT.FAILURE, 'a check failed'], USAGE],

@@ -14,7 +14,7 @@ export const EXIT = {
 } as const;
 
 /** Errors in what the user passed (arguments, files, specs): exit 2. */
-const USAGE_CODES = new Set(['BadRequest', 'InvalidSpec', 'TargetVersionNotInManifest', 'DuplicateVersion', 'EmptyManifest', 'MissingDigest', 'URLNotAllowed']);
+const USAGE_CODES = new Set(['BadRequest', 'InvalidSpec', 'TargetVersionNotInManifest', 'DuplicateVersion', 'EmptyManifest', 'MissingDigest', 'URLNotAllowed', 'DeferralTooLong']);
 
 export function exitCodeFor(err: unknown): number {
   if (!(err instanceof ModeldError)) return EXIT.FAILURE;

@@ -5,6 +5,7 @@ import { AGENT_VERSION } from '../version.js';
 import { registerApply } from './apply.js';
 import { registerCompletion } from './completion.js';
 import { registerConfig } from './config-view.js';
+import { registerDefer } from './defer.js';
 import { registerDelete } from './delete.js';
 import { registerDescribe } from './describe.js';
 import { registerDiff } from './diff.js';
@@ -36,7 +37,7 @@ import { registerVersion } from './version.js';
 //       is managed by the cloud, no version to roll back to, state directory locked by another
 //       CLI command, ...)
 //   2   bad usage or arguments (unknown option, missing/unreadable file, not an archive,
-//       malformed YAML or spec, malformed digest or name)
+//       malformed YAML or spec, malformed digest or name, a deferral malformed, past or over its cap)
 //   3   the daemon is needed but not reachable (holds the state directory but does not answer)
 //   4   not found (unknown model)
 //   77  permission denied (EX_NOPERM): this user may not open the admin socket (not in its group),
@@ -81,6 +82,7 @@ registerDiff(program);
 registerDelete(program);
 registerSeed(program);
 registerRollback(program);
+registerDefer(program);
 registerGc(program);
 registerVerify(program);
 registerEvents(program);

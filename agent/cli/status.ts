@@ -42,6 +42,13 @@ export function holdLine(m: ModelStatusView): string | undefined {
   return `held at version ${m.heldVersion} by \`modeld rollback\` (target ${m.targetVersion ?? 'none'}): \`modeld rollback --release ${m.namespace}/${m.name}\` ends the hold`;
 }
 
+/** A local hold on the switch in force (`modeld defer`) and how to end it; undefined when there is none. */
+export function deferLine(m: ModelStatusView): string | undefined {
+  if (!m.deferredUntil) return undefined;
+  const waiting = m.phase === 'Deferred' ? `the switch to ${m.targetVersion ?? 'the target'} waits` : 'a new version will wait';
+  return `deferred until ${m.deferredUntil} by \`modeld defer\` (${waiting}): \`modeld defer --release ${m.namespace}/${m.name}\` ends the hold`;
+}
+
 function reasonCell(m: ModelStatusView, wide = false): string {
   const parts: string[] = [];
   if (m.reason) parts.push(m.message ? `${m.reason}: ${m.message}` : m.reason);
@@ -68,6 +75,8 @@ export function renderStatus(r: StatusReport, wide = false): string {
   for (const m of r.models) {
     const hold = holdLine(m);
     if (hold) out += `${m.namespace}/${m.name} ${hold}\n`;
+    const deferral = deferLine(m);
+    if (deferral) out += `${m.namespace}/${m.name} ${deferral}\n`;
   }
   if (r.models.length === 1 && r.models[0].events) {
     const m = r.models[0];
@@ -83,7 +92,7 @@ export function renderStatus(r: StatusReport, wide = false): string {
 export function registerStatus(program: Command): void {
   const cmd = program
     .command('status')
-    .description('show the models on this node: phase, serving and target version, url, replicas, last error, a rollback hold')
+    .description('show the models on this node: phase, serving and target version, url, replicas, last error, a rollback hold, a deferral')
     .argument('[model]', 'one model: name or namespace/name (with its recent events)')
     .option('-n, --namespace <ns>', 'namespace of [model] when it has none', 'default')
     .option('-w, --watch', 'keep showing the status as it changes (Ctrl-C to stop)')

@@ -178,6 +178,8 @@ export const ConfigSchema = z.strictObject({
     .prefault({}),
   /** frameworkType -> runtime. `onnx` is built in; others are commands. */
   runtimes: z.record(ModelName, RuntimeEntry).default({}),
+  /** Local holds on a model's switch (`modeld defer`). */
+  deferral: z.strictObject({ maxSeconds: z.number().int().min(1).default(86_400) }).prefault({}),
   admin: z
     .strictObject({
       socket: z.string().default('/run/modeld/modeld.sock'),

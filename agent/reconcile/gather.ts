@@ -61,6 +61,7 @@ export async function gatherPlanInput(
       present: model !== undefined || existsSync(paths.modelDir(namespace, name)),
       restoreFailed: run.restoreFailed,
       gcDue: model?.gcDue,
+      deferred: model?.deferredUntil !== undefined && model.deferredUntil > Date.now(),
     },
     allowUnverified: config.allowUnverified,
   };

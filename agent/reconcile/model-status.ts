@@ -48,6 +48,8 @@ export interface ModelStatus extends Omit<StatusContent, 'reason' | 'versions' |
   versions: Array<{ version: string; sha256sum?: string; state: VersionState }>;
   /** A rollback hold in force: made under the current spec, on an installed version. */
   heldVersion?: string;
+  /** A local hold on the switch in force (`modeld defer`), RFC 3339; on the wire only with phase Deferred. */
+  deferredUntil?: string;
   // What only `modeld status` shows (not sent: see toStatusContent).
   /** Where the desired spec came from; undefined when only leftovers of a removed model remain. */
   source?: 'cloud' | 'local';
@@ -73,6 +75,8 @@ export function modelStatus(input: ModelStatusInput): ModelStatus {
   const servingVersion = input.serving ? running?.version : model?.servingVersion;
   const servingSha256 = input.serving ? running?.sha256 : model?.servingSha256;
   const message = answer ? answer.message : model?.message;
+  const now = Date.parse(input.time);
+  const deferredUntil = model?.deferredUntil !== undefined && !(model.deferredUntil <= now) ? new Date(model.deferredUntil).toISOString() : undefined;
   return {
     node: input.node,
     namespace: input.namespace,
@@ -83,6 +87,7 @@ export function modelStatus(input: ModelStatusInput): ModelStatus {
     targetVersion: target?.version ?? desired?.spec.targetVersion,
     servingVersion,
     heldVersion,
+    deferredUntil,
     url: running?.url,
     replicas: desired ? (desired.spec.replicas ?? 1) : 0,
     readyReplicas: running?.readyReplicas ?? 0,
@@ -122,6 +127,7 @@ export function toStatusContent(s: ModelStatus): StatusContent {
     targetVersion: s.targetVersion,
     servingVersion: s.servingVersion,
     heldVersion: s.heldVersion,
+    ...(s.phase === 'Deferred' && s.deferredUntil ? { deferredUntil: s.deferredUntil } : {}),
     url: s.url,
     replicas: s.replicas,
     readyReplicas: s.readyReplicas,

@@ -49,6 +49,8 @@ export interface PlanInput {
     restoreFailed?: boolean;
     /** A switch happened since the last gc: an older tree may have lost its protection. */
     gcDue?: boolean;
+    /** A local hold (`modeld defer`) in force: fetch and install the target, but do not switch to it. */
+    deferred?: boolean;
   };
   allowUnverified: boolean;
 }
@@ -83,6 +85,8 @@ export interface Plan {
   refusal?: { phase: 'Failed' | 'Pending'; reason: ErrorCode; message: string };
   /** The target failed under this spec and is not retried; `want` is what serves instead. */
   blocked?: boolean;
+  /** A local hold keeps the switch to this tree (the target, installed or on its way) back. */
+  deferred?: TreeRef;
 }
 
 const removeAll = (a: PlanInput['actual']): Step[] => [
@@ -158,6 +162,17 @@ export function plan(input: PlanInput): Plan {
   if (actual.servingEnabled && !actual.running && restorable && !actual.restoreFailed) {
     steps.push({ kind: 'serve', tree: actual.current!, replicas });
   }
+  // A local hold defers only the switch to the target away from a tree that can serve: recovery
+  // (a rollback hold, a fallback after a failure) and a first install are not held back, nor a
+  // switch whose new instances already took traffic.
+  const holding =
+    actual.deferred &&
+    !blocked &&
+    !actual.restoreFailed &&
+    sameTree(want, target) &&
+    isInstalled(actual, actual.current) &&
+    !sameTree(actual.current, want) &&
+    !(actual.servingEnabled && sameTree(actual.running?.tree, want));
   if (!isInstalled(actual, want)) {
     const wanted = spec.manifest!.find((m) => m.version === want.version);
     if (!wanted) return { want, target, steps: withGc(actual, steps), blocked };
@@ -167,6 +182,7 @@ export function plan(input: PlanInput): Plan {
     // An unverified download's digest is known only once it is fetched: the next plan names it.
     steps.push({ kind: 'install', version: want.version, sha256: sha ?? learnt ?? '' });
   }
+  if (holding) return { want, target, steps: withGc(actual, steps), blocked, deferred: want };
   if (actual.servingEnabled && (!sameTree(actual.running?.tree, want) || actual.running!.replicas !== replicas)) {
     steps.push({ kind: 'serve', tree: want, replicas });
   }

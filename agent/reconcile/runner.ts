@@ -28,6 +28,8 @@ export class Runner {
   /** Per model, the spec hash under which serving a tree other than the target's failed (plan.ts, restoreFailed). */
   private readonly restoreFailed = new Map<string, string>();
   private readonly retryTimers = new Map<string, NodeJS.Timeout>();
+  /** Per model, the kick at the deadline of a local hold that keeps a switch back (`modeld defer`). */
+  private readonly deferTimers = new Map<string, NodeJS.Timeout>();
   private stopped = false;
 
   constructor(
@@ -79,6 +81,7 @@ export class Runner {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.retryTimers.values()) clearTimeout(t);
+    for (const t of this.deferTimers.values()) clearTimeout(t);
     for (const s of this.slots.values()) s.abort.abort(new Error('agent stopping'));
     await Promise.allSettled([...this.slots.values()].map((s) => s.done));
   }
@@ -89,6 +92,7 @@ export class Runner {
     const log = this.deps.log.child({ model: key });
     const learnt = this.learnt.get(key) ?? new Map<string, string>();
     this.learnt.set(key, learnt);
+    this.expireDeferral(namespace, name);
     try {
       for (let i = 0; i < MAX_STEPS; i++) {
         if (slot.abort.signal.aborted) return;
@@ -177,11 +181,36 @@ export class Runner {
     this.retryTimers.set(key, timer);
   }
 
+  /** A hold whose deadline passed ends here (the planner already ignores it): cleared and recorded. */
+  private expireDeferral(namespace: string, name: string): void {
+    const { store } = this.deps;
+    const model = store.models.get(namespace, name);
+    if (model?.deferredUntil === undefined || model.deferredUntil > Date.now()) return;
+    store.models.update(namespace, name, { deferredUntil: undefined, deferredSince: undefined });
+    store.events.add({ namespace, name, kind: 'DeferralExpired', message: `hold until ${new Date(model.deferredUntil).toISOString()} ended at its deadline: a waiting switch happens now` });
+  }
+
+  /** Plans the model again at the hold's deadline (a timer: nothing else would). */
+  private scheduleDeferralEnd(namespace: string, name: string, until: number | undefined): void {
+    const key = `${namespace}/${name}`;
+    clearTimeout(this.deferTimers.get(key));
+    this.deferTimers.delete(key);
+    if (until === undefined || this.stopped) return;
+    // setTimeout holds at most 2^31-1 ms; a longer hold is simply looked at again then.
+    const timer = setTimeout(() => {
+      this.deferTimers.delete(key);
+      this.kick(namespace, name);
+    }, Math.min(Math.max(until - Date.now(), 0) + 1, 2 ** 31 - 1));
+    timer.unref();
+    this.deferTimers.set(key, timer);
+  }
+
   /** No step left: report where the model stands, once per change. */
   private settle(namespace: string, name: string, p: Plan): void {
     const { store, reporter, serving } = this.deps;
     const model = store.models.get(namespace, name);
     const desired = store.specs.get(namespace, name);
+    this.scheduleDeferralEnd(namespace, name, p.deferred && desired ? model?.deferredUntil : undefined);
     if (!desired) return; // removed; 'Deleted' was reported by the remove step
     if (p.refusal) {
       if (model?.phase !== p.refusal.phase || model.reason !== p.refusal.reason) reporter.report(namespace, name, p.refusal);
@@ -190,6 +219,16 @@ export class Runner {
     if (p.blocked) {
       // Stays Failed (the old version, if any, keeps serving) until the spec changes.
       if (model?.phase !== 'Failed') reporter.report(namespace, name, { phase: 'Failed', reason: model?.failedReason, message: model?.failedMessage });
+      return;
+    }
+    if (p.deferred && model?.deferredUntil !== undefined) {
+      // The new tree waits, installed; the old one goes on serving until the deadline or a release.
+      const until = new Date(model.deferredUntil).toISOString();
+      const from = model.servingVersion ? ` (version ${model.servingVersion} goes on serving)` : '';
+      const message = `version ${describeTree(p.deferred)} is installed; the switch to it is deferred by a local hold until ${until}${from}; \`modeld defer --release ${namespace}/${name}\` ends the hold`;
+      if (model.phase !== 'Deferred' || model.message !== message || model.observedGeneration !== desired.generation) {
+        reporter.report(namespace, name, { phase: 'Deferred', reason: 'UpdateDeferred', message, version: p.deferred.version });
+      }
       return;
     }
     const phase = serving ? 'Serving' : 'Installed';

@@ -102,6 +102,12 @@ const MIGRATIONS: string[] = [
   CREATE INDEX outbox_msg_id ON outbox (msg_id);
   CREATE INDEX outbox_model_key ON outbox (model_key);
   `,
+  // 4: a local hold on the model's switch (`modeld defer`): a new version is fetched and installed
+  // but not switched to before deferred_until; deferred_since bounds extensions (deferral.maxSeconds).
+  `
+  ALTER TABLE models ADD COLUMN deferred_until INTEGER;  -- epoch ms
+  ALTER TABLE models ADD COLUMN deferred_since INTEGER;  -- epoch ms, when the hold was first placed
+  `,
 ];
 
 /** Opens (creating if needed) the state database: WAL, foreign keys, migrations applied. */

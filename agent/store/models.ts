@@ -28,6 +28,10 @@ export interface ModelState {
   heldSpecHash?: string;
   /** A switch happened since the last gc: an older tree may have lost its protection. */
   gcDue?: boolean;
+  /** A local hold (`modeld defer`): no switch to a new tree before this (epoch ms). */
+  deferredUntil?: number;
+  /** When that hold was first placed (epoch ms): extensions stay within deferral.maxSeconds of it. */
+  deferredSince?: number;
   reason?: StatusReason;
   message?: string;
   observedGeneration: number;
@@ -44,6 +48,7 @@ interface Row {
   // Absent when read from a database not yet migrated (the read-only status of an older state directory).
   serving_sha256?: string | null; previous_sha256?: string | null; held_sha256?: string | null; failed_sha256?: string | null;
   gc_due?: number;
+  deferred_until?: number | null; deferred_since?: number | null;
   reason: StatusReason | null; message: string | null; observed_generation: number; updated_at: number;
 }
 
@@ -55,6 +60,7 @@ const fromRow = (r: Row): ModelState => ({
   failedReason: r.failed_reason ?? undefined, failedMessage: r.failed_message ?? undefined,
   heldVersion: r.held_version ?? undefined, heldSha256: r.held_sha256 ?? undefined, heldSpecHash: r.held_spec_hash ?? undefined,
   gcDue: r.gc_due === 1,
+  deferredUntil: r.deferred_until ?? undefined, deferredSince: r.deferred_since ?? undefined,
   reason: r.reason ?? undefined, message: r.message ?? undefined,
   observedGeneration: r.observed_generation, updatedAt: r.updated_at,
 });
@@ -81,17 +87,17 @@ export class ModelTable {
         .prepare(
           `INSERT INTO models (namespace, name, phase, serving_version, serving_sha256, previous_version, previous_sha256,
              failed_version, failed_sha256, failed_spec_hash, failed_reason, failed_message,
-             held_version, held_sha256, held_spec_hash, gc_due, reason, message, observed_generation, updated_at)
+             held_version, held_sha256, held_spec_hash, gc_due, deferred_until, deferred_since, reason, message, observed_generation, updated_at)
            VALUES (@namespace, @name, @phase, @servingVersion, @servingSha256, @previousVersion, @previousSha256,
              @failedVersion, @failedSha256, @failedSpecHash, @failedReason, @failedMessage,
-             @heldVersion, @heldSha256, @heldSpecHash, @gcDue, @reason, @message, @observedGeneration, @updatedAt)
+             @heldVersion, @heldSha256, @heldSpecHash, @gcDue, @deferredUntil, @deferredSince, @reason, @message, @observedGeneration, @updatedAt)
            ON CONFLICT (namespace, name) DO UPDATE SET phase = excluded.phase,
              serving_version = excluded.serving_version, serving_sha256 = excluded.serving_sha256,
              previous_version = excluded.previous_version, previous_sha256 = excluded.previous_sha256,
              failed_version = excluded.failed_version, failed_sha256 = excluded.failed_sha256, failed_spec_hash = excluded.failed_spec_hash,
              failed_reason = excluded.failed_reason, failed_message = excluded.failed_message,
              held_version = excluded.held_version, held_sha256 = excluded.held_sha256, held_spec_hash = excluded.held_spec_hash,
-             gc_due = excluded.gc_due, reason = excluded.reason, message = excluded.message,
+             gc_due = excluded.gc_due, deferred_until = excluded.deferred_until, deferred_since = excluded.deferred_since, reason = excluded.reason, message = excluded.message,
              observed_generation = excluded.observed_generation, updated_at = excluded.updated_at`,
         )
         .run({
@@ -102,6 +108,7 @@ export class ModelTable {
           failedReason: next.failedReason ?? null, failedMessage: next.failedMessage ?? null,
           heldVersion: next.heldVersion ?? null, heldSha256: next.heldSha256 ?? null, heldSpecHash: next.heldSpecHash ?? null,
           gcDue: next.gcDue ? 1 : 0,
+          deferredUntil: next.deferredUntil ?? null, deferredSince: next.deferredSince ?? null,
           reason: next.reason ?? null, message: next.message ?? null,
           observedGeneration: next.observedGeneration, updatedAt: now,
         });

@@ -202,6 +202,13 @@ const cases: Record<string, () => Promise<CliResult>> = {
   'rollback 4': run('main', 'rollback', 'nope'),
   'rollback 77': shutOut('rollback', 'lin'),
   'rollback 78': run('badConfig', 'rollback', 'lin'),
+  // Release first, while lin is not deferred; then hold it.
+  'defer 1': run('main', 'defer', '--release', 'lin'),
+  'defer 0': run('main', 'defer', 'lin', '--for', '1m'),
+  'defer 2': run('main', 'defer', 'lin', '--for', 'soon'),
+  'defer 3': run('hung', 'defer', 'lin'),
+  'defer 4': run('main', 'defer', 'nope'),
+  'defer 78': run('badConfig', 'defer', 'lin'),
   'gc 0': run('main', 'gc', '--dry-run'),
   'gc 1': run('locked', 'gc'),
   'gc 2': run('main', 'gc', '--bogus'),

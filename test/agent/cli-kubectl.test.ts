@@ -238,7 +238,7 @@ describe('shell completion', () => {
       expect(r.status, r.stderr).toBe(0);
       return r.stdout.trim().split('\n').sort();
     };
-    expect(complete('modeld', 'de')).toEqual(['delete', 'describe']);
+    expect(complete('modeld', 'de')).toEqual(['defer', 'delete', 'describe']);
     expect(complete('modeld', 'rollback', '--re')).toEqual(['--release']);
     expect(complete('modeld', 'get', '-o', '')).toEqual(['json', 'name', 'wide', 'yaml']);
     expect(complete('modeld', 'describe', 'l')).toEqual(['lin']);
@@ -258,7 +258,7 @@ describe('shell completion', () => {
       expect(r.stderr).toBe('');
       return r.stdout.trim().split('\n').sort();
     };
-    expect(complete('modeld', 'de')).toEqual(['delete', 'describe']);
+    expect(complete('modeld', 'de')).toEqual(['defer', 'delete', 'describe']);
     expect(complete('modeld', 'rollback', '--re')).toEqual(['--release']);
     expect(complete('modeld', 'get', '-o', '')).toEqual(['json', 'name', 'wide', 'yaml']);
     expect(complete('modeld', 'describe', 'l')).toEqual(['lin']);
