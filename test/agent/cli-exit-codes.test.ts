@@ -208,6 +208,7 @@ const cases: Record<string, () => Promise<CliResult>> = {
   'defer 2': run('main', 'defer', 'lin', '--for', 'soon'),
   'defer 3': run('hung', 'defer', 'lin'),
   'defer 4': run('main', 'defer', 'nope'),
+  'defer 77': shutOut('defer', 'lin', '--for', '1m'),
   'defer 78': run('badConfig', 'defer', 'lin'),
   'gc 0': run('main', 'gc', '--dry-run'),
   'gc 1': run('locked', 'gc'),
