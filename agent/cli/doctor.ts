@@ -7,6 +7,7 @@ import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
 import { checkBroker, checkDiskSpace, checkEdgecore, checkHost, checkPort, checkRuntimes, checkStateDir, type CheckResult } from './doctor-checks.js';
+import { checkSigning } from './doctor-signing.js';
 
 // `modeld doctor`: one line per check (ok / warn / fail), exit 1 when any check fails. Works with
 // or without a running daemon; what the daemon holds (its ports) counts as fine.
@@ -29,7 +30,7 @@ export async function runDoctor(opts: { configPath?: string; timeoutMs: number; 
     results.push({ name: 'others', status: 'warn', message: 'skipped: they need a valid configuration' });
     return results;
   }
-  results.push(checkStateDir(config), checkDiskSpace(config));
+  results.push(checkStateDir(config), checkDiskSpace(config), checkSigning(config));
   results.push(await checkBroker(config, opts.timeoutMs));
   results.push(...(await checkRuntimes(config)));
   results.push(await checkHost(config, opts.timeoutMs));
