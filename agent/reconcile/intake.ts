@@ -37,6 +37,9 @@ export interface IntakeDeps {
   hello?: HelloNonce;
 }
 
+/** The freshness record of the node's syncs. */
+const SYNC = '_sync';
+
 export type IntakeOutcome = { accepted: true; changed: string[] } | { accepted: false; reason: ErrorCode; message: string };
 
 export class Intake {
@@ -88,7 +91,8 @@ export class Intake {
       const sync = msg as Extract<Message, { route: { operation: 'sync' } }>;
       if (this.signing) {
         const current = this.deps.hello?.current ?? { used: false };
-        const fresh = syncFreshness(this.deps.store.freshness.maxSequence(config.node.name), msg.header.sequence ?? 0, sync.content.nonce, current);
+        const node = config.node.name;
+        const fresh = syncFreshness(this.deps.store.freshness.maxSequence(node), msg.header.sequence ?? 0, sync.content.nonce, current, this.deps.store.freshness.get(node, SYNC)?.sequence);
         if (!fresh.fresh) return this.refuse(topic, undefined, 'Replayed', `replayed or stale: ${fresh.why}`, msg.header.msg_id);
         // One sync per hello may pass on the nonce alone.
         if (sync.content.nonce !== undefined && sync.content.nonce === current.nonce) this.deps.hello?.use();
@@ -153,7 +157,7 @@ export class Intake {
       const key = `${s.namespace}/${s.name}`;
       if (s.source === 'cloud' && !keep.has(key)) record(key, { uid: s.uid, generation: s.generation, sequence });
     }
-    store.freshness.raise(node, sequence);
+    store.freshness.accept(node, SYNC, { generation: 0, sequence });
   }
 
   /** Checks a spec beyond its schema; undefined when it may be accepted. */

@@ -153,11 +153,17 @@ describe('signed specs (security.trustedKeys)', () => {
   const state = () => join(work, 'node-signed', 'state');
   const ctl = () => controller(keys.a.key);
 
-  it('a signed spec is installed', async () => {
+  it('a signed spec is installed; the same message again (a QoS 1 duplicate) is answered, not refused', async () => {
     await agent(state(), { trustedKeys: [keys.a.file] });
-    await publish(ctl().update(NODE, content(1, '1')));
+    const m = ctl().update(NODE, content(1, '1'));
+    await publish(m);
     await installed(1, '1');
     expect(currentVersion(state())).toBe('1');
+    const from = cloud.statuses.length;
+    await publish(m);
+    await cloud.waitStatus((s) => s.name === 'resnet', { from, what: 'the duplicate answered' });
+    expect(cloud.statuses.slice(from).filter((s) => s.reason === 'Replayed')).toEqual([]);
+    expect(cloud.statuses.at(-1)).toMatchObject({ phase: 'Installed', observedGeneration: 1 });
   });
 
   it('unsigned, unknown key, altered by one digest byte, or signed for another node: refused with a reason, nothing changes', async () => {
@@ -208,6 +214,11 @@ describe('signed specs (security.trustedKeys)', () => {
     let mark = cloud.statuses.length;
     await publish(oldSync);
     await cloud.waitStatus((s) => s.name === 'resnet' && s.observedGeneration === 2, { from: mark, what: 'the sync answered' });
+    // Something newer after it (a rollout step of the same generation): the sync is no longer the
+    // last accepted message, so it is not a mere duplicate any more.
+    mark = cloud.statuses.length;
+    await publish(c.update(NODE, content(2, '2')));
+    await cloud.waitStatus((s) => s.name === 'resnet' && s.observedGeneration === 2, { from: mark, what: 'the same spec again answered' });
 
     // Replay of generation 1 (a genuine message, validly signed) now: refused.
     mark = cloud.statuses.length;
