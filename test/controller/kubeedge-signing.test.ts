@@ -60,9 +60,14 @@ describe('signed specs through the KubeEdge Router', () => {
     // What the Router publishes on the node's broker, as the agent gets it.
     const watcher = await mqtt.connectAsync(broker.url, { clientId: `watch-${process.pid}` });
     cleanups.push(() => watcher.endAsync(true));
-    const delivered: Array<{ topic: string; keyId?: string }> = [];
-    watcher.on('message', (topic, payload) => delivered.push({ topic, keyId: JSON.parse(payload.toString()).signature?.keyId }));
-    await watcher.subscribeAsync('ai/inferencemodel/edge-a/#', { qos: 1 });
+    const delivered: Array<{ topic: string; keyId?: string; nonce?: string }> = [];
+    const helloNonces: string[] = [];
+    watcher.on('message', (topic, payload) => {
+      const m = JSON.parse(payload.toString());
+      if (m.route?.operation === 'hello') helloNonces.push(m.content.nonce);
+      else if (topic.startsWith('ai/inferencemodel/edge-a/')) delivered.push({ topic, keyId: m.signature?.keyId, nonce: m.content?.nonce });
+    });
+    await watcher.subscribeAsync(['ai/inferencemodel/edge-a/#', 'default/ai/inferencemodel-status/edge-a'], { qos: 1 });
     const transport = kubeedgeTransport({ routerUrl: router.url, ruleNamespace: 'default', receiverPort, receiverHost: '127.0.0.1', log: silentLogger() });
     const { controller } = await startController(api, { transport, options: { retryBaseMs: 100, signingKey: privateKeyFromPem(pair.privatePem) } });
     cleanups.push(() => controller.stop());
@@ -82,6 +87,9 @@ describe('signed specs through the KubeEdge Router', () => {
     expect(router.posts.some((p) => p.topic === 'ai/inferencemodel/edge-a/default/m' && p.status === 200)).toBe(true);
     expect(delivered.filter((d) => d.topic === 'ai/inferencemodel/edge-a/default/m').map((d) => d.keyId)).toContain(pair.keyId);
     expect(delivered.filter((d) => d.topic !== 'ai/inferencemodel/edge-a/_agent').every((d) => d.keyId === pair.keyId)).toBe(true);
+    // The sync that answers the agent's hello echoes its nonce (the controller remembers it per node).
+    expect(helloNonces.length).toBeGreaterThan(0);
+    await until(() => delivered.some((d) => d.topic === 'ai/inferencemodel/edge-a/_sync' && d.nonce === helloNonces.at(-1)), 'a sync echoing the hello nonce');
     // The controller's acks are signed too: the agent takes them (its outbox drains), and refuses nothing.
     await until(() => agent!.logs.some((l) => l.msg === 'statuses acked by the controller'), 'a signed ack accepted');
     expect(agent.logs.filter((l) => /refused/.test(String(l.msg)))).toEqual([]);
