@@ -13,6 +13,12 @@ export type ErrorCode =
   | 'ImageNotForAgent'
   | 'URLNotAllowed'
   | 'UnknownNode'
+  // signed messages (issue 14)
+  | 'Unsigned'
+  | 'UnknownKey'
+  | 'BadSignature'
+  | 'Replayed'
+  | 'LocalApplyNotAllowed'
   // fetch
   | 'HTTPError'
   | 'ConnectTimeout'

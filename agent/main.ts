@@ -21,6 +21,8 @@ import { buildStatus } from './admin/status-view.js';
 import { StoreSize } from './metrics/store-size.js';
 import type { AgentMetrics } from './metrics/metrics.js';
 import type { ConfigView } from './config/explain.js';
+import { loadTrustedKeys, trustedKeyMap } from './security/trusted-keys.js';
+import { HelloNonce } from './link/hello-nonce.js';
 
 /** Everything the running agent is made of: built once here, passed to whoever needs it. */
 export interface Agent {
@@ -81,10 +83,18 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
 
     // The link is made first so that statuses go to its outbox; it connects last.
     let intakeRef: Intake | undefined;
+    const trustedKeys = loadTrustedKeys(config.security.trustedKeys);
+    const trusted = trustedKeyMap(trustedKeys);
+    if (trustedKeys.length) log.info({ keys: trustedKeys.map((k) => ({ file: k.file, keyId: k.keyId })), allowLocalApply: config.security.allowLocalApply }, 'messages from the cloud must be signed');
+    else log.warn('security.trustedKeys is empty: messages from the cloud are not checked (anyone who can publish on the broker can command this node); see docs/security.md');
+    const hello = new HelloNonce();
     const link = new MqttLink({
       config,
       log,
       outbox: store.outbox,
+      trusted,
+      hello,
+      lastSequence: () => store.freshness.maxSequence(config.node.name),
       agentVersion: AGENT_VERSION,
       onMessage: (topic, payload) => intakeRef?.handle(topic, payload),
       onConnectionChange: opts.metrics && ((up) => opts.metrics!.onBrokerConnection(up)),
@@ -135,6 +145,8 @@ export async function startAgent(config: Config, log: Logger, opts: StartOptions
       reporter,
       checkUrl: (url) => void checkUrl(url, fetchPolicy),
       kick: (ns, name, o) => runner.kick(ns, name, o),
+      trusted,
+      hello,
     });
     intakeRef = intake;
     const storeSize = new StoreSize({ paths, store });

@@ -19,6 +19,8 @@ import { StatusIntake } from './status/intake.js';
 import { StatusWriter } from './status/writer.js';
 import type { Transport } from './transport/types.js';
 import { Sequencer } from './sequence.js';
+import { envelopeSigner } from './signer.js';
+import type { KeyObject } from 'node:crypto';
 import { DEFAULT_RATE_LIMIT, WorkQueue, runWorkers, type RateLimitOptions } from './workqueue.js';
 
 // The controller, built like a Kubernetes controller: informers fill caches and put keys on one
@@ -47,6 +49,8 @@ export interface ControllerOptions {
   retryBaseMs?: number;
   /** Workers taking keys off the queue. */
   workers?: number;
+  /** Ed25519 private key: every message to a node is signed with it (issue 14). */
+  signingKey?: KeyObject;
 }
 
 export interface ControllerDeps {
@@ -128,9 +132,11 @@ export class Controller {
       },
     });
     this.events = new EventRecorder({ rest, log, component: source });
+    const signer = envelopeSigner(opts.signingKey);
     this.sends = new NodeSends({
       topicPrefix: opts.topicPrefix,
       source,
+      signer,
       transport,
       sequencer: this.sequencer,
       log,
@@ -142,7 +148,7 @@ export class Controller {
       onReachability: (n) => this.markNode(n),
     });
     this.images = new ImageDeployments({ rest, log, edgeLabel: opts.edgeLabel, onEnsured: (key) => this.writer.mark(key) });
-    this.acks = new AckSender({ transport, topicPrefix: opts.topicPrefix, source, sequencer: this.sequencer, schedule: (n) => this.queue.add(`ack:${n}`), onSent: (n) => metrics.acksSent.inc(n) });
+    this.acks = new AckSender({ transport, topicPrefix: opts.topicPrefix, source, sequencer: this.sequencer, signer, schedule: (n) => this.queue.add(`ack:${n}`), onSent: (n) => metrics.acksSent.inc(n) });
     this.writer = new StatusWriter({
       rest,
       log,
@@ -184,6 +190,9 @@ export class Controller {
         this.agentNodes.add(node);
         if (!hello) return;
         if (hello.lastSequence !== undefined) this.sequencer.raise(hello.lastSequence);
+        // The sync that answers echoes this hello's nonce (the node's proof that it is fresh).
+        if (hello.nonce !== undefined) this.sends.helloNonces.set(node, hello.nonce);
+        else this.sends.helloNonces.delete(node);
         // It is connected now: a full sync at once, whatever backoff its sends were in.
         this.sends.pendingSyncs.add(node);
         this.queue.forget(`node:${node}`);

@@ -1,5 +1,8 @@
 #!/usr/bin/env node
 import './node-check.js';
+import type { KeyObject } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import type { Logger } from 'pino';
@@ -15,6 +18,8 @@ import { DEFAULTS, OptionError, checkOptions, type CliOptions } from './options.
 import { kubeedgeTransport } from './transport/kubeedge.js';
 import { mqttTransport } from './transport/mqtt.js';
 import type { Transport } from './transport/types.js';
+import { SigningKeyError, envelopeSigner, loadSigningKey } from './signer.js';
+import { generateSigningKey } from '../shared/signing.js';
 
 // modeld-controller: one process; it serves /healthz and /metrics at once, waits to lead (Lease),
 // then runs the controller until SIGTERM/SIGINT or until leadership is lost (exit 1, so the
@@ -50,10 +55,41 @@ export function buildProgram(run: (o: CliOptions) => Promise<number>): Command {
     .option('--identity <id>', 'this replica in the Lease (default $POD_NAME or the host name)', DEFAULTS.identity)
     .option('--no-leader-elect', 'run without a Lease (a single replica only)')
     .option('--log-level <level>', 'trace, debug, info, warn, error (logs go to stderr: JSON, or text when stderr is a terminal)', DEFAULTS.logLevel)
+    .option(
+      '--signing-key-file <path>',
+      'Ed25519 private key (PKCS#8 PEM) every message to a node is signed with, e.g. a mounted Secret (or $MODELD_SIGNING_KEY_FILE); unset: messages go unsigned',
+      process.env.MODELD_SIGNING_KEY_FILE || undefined,
+    )
     .action(async (o: CliOptions) => {
       process.exitCode = await run(o);
     });
+  program
+    .command('keygen')
+    .description('Writes a new Ed25519 signing key pair: <dir>/private.pem (0600, for the controller) and <dir>/public.pem (for each node\'s security.trustedKeys); prints the keyId')
+    .requiredOption('--out <dir>', 'directory to write private.pem and public.pem in (created if missing; existing files are not overwritten)')
+    .addHelpText('after', '\nSame as: openssl genpkey -algorithm ed25519 -out private.pem && openssl pkey -in private.pem -pubout -out public.pem\n\nExit codes:\n  0  written\n  1  the files exist already or cannot be written')
+    .action((o: { out: string }) => {
+      process.exitCode = keygen(o.out);
+    });
   return program;
+}
+
+/** `modeld-controller keygen --out <dir>`: 0 when written, 1 otherwise (said on stderr). */
+export function keygen(dir: string, out: (line: string) => void = (l) => console.log(l), err: (line: string) => void = (l) => console.error(l)): number {
+  const key = generateSigningKey();
+  try {
+    mkdirSync(dir, { recursive: true });
+    // wx: never overwrite a key in use; the private key is the owner's alone from its first byte.
+    writeFileSync(join(dir, 'private.pem'), key.privatePem, { mode: 0o600, flag: 'wx' });
+    writeFileSync(join(dir, 'public.pem'), key.publicPem, { mode: 0o644, flag: 'wx' });
+  } catch (e) {
+    err(`keygen: ${(e as Error).message}`);
+    return 1;
+  }
+  out(`keyId ${key.keyId}`);
+  out(`private key: ${join(dir, 'private.pem')} (controller: --signing-key-file, from a Secret)`);
+  out(`public key:  ${join(dir, 'public.pem')} (nodes: security.trustedKeys)`);
+  return 0;
 }
 
 export async function runController(o: CliOptions, log: Logger = controllerLogger(o.logLevel)): Promise<number> {
@@ -68,6 +104,18 @@ export async function runController(o: CliOptions, log: Logger = controllerLogge
     }
     throw err;
   }
+  let signingKey: KeyObject | undefined;
+  try {
+    signingKey = o.signingKeyFile ? loadSigningKey(o.signingKeyFile) : undefined;
+  } catch (err) {
+    if (err instanceof SigningKeyError) {
+      log.fatal(err.message);
+      return 2;
+    }
+    throw err;
+  }
+  if (signingKey) log.info({ keyId: envelopeSigner(signingKey).keyId, file: o.signingKeyFile }, 'messages to nodes are signed');
+  else log.warn('no --signing-key-file: messages to nodes go unsigned (any publisher on a node broker can command that node); see docs/security.md');
   const kc = loadKubeConfig(o.kubeconfig);
   const rest = kubeRest(kc);
   const metrics = createMetrics();
@@ -76,7 +124,7 @@ export async function runController(o: CliOptions, log: Logger = controllerLogge
       ? mqttTransport({ brokerUrl: o.brokerUrl, clientId: `modeld-controller-${o.identity}`.slice(0, 64), topicPrefix: o.topicPrefix, statusTopic: o.statusTopic, username: o.brokerUsername, password: secrets.password, tls: secrets.tls, reconnectMs: o.brokerReconnectMs, reconnectMaxMs: o.brokerReconnectMaxMs, log })
       : kubeedgeTransport({ routerUrl: o.routerUrl, ruleNamespace: o.ruleNamespace, receiverPort: o.receiverPort, log });
   const controller = new Controller(
-    { topicPrefix: o.topicPrefix, statusTopic: o.statusTopic, edgeLabel: o.edgeLabel, requireDigest: o.requireDigest, syncIntervalMs: o.syncInterval * 1000, statusIntervalMs: o.statusInterval },
+    { topicPrefix: o.topicPrefix, statusTopic: o.statusTopic, edgeLabel: o.edgeLabel, requireDigest: o.requireDigest, syncIntervalMs: o.syncInterval * 1000, statusIntervalMs: o.statusInterval, signingKey },
     { kc, rest, transport, log, metrics },
   );
   const elector = new LeaderElector({ rest, namespace: o.leaseNamespace, name: o.leaseName, identity: o.identity, log });

@@ -33,6 +33,8 @@ export interface CliOptions {
   identity: string;
   leaderElect: boolean;
   logLevel: string;
+  /** PEM file of the Ed25519 private key every message to a node is signed with (a mounted Secret). */
+  signingKeyFile?: string;
 }
 
 export const DEFAULTS: CliOptions = {

@@ -4,6 +4,7 @@ import type { Desired } from './desired.js';
 import type { EventRecorder } from './kube/events.js';
 import type { Metrics } from './metrics.js';
 import type { Sequencer } from './sequence.js';
+import type { EnvelopeSigner } from './signer.js';
 import { planSends, recordSent, type Send, type Sent } from './plan.js';
 import { DeliveryError, type Transport } from './transport/types.js';
 
@@ -18,6 +19,8 @@ export interface SendsDeps {
   transport: Transport;
   /** header.sequence of every message (controller/sequence.ts). */
   sequencer: Sequencer;
+  /** Signs each message for its node (or leaves it unsigned): controller/signer.ts. */
+  signer: EnvelopeSigner;
   log: Logger;
   metrics: Metrics;
   events: EventRecorder;
@@ -38,6 +41,8 @@ export class NodeSends {
   readonly pendingSyncs = new Set<string>();
   /** node -> why it cannot be reached (the Router's answer). */
   readonly unreachable = new Map<string, string>();
+  /** node -> the nonce of its latest hello, echoed in the syncs it gets (freshness without a clock). */
+  readonly helloNonces = new Map<string, string>();
   count = 0;
 
   constructor(private readonly deps: SendsDeps) {}
@@ -116,16 +121,18 @@ export class NodeSends {
 
   /** The wire message of a send. */
   message(s: Send): { topic: string; payload: string } {
-    const { source, topicPrefix: prefix } = this.deps;
+    const { source, topicPrefix: prefix, signer } = this.deps;
+    const sequence = this.deps.sequencer.next();
     if (s.op === 'update') {
       const { name, namespace } = s.content.metadata;
-      return { topic: specTopic(prefix, s.node, namespace, name), payload: JSON.stringify(makeEnvelope('update', s.content, { source, resource: resourcePath(namespace, name), sequence: this.deps.sequencer.next() })) };
+      return { topic: specTopic(prefix, s.node, namespace, name), payload: signer.payload(s.node, makeEnvelope('update', s.content, { source, resource: resourcePath(namespace, name), sequence })) };
     }
     if (s.op === 'delete') {
       const { name, namespace } = s.metadata;
-      return { topic: specTopic(prefix, s.node, namespace, name), payload: JSON.stringify(makeEnvelope('delete', { metadata: s.metadata }, { source, resource: resourcePath(namespace, name), sequence: this.deps.sequencer.next() })) };
+      return { topic: specTopic(prefix, s.node, namespace, name), payload: signer.payload(s.node, makeEnvelope('delete', { metadata: s.metadata }, { source, resource: resourcePath(namespace, name), sequence })) };
     }
-    const content = { node: s.node, items: [...s.items.values()], nodeKnown: this.deps.nodeKnown(s.node) };
-    return { topic: syncTopic(prefix, s.node), payload: JSON.stringify(makeEnvelope('sync', content, { source, resource: `${s.node}/inferencemodel/_sync`, sequence: this.deps.sequencer.next() })) };
+    const nonce = this.helloNonces.get(s.node);
+    const content = { node: s.node, items: [...s.items.values()], nodeKnown: this.deps.nodeKnown(s.node), ...(nonce !== undefined ? { nonce } : {}) };
+    return { topic: syncTopic(prefix, s.node), payload: signer.payload(s.node, makeEnvelope('sync', content, { source, resource: `${s.node}/inferencemodel/_sync`, sequence })) };
   }
 }

@@ -62,6 +62,8 @@ const HELP: Record<string, string> = {
   'store.capBytes': 'Garbage collection keeps blobs and versions under this size (never the serving or rollback version).',
   'deferral.maxSeconds': 'Longest a local hold (`modeld defer`, POST /v1/defer) may keep a downloaded version from switching, counted from when the hold was first placed (an extension does not restart it), s. A longer request is refused (DeferralTooLong).',
   allowUnverified: 'Accept manifest entries without sha256sum (not recommended).',
+  'security.trustedKeys': 'PEM files of the Ed25519 public keys (modeld-controller keygen: public.pem) whose signatures this node accepts. Set: every message from the cloud must be signed by one of them, addressed to this node, and newer than the last accepted; two keys while a key rotates. Empty: messages are not checked (modeld doctor warns).',
+  'security.allowLocalApply': 'With trustedKeys set: whether local specs (modeld apply) are still accepted. Without trustedKeys local specs are always accepted.',
   'gateway.bind': 'Address of the inference gateway (OIP v2 HTTP).',
   'gateway.port': 'Port of the inference gateway (Triton\'s default). Below 1024 needs CAP_NET_BIND_SERVICE.',
   'gateway.maxBodyBytes': 'Largest request body through the gateway.',

@@ -9,6 +9,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   InvalidSpec: 400,
   NotFound: 404,
   ManagedByCloud: 409,
+  LocalApplyNotAllowed: 403,
   NoRollbackVersion: 409,
   NotHeld: 409,
   DeferralTooLong: 400,

@@ -8,6 +8,7 @@ import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
 import { checkBroker, checkDiskSpace, checkEdgecore, checkHost, checkPort, checkRuntimes, checkStateDir, checkUser, type CheckResult } from './doctor-checks.js';
 import { switchedTo } from './service-user.js';
+import { checkSigning } from './doctor-signing.js';
 
 // `modeld doctor`: one line per check (ok / warn / fail), exit 1 when any check fails. Works with
 // or without a running daemon; what the daemon holds (its ports) counts as fine. Run as root, it
@@ -32,7 +33,7 @@ export async function runDoctor(opts: { configPath?: string; timeoutMs: number; 
     results.push({ name: 'others', status: 'warn', message: 'skipped: they need a valid configuration' });
     return results;
   }
-  results.push(checkStateDir(config), checkDiskSpace(config));
+  results.push(checkStateDir(config), checkDiskSpace(config), checkSigning(config));
   results.push(await checkBroker(config, opts.timeoutMs));
   results.push(...(await checkRuntimes(config)));
   results.push(await checkHost(config, opts.timeoutMs));

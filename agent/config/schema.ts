@@ -129,6 +129,14 @@ export const ConfigSchema = z.strictObject({
     .prefault({}),
   store: z.strictObject({ capBytes: Size.default(20 * GiB) }).prefault({}),
   allowUnverified: z.boolean().default(false),
+  security: z
+    .strictObject({
+      /** PEM files of the Ed25519 public keys whose signatures the node accepts (two at once while a key rotates). */
+      trustedKeys: z.array(z.string().min(1)).max(16).default([]),
+      /** With trusted keys: whether local specs (`modeld apply`) are still accepted. */
+      allowLocalApply: z.boolean().default(false),
+    })
+    .prefault({}),
   gateway: z
     .strictObject({
       bind: z.string().default('0.0.0.0'),

@@ -1,12 +1,15 @@
+import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { ackTopic, makeEnvelope, nodeFilter, parseMessage, presenceTopic, statusTopic, type AckContent, type HelloContent } from '../../shared/index.js';
+import { verifyEnvelope } from '../../shared/signing.js';
 import { sleep } from '../../shared/sleep.js';
 import type { Config } from '../config/schema.js';
 import { ModeldError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { OutboxAddOptions, OutboxTable } from '../store/outbox.js';
 import { brokerRefusal, type RefusalSettings } from '../../shared/broker-refusal.js';
+import { HelloNonce } from './hello-nonce.js';
 import { presencePayload } from './presence.js';
 import { resendDelay } from './resend-delay.js';
 
@@ -27,6 +30,12 @@ export interface LinkDeps {
   /** Every message that arrives on the node's topics. Must not throw. */
   onMessage: (topic: string, payload: Buffer) => void;
   onConnectionChange?: (connected: boolean) => void;
+  /** keyId -> trusted key: acks must be signed too (security.trustedKeys). */
+  trusted?: ReadonlyMap<string, KeyObject>;
+  /** The highest header.sequence accepted (durable), said in each hello. */
+  lastSequence?: () => number | undefined;
+  /** Each connect's hello gets a fresh nonce here (intake checks the sync's echo against it). */
+  hello?: HelloNonce;
 }
 
 const AGENT_SETTINGS: RefusalSettings = { self: 'node', ca: 'broker.tls.ca', clientCert: 'broker.tls.cert and broker.tls.key', credentials: 'broker.username, broker.password', url: 'broker.url' };
@@ -136,7 +145,10 @@ export class MqttLink {
         layer: this.deps.config.node.layer,
         labels: this.deps.config.node.labels,
         agentVersion: this.deps.agentVersion,
+        nonce: (this.deps.hello ??= new HelloNonce()).next(),
       };
+      const lastSequence = this.deps.lastSequence?.();
+      if (lastSequence !== undefined) hello.lastSequence = lastSequence;
       const env = makeEnvelope('hello', hello, { source: `modeld/${this.node}`, resource: `node/${this.node}` });
       await client.publishAsync(statusTopic(this.deps.config.topics.status, this.node), JSON.stringify(env), { qos: 1 });
     } catch (err) {
@@ -154,6 +166,20 @@ export class MqttLink {
 
   /** The controller folded these statuses into their resources: they leave the outbox. */
   private onAck(payload: Buffer): void {
+    const trusted = this.deps.trusted;
+    if (trusted?.size && payload.length <= this.deps.config.limits.messageBytes) {
+      let raw: unknown;
+      try {
+        raw = JSON.parse(payload.toString());
+      } catch {
+        raw = undefined; // parseMessage below says why
+      }
+      const out = raw === undefined ? undefined : verifyEnvelope(raw, this.node, trusted);
+      if (out && !out.ok) {
+        this.deps.log.warn({ topic: ackTopic(this.prefix, this.node), reason: out.reason }, `ack refused: ${out.message}`);
+        return;
+      }
+    }
     const parsed = parseMessage(payload, this.deps.config.limits.messageBytes);
     const content = parsed.ok && parsed.message.route.operation === 'ack' ? (parsed.message.content as AckContent) : undefined;
     if (!content || content.node !== this.node) {

@@ -7,12 +7,16 @@ import {
   type Message,
   type ModelContent,
 } from '../../shared/index.js';
+import type { KeyObject } from 'node:crypto';
+import { verifyEnvelope } from '../../shared/signing.js';
 import type { Config } from '../config/schema.js';
+import type { HelloNonce } from '../link/hello-nonce.js';
 import { isModeldError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/index.js';
 import type { DesiredSpec } from '../store/specs.js';
 import type { Reporter } from './report.js';
+import { resourceFreshness, syncFreshness } from './freshness.js';
 import { selectsNode } from './selector.js';
 import { specHash } from './spec-hash.js';
 
@@ -27,12 +31,24 @@ export interface IntakeDeps {
   /** Throws ModeldError('URLNotAllowed') for a URL the node may not fetch. */
   checkUrl: (url: string) => void;
   kick: (namespace: string, name: string, opts: { cancel: boolean }) => void;
+  /** keyId -> trusted public key (security.trustedKeys); empty or absent: messages are not checked. */
+  trusted?: ReadonlyMap<string, KeyObject>;
+  /** The nonce of the current hello (the link's), which a fresh sync echoes. */
+  hello?: HelloNonce;
 }
+
+/** The freshness record of the node's syncs. */
+const SYNC = '_sync';
 
 export type IntakeOutcome = { accepted: true; changed: string[] } | { accepted: false; reason: ErrorCode; message: string };
 
 export class Intake {
   constructor(private readonly deps: IntakeDeps) {}
+
+  /** Whether every message from the cloud must be signed (trusted keys are configured). */
+  get signing(): boolean {
+    return (this.deps.trusted?.size ?? 0) > 0;
+  }
 
   /** Never throws: bad input is logged and answered. */
   handle(topic: string, payload: Buffer | string): IntakeOutcome {
@@ -55,8 +71,12 @@ export class Intake {
       // No model can have this name, and a status naming it would not be a valid message: log only.
       return this.refuse(topic, undefined, 'BadMessage', `topic ${topic} names no model (namespace and name must be DNS-1123 labels)`);
     }
-    const parsed = parseMessage(payload, config.limits.messageBytes);
     const named = where.kind === 'spec' ? { namespace: where.namespace, name: where.name } : undefined;
+    if (this.signing) {
+      const bad = this.badSignature(payload);
+      if (bad) return this.refuse(topic, named, bad.reason, bad.message, bad.msgId);
+    }
+    const parsed = parseMessage(payload, config.limits.messageBytes);
     if (!parsed.ok) {
       const meta = (parsed.envelope?.content as { metadata?: { generation?: unknown } } | undefined)?.metadata;
       // The generation answered, when the refused message has a usable one (a status carries only those).
@@ -68,7 +88,25 @@ export class Intake {
     log.debug({ topic, op, msgId: msg.header.msg_id }, 'message');
     if (where.kind === 'sync') {
       if (op !== 'sync') return this.refuse(topic, undefined, 'BadMessage', `operation ${op} on the sync topic`);
-      return this.sync(topic, msg as Extract<Message, { route: { operation: 'sync' } }>);
+      const sync = msg as Extract<Message, { route: { operation: 'sync' } }>;
+      if (this.signing) {
+        const current = this.deps.hello?.current ?? { used: false };
+        const node = config.node.name;
+        const fresh = syncFreshness(this.deps.store.freshness.maxSequence(node), msg.header.sequence ?? 0, sync.content.nonce, current, this.deps.store.freshness.get(node, SYNC)?.sequence);
+        if (!fresh.fresh) return this.refuse(topic, undefined, 'Replayed', `replayed or stale: ${fresh.why}`, msg.header.msg_id);
+        // One sync per hello may pass on the nonce alone.
+        if (sync.content.nonce !== undefined && sync.content.nonce === current.nonce) this.deps.hello?.use();
+        this.recordSync(sync);
+      }
+      return this.sync(topic, sync);
+    }
+    if (this.signing && named && (op === 'update' || op === 'insert' || op === 'delete')) {
+      const meta = (msg.content as { metadata: { uid?: string; generation?: number } }).metadata;
+      const got = { uid: meta.uid, generation: meta.generation ?? 0, sequence: msg.header.sequence ?? 0 };
+      const key = `${named.namespace}/${named.name}`;
+      const fresh = resourceFreshness(this.deps.store.freshness.get(config.node.name, key), got, { byGeneration: op !== 'delete' });
+      if (!fresh.fresh) return this.refuse(topic, named, 'Replayed', `replayed or stale: ${fresh.why}`, msg.header.msg_id);
+      this.deps.store.freshness.accept(config.node.name, key, op === 'delete' ? { ...got, generation: this.deps.store.freshness.get(config.node.name, key)?.generation ?? got.generation } : got);
     }
     if (op === 'update' || op === 'insert') {
       const content = msg.content as ModelContent;
@@ -82,6 +120,44 @@ export class Intake {
       return { accepted: true, changed };
     }
     return this.refuse(topic, named, 'UnknownOperation', `operation ${op} is not accepted on a spec topic`, msg.header.msg_id);
+  }
+
+  /** The signature of the raw message (before any schema default is applied); undefined when good. */
+  private badSignature(payload: Buffer | string): { reason: ErrorCode; message: string; msgId?: string } | undefined {
+    const { config } = this.deps;
+    const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+    if (size > config.limits.messageBytes) return undefined; // parseMessage refuses it, by size
+    let raw: unknown;
+    try {
+      raw = JSON.parse(payload.toString());
+    } catch {
+      return undefined; // parseMessage refuses it: not JSON
+    }
+    const out = verifyEnvelope(raw, config.node.name, this.deps.trusted!);
+    if (out.ok) return undefined;
+    const id = (raw as { header?: { msg_id?: unknown } } | null)?.header?.msg_id;
+    return { reason: out.reason, message: out.message, msgId: typeof id === 'string' && id.length <= 128 ? id : undefined };
+  }
+
+  /** An accepted sync: it, each item it names and each cloud model it removes are the newest seen. */
+  private recordSync(msg: Extract<Message, { route: { operation: 'sync' } }>): void {
+    const { store, config } = this.deps;
+    const node = config.node.name;
+    const sequence = msg.header.sequence ?? 0;
+    const record = (key: string, got: { uid?: string; generation: number; sequence: number }) => {
+      if (resourceFreshness(store.freshness.get(node, key), got, { byGeneration: true }).fresh) store.freshness.accept(node, key, got);
+    };
+    const keep = new Set<string>();
+    for (const item of msg.content.items) {
+      const key = `${item.metadata.namespace}/${item.metadata.name}`;
+      keep.add(key);
+      record(key, { uid: item.metadata.uid, generation: item.metadata.generation ?? 0, sequence });
+    }
+    for (const s of store.specs.list()) {
+      const key = `${s.namespace}/${s.name}`;
+      if (s.source === 'cloud' && !keep.has(key)) record(key, { uid: s.uid, generation: s.generation, sequence });
+    }
+    store.freshness.accept(node, SYNC, { generation: 0, sequence });
   }
 
   /** Checks a spec beyond its schema; undefined when it may be accepted. */
@@ -108,6 +184,9 @@ export class Intake {
     const { store, config, log } = this.deps;
     const { namespace, name, generation = 0, uid } = content.metadata;
     const named = { namespace, name };
+    if (source === 'local' && config.security.trustedKeys.length > 0 && !config.security.allowLocalApply) {
+      return this.refuse(topic, named, 'LocalApplyNotAllowed', `${namespace}/${name}: local specs are refused on this node (security.trustedKeys is set and security.allowLocalApply is false): only signed specs from the controller are served`, msgId, generation);
+    }
     const bad = this.problem(content);
     if (bad) return this.refuse(topic, named, bad.reason, bad.message, msgId, generation);
 

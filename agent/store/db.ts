@@ -108,6 +108,16 @@ const MIGRATIONS: string[] = [
   ALTER TABLE models ADD COLUMN deferred_until INTEGER;  -- epoch ms
   ALTER TABLE models ADD COLUMN deferred_since INTEGER;  -- epoch ms, when the hold was first placed
   `,
+  // 5: signed messages (issue 14): the newest accepted message per node and resource, and the
+  // highest header.sequence per node, so a replay is refused after a restart too.
+  `
+  CREATE TABLE accepted_messages (
+    node TEXT NOT NULL, resource TEXT NOT NULL,   -- resource: ns/name, or _sync
+    uid TEXT, generation INTEGER NOT NULL, sequence INTEGER NOT NULL,
+    PRIMARY KEY (node, resource)
+  );
+  CREATE TABLE node_sequences (node TEXT PRIMARY KEY, max_sequence INTEGER NOT NULL);
+  `,
 ];
 
 /** Opens (creating if needed) the state database: WAL, foreign keys, migrations applied. */

@@ -2,6 +2,7 @@ import { BlobTable } from './blobs.js';
 import { openDatabase, type DB } from './db.js';
 import { DownloadTable } from './downloads.js';
 import { EventTable } from './events.js';
+import { FreshnessTable } from './freshness.js';
 import { ModelTable } from './models.js';
 import { OutboxTable } from './outbox.js';
 import { SpecTable } from './specs.js';
@@ -17,6 +18,7 @@ export interface Store {
   downloads: DownloadTable;
   outbox: OutboxTable;
   events: EventTable;
+  freshness: FreshnessTable;
   close(): void;
 }
 
@@ -31,6 +33,7 @@ export function openStore(path: string): Store {
     downloads: new DownloadTable(db),
     outbox: new OutboxTable(db),
     events: new EventTable(db),
+    freshness: new FreshnessTable(db),
     close: () => db.close(),
   };
 }

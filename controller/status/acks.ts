@@ -1,6 +1,9 @@
 import { ackTopic, makeEnvelope } from '../../shared/index.js';
 import type { Transport } from '../transport/types.js';
 import type { Sequencer } from '../sequence.js';
+import { envelopeSigner, type EnvelopeSigner } from '../signer.js';
+
+const UNSIGNED = envelopeSigner();
 
 // Acks close guarantee 7 end to end: a node keeps a status in its durable outbox until the
 // controller acks its msg_id. An accepted status is acked only once the status write that
@@ -54,7 +57,7 @@ export class AckSender {
   private readonly pending = new Map<string, Set<string>>();
 
   constructor(
-    private readonly deps: { transport: Transport; topicPrefix: string; source: string; sequencer: Sequencer; schedule(node: string): void; onSent?(count: number): void },
+    private readonly deps: { transport: Transport; topicPrefix: string; source: string; sequencer: Sequencer; signer?: EnvelopeSigner; schedule(node: string): void; onSent?(count: number): void },
   ) {}
 
   add(node: string, msgIds: Iterable<string>): void {
@@ -76,7 +79,7 @@ export class AckSender {
       for (let i = 0; i < all.length; i += 1000) {
         const msgIds = all.slice(i, i + 1000);
         const env = makeEnvelope('ack', { node, msgIds }, { source: this.deps.source, resource: `node/${node}`, sequence: this.deps.sequencer.next() });
-        await this.deps.transport.publish(node, ackTopic(this.deps.topicPrefix, node), JSON.stringify(env));
+        await this.deps.transport.publish(node, ackTopic(this.deps.topicPrefix, node), (this.deps.signer ?? UNSIGNED).payload(node, env));
         this.deps.onSent?.(msgIds.length);
         all.splice(i, msgIds.length);
         i -= msgIds.length;
