@@ -36,7 +36,8 @@ function typed(schema: Schema | undefined, v: unknown): unknown {
   if (Array.isArray(v)) return v.map((x) => typed(schema.items, x));
   if (typeof v === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) out[k] = typed(schema.properties?.[k] ?? (typeof schema.additionalProperties === 'object' ? schema.additionalProperties : undefined), x);
+    // A field set to undefined (a test's direct create) is absent, as in the JSON a client sends.
+    for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = typed(schema.properties?.[k] ?? (typeof schema.additionalProperties === 'object' ? schema.additionalProperties : undefined), x);
     return out;
   }
   return v;

@@ -14,9 +14,15 @@ import { structuralErrors } from './structural.js';
 // compaction, create/get/update/patch (merge, strategic merge, JSON patch)/delete, the status
 // subresource (spec and status written separately; generation bumped on spec changes only),
 // 409 Conflict on a stale resourceVersion, CRDs that register new types (schema validation and
-// pruning, printer columns as server-side Tables), ownerReferences with background garbage
-// collection, and Leases. Not emulated: auth beyond an optional bearer token, server-side apply,
-// field selectors other than metadata.name, pagination, admission, finalizers.
+// pruning; the CRD's own x-kubernetes-validations CEL rules evaluated by a CEL library, cel.ts;
+// printer columns as server-side Tables for kubectl's `Accept: application/json;as=Table;v=v1;
+// g=meta.k8s.io`, cells by the JSONPath subset in jsonpath.ts, as apiextensions-apiserver's
+// tableconvertor), Events through both events.k8s.io/v1 and core/v1 (mirrorEvent), field
+// selectors on any field path (kubectl describe's involvedObject.*), ownerReferences with
+// background garbage collection, and Leases. Invalid objects get 422 with reason Invalid and
+// details.causes, from which kubectl prints `The <Kind> "<name>" is invalid: <field>: <detail>`.
+// Not emulated: auth beyond an optional bearer token, server-side apply, pagination, admission,
+// finalizers, CEL cost limits.
 
 export interface ResourceType {
   group: string; // '' for core
