@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
 import type { FakeKubeApi } from '../fakes/kube-api/server.js';
 import { SimNode } from '../fakes/sim-node.js';
+import { DEFAULT_TOPIC_PREFIX, presenceTopic } from '../../shared/index.js';
 import { SHA, TYPES, model, node, startApi, startController, until } from './harness.js';
 import { WAIT_MS } from '../helpers/wait.js';
 
@@ -120,6 +121,25 @@ describe('controller over mqtt', () => {
     await until(() => cond(getModel('det'), 'Degraded')?.status === 'True', 'Degraded=True');
     expect(cond(getModel('det'), 'Degraded').message).toContain('DigestMismatch');
     expect(getModel('det').status.nodes).toEqual([expect.objectContaining({ node: 'a2', phase: 'Failed', reason: 'DigestMismatch', message: 'bad bytes' })]);
+  });
+
+  it('lists a node whose retained presence says offline (its last report kept), until it is online again', async () => {
+    api.create(TYPES.nodes, node('p1'));
+    api.create(TYPES.nodes, node('p2'));
+    const p1 = await simNode('p1');
+    const p2 = await simNode('p2');
+    await controller();
+    api.create(TYPES.inferencemodels, model('pr'));
+    await p1.waitFor((n) => n.held.has('default/pr'));
+    await p2.waitFor((n) => n.held.has('default/pr'));
+    for (const p of [p1, p2]) await p.report({ namespace: 'default', name: 'pr', observedGeneration: 1, phase: 'Serving', servingVersion: '1', targetVersion: '1' });
+    await until(() => getModel('pr')?.status?.phase === 'Ready', 'both serving');
+    expect(getModel('pr').status.nodes).toEqual([]);
+    await p2.publishRaw(JSON.stringify({ state: 'offline', node: 'p2', time: '2026-01-01T00:00:00Z' }), presenceTopic(DEFAULT_TOPIC_PREFIX, 'p2'));
+    const listed = await until(() => getModel('pr')?.status?.nodes?.find((n: any) => n.node === 'p2'), 'p2 listed offline');
+    expect(listed).toMatchObject({ phase: 'Serving', servingVersion: '1', reason: 'NodeOffline', message: expect.stringContaining('since 2026-01-01T00:00:00Z') });
+    await p2.publishRaw(JSON.stringify({ state: 'online', node: 'p2' }), presenceTopic(DEFAULT_TOPIC_PREFIX, 'p2'));
+    await until(() => getModel('pr')?.status?.nodes?.length === 0, 'p2 online again, not listed');
   });
 
   it('dedupes by msg_id, ignores reports about an older generation, and drops malformed messages', async () => {
