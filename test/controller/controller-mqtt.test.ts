@@ -109,6 +109,8 @@ describe('controller over mqtt', () => {
     await until(() => cond(getModel('det'), 'Ready')?.status === 'True', 'Ready=True');
     m = getModel('det');
     expect(m.status).toMatchObject({ servingVersion: '1', readyNodes: 2, targetNodes: 2, observedGeneration: 1 });
+    // A phase no node is in any more is gone from the counts (the merge patch clears it).
+    expect(m.status.phases).toEqual({ Serving: 2 });
     for (const c of m.status.conditions) expect(Object.keys(c).sort()).toEqual(['lastTransitionTime', 'message', 'observedGeneration', 'reason', 'status', 'type']);
     // Status writes went to the status subresource as merge patches; spec untouched, generation unchanged.
     const writes = api.requests.filter((r) => r.method === 'PATCH' && r.path.endsWith('/det/status'));
