@@ -45,12 +45,11 @@ export function specSchema(): JsonSchema {
   // CEL costs are estimated from maxItems and maxLength (a pattern does not bound a length): with
   // these bounds the rules below cost well under the API server's per-CRD budget.
   itemProps.version = { ...itemProps.version, maxLength: 63 };
-  itemProps.sha256sum = { ...itemProps.sha256sum, maxLength: 64 };
+  itemProps.sha256sum = { ...itemProps.sha256sum, maxLength: 64, 'x-kubernetes-validations': DIGEST_RULES };
   props.targetVersion = { ...props.targetVersion, maxLength: 63 };
   props.manifest = {
     ...manifest,
     'x-kubernetes-list-type': 'atomic',
-    items: { ...item, 'x-kubernetes-validations': ITEM_RULES },
     'x-kubernetes-validations': MANIFEST_RULES,
   };
   spec['x-kubernetes-validations'] = SPEC_RULES;
@@ -59,19 +58,19 @@ export function specSchema(): JsonSchema {
 
 // Refused at apply time by the API server itself (CEL, x-kubernetes-validations), so a mistake
 // never reaches the controller as a resource it can only hold back. The controller checks the same
-// (shared/versions.ts specProblems) for API servers without CEL rules (before 1.25).
+// (shared/versions.ts specProblems) for API servers without CEL rules (before 1.25). No `reason`
+// or `fieldPath` on the rules: API servers before 1.28 do not know them, and a rule on the field
+// itself (the digest) already names it.
+
 export const SPEC_RULES = [
   {
-    rule: '!has(self.targetVersion) || !has(self.manifest) || self.manifest.exists(m, m.version == self.targetVersion)',
+    // As specProblems: an image resource ignores targetVersion, and "" means the latest entry.
+    rule: "(has(self.image) && self.image != '') || !has(self.targetVersion) || self.targetVersion == '' || (has(self.manifest) && self.manifest.exists(m, m.version == self.targetVersion))",
     message: "targetVersion must be one of the manifest's versions",
-    fieldPath: '.targetVersion',
-    reason: 'FieldValueInvalid',
   },
 ];
 export const MANIFEST_RULES = [{ rule: 'self.all(a, self.exists_one(b, b.version == a.version))', message: 'manifest versions must be unique' }];
-export const ITEM_RULES = [
-  { rule: "!has(self.sha256sum) || self.sha256sum.matches('^[0-9a-fA-F]{64}$')", message: 'sha256sum must be 64 hexadecimal digits (a SHA-256 digest)', fieldPath: '.sha256sum' },
-];
+export const DIGEST_RULES = [{ rule: "self.matches('^[0-9a-fA-F]{64}$')", message: 'sha256sum must be 64 hexadecimal digits (a SHA-256 digest)' }];
 
 const str = (description?: string): JsonSchema => (description ? { type: 'string', description } : { type: 'string' });
 const int = (description?: string): JsonSchema => (description ? { type: 'integer', format: 'int64', description } : { type: 'integer', format: 'int64' });

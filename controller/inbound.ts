@@ -130,7 +130,7 @@ export class NodeMessages {
       if (report.phase === 'Failed' && (before?.phase !== 'Failed' || before.targetVersion !== report.targetVersion)) {
         const { name, namespace, uid } = model.metadata;
         const what = `node ${report.node} failed${report.targetVersion ? ` version ${report.targetVersion}` : ''}: ${report.reason ?? 'Failed'}${report.message ? `: ${report.message}` : ''}`;
-        void this.deps.events.warning({ apiVersion: model.apiVersion ?? `${API_GROUP}/${API_VERSION}`, kind: KIND, name, namespace, uid }, 'NodeFailed', what, { action: 'Report', key: report.node });
+        void this.deps.events.warning({ apiVersion: model.apiVersion ?? `${API_GROUP}/${API_VERSION}`, kind: KIND, name, namespace, uid }, 'NodeFailed', what, { action: 'Report', key: `${report.node}/${report.targetVersion ?? ''}` });
       }
       if (wantsAck) this.deps.pending.add(key, report.node, msgId);
       this.deps.onAccepted(key);

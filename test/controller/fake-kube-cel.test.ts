@@ -26,9 +26,15 @@ describe('fake API server: CEL, Tables, Events', () => {
       status: 'Failure',
       reason: 'Invalid',
       code: 422,
-      message: `InferenceModel.ai.kubeedge.io "x" is invalid: spec.targetVersion: Invalid value: "object": targetVersion must be one of the manifest's versions`,
-      details: { name: 'x', group: 'ai.kubeedge.io', kind: 'InferenceModel', causes: [{ reason: 'FieldValueInvalid', field: 'spec.targetVersion', message: `Invalid value: "object": targetVersion must be one of the manifest's versions` }] },
+      message: `InferenceModel.ai.kubeedge.io "x" is invalid: spec: Invalid value: "object": targetVersion must be one of the manifest's versions`,
+      details: { name: 'x', group: 'ai.kubeedge.io', kind: 'InferenceModel', causes: [{ reason: 'FieldValueInvalid', field: 'spec', message: `Invalid value: "object": targetVersion must be one of the manifest's versions` }] },
     });
+  });
+
+  it('accepts what the controller accepts: targetVersion "" (the latest), an image resource whatever its targetVersion', async () => {
+    expect((await post(IM, model('latest', { targetVersion: '' }))).status).toBe(201);
+    expect((await post(IM, model('img', { image: 'example.com/m:1', manifest: [], targetVersion: 'v9' }))).status).toBe(201);
+    expect((await post(IM, model('nomanifest', { manifest: [], targetVersion: 'v9' }))).status).toBe(422);
   });
 
   it('does not run the rules when the schema already found a blocking error (a type error), and says so', async () => {
@@ -46,7 +52,7 @@ describe('fake API server: CEL, Tables, Events', () => {
     const table = (await res.json()) as any;
     expect(table.kind).toBe('Table');
     expect(table.columnDefinitions.map((c: any) => c.name)).toEqual(['Name', 'Target', 'Serving', 'Ready', 'Phase', 'Model', 'Age']);
-    expect(table.rows[0].cells.slice(0, 6)).toEqual(['t', '1', '2 (3 nodes), 1 (1)', '3/4', 'Progressing', 't']);
+    expect(table.rows.find((r: any) => r.cells[0] === 't').cells.slice(0, 6)).toEqual(['t', '1', '2 (3 nodes), 1 (1)', '3/4', 'Progressing', 't']);
   });
 
   it('JSONPath cells: paths, indexes, filters; nothing found is null', () => {

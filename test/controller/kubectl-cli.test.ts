@@ -139,10 +139,10 @@ describe('modeld-controller as a process', () => {
     };
     const v = (version: string, sha256sum?: string) => ({ version, downloadURL: `https://models.example.com/m/${version}.tar.gz`, ...(sha256sum ? { sha256sum } : {}) });
     await expect(apply('bad-target', { manifest: [v('1'), v('2')], targetVersion: '7' })).rejects.toThrow(
-      /The InferenceModel "bad-target" is invalid: spec.targetVersion: Invalid value: "object": targetVersion must be one of the manifest's versions/,
+      /The InferenceModel "bad-target" is invalid: spec: Invalid value: "object": targetVersion must be one of the manifest's versions/,
     );
     await expect(apply('dup-version', { manifest: [v('1'), v('1')], targetVersion: '1' })).rejects.toThrow(/spec.manifest: Invalid value: "array": manifest versions must be unique/);
-    await expect(apply('bad-digest', { manifest: [v('1', 'abc123')], targetVersion: '1' })).rejects.toThrow(/spec.manifest\[0\].sha256sum: Invalid value: "object": sha256sum must be 64 hexadecimal digits/);
+    await expect(apply('bad-digest', { manifest: [v('1', 'abc123')], targetVersion: '1' })).rejects.toThrow(/spec.manifest\[0\].sha256sum: Invalid value: "string": sha256sum must be 64 hexadecimal digits/);
     // An update is checked too: patching in a missing version is refused, the stored one stays.
     await apply('good', { manifest: [v('1')], targetVersion: '1' });
     await expect(kubectl('patch', 'im', 'good', '--type=merge', '-p', '{"spec":{"targetVersion":"9"}}')).rejects.toThrow(/targetVersion must be one of the manifest's versions/);
