@@ -1,6 +1,6 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { API_GROUP, API_VERSION, PLURAL } from '../shared/index.js';
+import { API_GROUP, API_VERSION, InferenceModelSpecSchema, PLURAL } from '../shared/index.js';
 import { sleep } from '../shared/sleep.js';
 import { computeDesired, type Desired } from './desired.js';
 import { ImageDeployments } from './image/reconcile.js';
@@ -14,6 +14,7 @@ import type { Metrics } from './metrics.js';
 import { nodeLayer } from './placement.js';
 import { NodeSends } from './sends.js';
 import { AckSender, PendingAcks } from './status/acks.js';
+import { nodeDetails, type NodeStatus } from './status/aggregate.js';
 import { computeStatus } from './status/compute.js';
 import { StatusIntake } from './status/intake.js';
 import { StatusWriter } from './status/writer.js';
@@ -84,6 +85,8 @@ export class Controller {
   private readonly inbound: NodeMessages;
   /** Nodes whose agent said hello or announced presence. */
   private readonly agentNodes = new Set<string>();
+  /** Nodes whose retained presence says offline (node -> why), shown on the resources they serve. */
+  private readonly offline = new Map<string, string>();
   private desired: Desired = { perNode: new Map(), verdicts: new Map() };
   private readonly verdictSigs = new Map<string, string>();
   private workers: Promise<void> | undefined;
@@ -161,6 +164,7 @@ export class Controller {
           reports: this.intake.reports(key),
           deployment: this.deployments.get(`${key.split('/')[0]}/${workloadName(key.split('/')[1] ?? '')}`),
           unreachable: this.sends.unreachable,
+          offline: this.offline,
           now: new Date().toISOString(),
         }),
       onWrite: (result) => metrics.statusWrites.inc({ result }),
@@ -198,8 +202,28 @@ export class Controller {
         this.queue.forget(`node:${node}`);
         this.queue.add(`node:${node}`);
       },
+      onPresence: (node, offline) => {
+        if (offline === this.offline.get(node)) return;
+        if (offline) this.offline.set(node, offline);
+        else this.offline.delete(node);
+        this.markNode(node);
+      },
       onAccepted: (key) => this.writer.mark(key),
     });
+  }
+
+  /**
+   * Every node's entry for one resource, from the reports in memory: the detail status.nodes no
+   * longer carries (GET /status/<namespace>/<name>). Undefined when the resource is unknown.
+   */
+  nodeDetail(key: string): { targetNodes: number; nodes: NodeStatus[] } | undefined {
+    const model = this.models.get(key);
+    const verdict = this.desired.verdicts.get(key);
+    if (!model) return undefined;
+    const targets = verdict?.kind === 'agents' ? verdict.targets : [];
+    const parsed = InferenceModelSpecSchema.safeParse(model.spec);
+    const nodes = nodeDetails({ targets, reports: this.intake.reports(key), unreachable: this.sends.unreachable, offline: this.offline, now: new Date().toISOString(), spec: parsed.success ? parsed.data : undefined });
+    return { targetNodes: targets.length, nodes };
   }
 
   /** Counters the tests read. */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_ATTENTION, MAX_VERSIONS } from './status/aggregate.js';
 import { API_GROUP, API_VERSION, InferenceModelSpecShape, KIND, PLURAL, SHORT_NAME } from '../shared/index.js';
 
 // The CRD, generated from the shared schema (the single source of truth) plus the status schema
@@ -38,9 +39,38 @@ export function specSchema(): JsonSchema {
   const props = spec.properties as Record<string, JsonSchema>;
   // The refine "at most 64 labels" is not representable by zod's export; say it here.
   props.nodeSelector = { ...props.nodeSelector, maxProperties: 64 };
-  props.manifest = { ...props.manifest, 'x-kubernetes-list-type': 'atomic' };
+  const manifest = props.manifest as JsonSchema;
+  const item = manifest.items as JsonSchema;
+  const itemProps = item.properties as Record<string, JsonSchema>;
+  // CEL costs are estimated from maxItems and maxLength (a pattern does not bound a length): with
+  // these bounds the rules below cost well under the API server's per-CRD budget.
+  itemProps.version = { ...itemProps.version, maxLength: 63 };
+  itemProps.sha256sum = { ...itemProps.sha256sum, maxLength: 64, 'x-kubernetes-validations': DIGEST_RULES };
+  props.targetVersion = { ...props.targetVersion, maxLength: 63 };
+  props.manifest = {
+    ...manifest,
+    'x-kubernetes-list-type': 'atomic',
+    'x-kubernetes-validations': MANIFEST_RULES,
+  };
+  spec['x-kubernetes-validations'] = SPEC_RULES;
   return spec;
 }
+
+// Refused at apply time by the API server itself (CEL, x-kubernetes-validations), so a mistake
+// never reaches the controller as a resource it can only hold back. The controller checks the same
+// (shared/versions.ts specProblems) for API servers without CEL rules (before 1.25). No `reason`
+// or `fieldPath` on the rules: API servers before 1.28 do not know them, and a rule on the field
+// itself (the digest) already names it.
+
+export const SPEC_RULES = [
+  {
+    // As specProblems: an image resource ignores targetVersion, and "" means the latest entry.
+    rule: "(has(self.image) && self.image != '') || !has(self.targetVersion) || self.targetVersion == '' || (has(self.manifest) && self.manifest.exists(m, m.version == self.targetVersion))",
+    message: "targetVersion must be one of the manifest's versions",
+  },
+];
+export const MANIFEST_RULES = [{ rule: 'self.all(a, self.exists_one(b, b.version == a.version))', message: 'manifest versions must be unique' }];
+export const DIGEST_RULES = [{ rule: "self.matches('^[0-9a-fA-F]{64}$')", message: 'sha256sum must be 64 hexadecimal digits (a SHA-256 digest)' }];
 
 const str = (description?: string): JsonSchema => (description ? { type: 'string', description } : { type: 'string' });
 const int = (description?: string): JsonSchema => (description ? { type: 'integer', format: 'int64', description } : { type: 'integer', format: 'int64' });
@@ -51,12 +81,26 @@ export function statusSchema(): JsonSchema {
     properties: {
       observedGeneration: int('the generation the controller last acted on'),
       url: str('where the model is served (the Service URL for image deployments, else the one node URL when all agree)'),
-      servingVersion: str('the version every target node serves, when they all agree'),
+      servingVersion: str('the one version every target node serves (the target or not), when they all agree'),
+      serving: { type: 'string', maxLength: 1024, description: 'what serves where, for the SERVING column: "2", or "2 (3 nodes), 1 (1)"' },
+      phase: { type: 'string', maxLength: 64, description: 'for the PHASE column: Ready, Progressing, Rolling <batch>/<batches>, Paused, Aborted, Degraded, Held, Invalid, NoNodes' },
+      versions: {
+        type: 'array',
+        maxItems: MAX_VERSIONS,
+        description: 'target nodes per version they serve, most first (the rest summed as "other")',
+        'x-kubernetes-list-type': 'map',
+        'x-kubernetes-list-map-keys': ['version'],
+        items: { type: 'object', required: ['version', 'nodes'], properties: { version: { type: 'string', maxLength: 63 }, nodes: int() } },
+      },
+      phases: { type: 'object', maxProperties: 32, additionalProperties: { type: 'integer', format: 'int64' }, description: 'target nodes per reported phase (NoReport: not heard from yet)' },
+      nodesNotListed: int('nodes needing attention beyond those in nodes (GET /status/<namespace>/<name> on the controller lists every node)'),
       readyNodes: int('target nodes reporting Serving the target version'),
       targetNodes: int('nodes selected by nodeSelector and deployToLayer'),
       ready: str('"readyNodes/targetNodes", for the printer column'),
       nodes: {
         type: 'array',
+        maxItems: MAX_ATTENTION,
+        description: 'the nodes that need a person: failed, unreachable or offline, held by a rollback, deferred, not reported yet, leaving',
         'x-kubernetes-list-type': 'map',
         'x-kubernetes-list-map-keys': ['node'],
         items: {
@@ -68,6 +112,8 @@ export function statusSchema(): JsonSchema {
             observedGeneration: int(),
             servingVersion: str(),
             targetVersion: str(),
+            heldVersion: str(),
+            deferredUntil: str(),
             url: str(),
             reason: str(),
             message: str(),
@@ -112,10 +158,11 @@ export function buildCrd(): Record<string, unknown> {
           storage: true,
           subresources: { status: {} },
           additionalPrinterColumns: [
-            { name: 'Model', type: 'string', jsonPath: '.spec.modelName' },
-            { name: 'Target', type: 'string', jsonPath: '.spec.targetVersion' },
-            { name: 'Serving', type: 'string', jsonPath: '.status.servingVersion', priority: 1 },
+            { name: 'Target', type: 'string', jsonPath: '.spec.targetVersion', description: 'the version the nodes should serve' },
+            { name: 'Serving', type: 'string', jsonPath: '.status.serving', description: 'the version(s) the target nodes serve now' },
             { name: 'Ready', type: 'string', jsonPath: '.status.ready', description: 'ready nodes / target nodes' },
+            { name: 'Phase', type: 'string', jsonPath: '.status.phase', description: 'Ready, Progressing, Rolling b/n, Paused, Aborted, Degraded, Held' },
+            { name: 'Model', type: 'string', jsonPath: '.spec.modelName', priority: 1 },
             { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
           ],
           schema: {

@@ -1,6 +1,9 @@
 import type { Logger } from 'pino';
 import {
+  API_GROUP,
+  API_VERSION,
   DEFAULT_MAX_MESSAGE_BYTES,
+  KIND,
   PresenceSchema,
   parseMessage,
   parseStatusTopic,
@@ -37,6 +40,8 @@ export interface InboundDeps {
   node(name: string): KubeObject | undefined;
   /** A node's agent is there (hello or presence); `hello`: it asks for a full sync. */
   onAgent(node: string, hello?: HelloContent): void;
+  /** Presence: `offline` is why the node is offline, undefined when it is online. */
+  onPresence?(node: string, offline: string | undefined): void;
   /** A status was kept: its resource needs a status write. */
   onAccepted(key: string): void;
 }
@@ -66,6 +71,7 @@ export class NodeMessages {
         })();
         if (!p?.success) return void (m.payload.length && drop('BadMessage', 'unreadable presence'));
         if (p.data.state === 'online') this.deps.onAgent(t.node);
+        this.deps.onPresence?.(t.node, p.data.state === 'online' ? undefined : `the agent's retained presence says offline${p.data.time ? ` since ${p.data.time}` : ''} (its last will: the connection was lost)`);
         return;
       }
     }
@@ -115,10 +121,17 @@ export class NodeMessages {
       ackNow();
       return;
     }
+    const before = this.deps.intake.reports(key).get(report.node);
     const result = this.deps.intake.accept(msgId, report, model.metadata.uid);
     metrics.inbound.inc({ result });
     if (result === 'accepted') {
       this.stats.statusAccepted++;
+      // A node that just failed is a line in `kubectl describe im` (the resource keeps counts).
+      if (report.phase === 'Failed' && (before?.phase !== 'Failed' || before.targetVersion !== report.targetVersion)) {
+        const { name, namespace, uid } = model.metadata;
+        const what = `node ${report.node} failed${report.targetVersion ? ` version ${report.targetVersion}` : ''}: ${report.reason ?? 'Failed'}${report.message ? `: ${report.message}` : ''}`;
+        void this.deps.events.warning({ apiVersion: model.apiVersion ?? `${API_GROUP}/${API_VERSION}`, kind: KIND, name, namespace, uid }, 'NodeFailed', what, { action: 'Report', key: `${report.node}/${report.targetVersion ?? ''}` });
+      }
       if (wantsAck) this.deps.pending.add(key, report.node, msgId);
       this.deps.onAccepted(key);
       return;

@@ -135,6 +135,7 @@ export async function runController(o: CliOptions, log: Logger = controllerLogge
     host: o.metricsBind,
     registry: metrics.registry,
     ready: () => controller.ready() && (elector.isLeader() || !o.leaderElect),
+    nodeDetail: (key) => controller.nodeDetail(key),
     healthy: () => ({ ok: !stop.signal.aborted, detail: { leader: elector.isLeader() || !o.leaderElect, running: controller.ready(), transport: transport.connected(), ...(transport.problem?.() ? { transportProblem: transport.problem() } : {}) } }),
   });
   log.info({ port: health.port, bind: o.metricsBind, transport: o.transport }, 'modeld-controller up');

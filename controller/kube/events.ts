@@ -1,13 +1,23 @@
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { KubeRest } from './rest.js';
 
-// Kubernetes Events (core/v1), written the way client-go's EventRecorder does for an object:
-// `<name>.<unique suffix>` in the object's namespace ("default" for cluster-scoped objects such
-// as a Node, where kubelet's node events live too), with source.component set. Like client-go's
-// EventCorrelator, the same (object, reason) is not written again within ten minutes.
+// Kubernetes Events, written as events.k8s.io/v1 (client-go's tools/events recorder): `regarding`
+// the object, `note`, `action`, `reportingController` and `reportingInstance`, `eventTime` in
+// microseconds, in the object's namespace ("default" for cluster-scoped objects such as a Node,
+// where kubelet's node events live too). The API server stores one Event and serves it as core/v1
+// too, which is what `kubectl describe` and `kubectl events` read (regarding -> involvedObject,
+// note -> message, reportingController -> reportingComponent).
+//
+// Like client-go's EventCorrelator, the same (object, reason, key) is not written again within ten
+// minutes, and one (object, reason) writes at most MAX_SIMILAR distinct events per ten minutes
+// (a thousand nodes failing at once is one line of Events per node for ten of them, then a count).
 
 const SAME_EVENT_MS = 10 * 60_000;
+const MAX_SIMILAR = 10;
+/** events.k8s.io/v1 validation: note at most 1 kB, reason and action 128 characters. */
+const NOTE_MAX = 1024;
 
 export interface InvolvedObject {
   apiVersion: string;
@@ -17,38 +27,69 @@ export interface InvolvedObject {
   uid?: string;
 }
 
+export interface EventOptions {
+  /** What the controller did or saw (events.k8s.io `action`), e.g. Rollout, Report, Connect. */
+  action?: string;
+  /** Tells apart events of one reason on one object (e.g. the node name); default the message. */
+  key?: string;
+}
+
 export class EventRecorder {
   private readonly last = new Map<string, number>();
+  private readonly similar = new Map<string, { since: number; keys: number; dropped: number }>();
+  private readonly instance: string;
 
   constructor(
-    private readonly deps: { rest: KubeRest; log: Logger; component: string; now?: () => number },
-  ) {}
+    private readonly deps: { rest: KubeRest; log: Logger; component: string; instance?: string; now?: () => number },
+  ) {
+    this.instance = (deps.instance ?? `${deps.component}-${hostname()}`).slice(0, 128);
+  }
 
   /** Best effort: a failed write is logged, never thrown. */
-  async warning(object: InvolvedObject, reason: string, message: string): Promise<void> {
+  warning(object: InvolvedObject, reason: string, message: string, opts: EventOptions = {}): Promise<void> {
+    return this.record('Warning', object, reason, message, opts);
+  }
+
+  /** A step worth a line in `kubectl describe` (a rollout batch started, a rollout resumed). */
+  normal(object: InvolvedObject, reason: string, message: string, opts: EventOptions = {}): Promise<void> {
+    return this.record('Normal', object, reason, message, opts);
+  }
+
+  private async record(type: 'Normal' | 'Warning', object: InvolvedObject, reason: string, message: string, opts: EventOptions): Promise<void> {
     const now = this.deps.now?.() ?? Date.now();
-    const key = `${object.kind}/${object.namespace ?? ''}/${object.name}/${reason}`;
+    const group = `${object.kind}/${object.namespace ?? ''}/${object.name}/${reason}`;
+    const key = `${group}/${opts.key ?? message}`;
     if (now - (this.last.get(key) ?? -Infinity) < SAME_EVENT_MS) return;
+    let s = this.similar.get(group);
+    if (!s || now - s.since >= SAME_EVENT_MS) {
+      if (s?.dropped) this.deps.log.warn({ object: group, dropped: s.dropped }, 'similar Events not written (more than 10 in ten minutes)');
+      this.similar.set(group, (s = { since: now, keys: 0, dropped: 0 }));
+    }
+    if (s.keys >= MAX_SIMILAR) {
+      s.dropped++;
+      return;
+    }
+    s.keys++;
     this.last.set(key, now);
+    if (this.last.size > 10_000) this.last.delete(this.last.keys().next().value as string);
     const namespace = object.namespace ?? 'default';
-    const time = new Date(now).toISOString();
     const event = {
-      apiVersion: 'v1',
+      apiVersion: 'events.k8s.io/v1',
       kind: 'Event',
       metadata: { name: `${object.name}.${randomBytes(8).toString('hex')}`, namespace },
-      involvedObject: object,
-      reason,
-      message,
-      type: 'Warning',
-      source: { component: this.deps.component },
-      firstTimestamp: time,
-      lastTimestamp: time,
-      count: 1,
+      eventTime: new Date(now).toISOString().replace(/Z$/, '000Z'),
+      reportingController: this.deps.component,
+      reportingInstance: this.instance,
+      action: (opts.action ?? (type === 'Warning' ? 'Observe' : 'Update')).slice(0, 128),
+      reason: reason.slice(0, 128),
+      type,
+      note: message.length > NOTE_MAX ? `${message.slice(0, NOTE_MAX - 3)}...` : message,
+      regarding: object,
     };
     try {
-      await this.deps.rest.request('POST', `/api/v1/namespaces/${namespace}/events`, { body: event });
+      await this.deps.rest.request('POST', `/apis/events.k8s.io/v1/namespaces/${namespace}/events`, { body: event });
     } catch (err) {
-      this.deps.log.warn({ err: (err as Error).message, reason, object: key }, 'could not record an Event');
+      this.deps.log.warn({ err: (err as Error).message, reason, object: group }, 'could not record an Event');
     }
   }
 }

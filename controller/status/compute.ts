@@ -2,7 +2,7 @@ import { InferenceModelSpecSchema, type InferenceModelSpec, type StatusContent }
 import type { Verdict } from '../desired.js';
 import { serviceUrl } from '../image/resources.js';
 import type { KubeObject } from '../kube/types.js';
-import { aggregateStatus, type Condition } from './aggregate.js';
+import { aggregateStatus, type Condition, type RolloutSummary } from './aggregate.js';
 
 // The status job's one decision: what a resource's status is now, from the resource, its verdict,
 // the node reports and (for an image resource) its Deployment. Pure.
@@ -14,6 +14,10 @@ export interface StatusInputs {
   /** The owned Deployment, for an image resource. */
   deployment?: KubeObject;
   unreachable: Map<string, string>;
+  /** Nodes whose retained presence says offline. */
+  offline?: Map<string, string>;
+  /** A staged rollout's progress, when the resource has one (the rollout computes it). */
+  rollout?: RolloutSummary;
   now: string;
 }
 
@@ -33,5 +37,5 @@ export function computeStatus(i: StatusInputs): Record<string, unknown> | undefi
     const image = { url: serviceUrl(model.metadata.name, model.metadata.namespace ?? 'default'), replicas: spec?.replicas ?? 1, readyReplicas: i.deployment?.status?.readyReplicas ?? 0 };
     return { ...aggregateStatus({ ...base, targets: verdict.targets, reports: new Map(), image }) };
   }
-  return { ...aggregateStatus({ ...base, targets: verdict.targets, reports: i.reports, unreachable: i.unreachable }) };
+  return { ...aggregateStatus({ ...base, targets: verdict.targets, reports: i.reports, unreachable: i.unreachable, offline: i.offline, rollout: i.rollout }) };
 }

@@ -1,3 +1,4 @@
+import { Phase } from '../../shared/index.js';
 import type { Logger } from 'pino';
 import { KeyedMutex } from '../../shared/keyed-mutex.js';
 import { sleep } from '../../shared/sleep.js';
@@ -119,6 +120,8 @@ export class StatusWriter {
 
 /** Fields the controller no longer sets must be cleared explicitly in a merge patch. */
 function nullMissing(status: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = { url: null, servingVersion: null, ...status };
+  const out: Record<string, unknown> = { url: null, servingVersion: null, serving: null, ...status };
+  // `phases` is a map, which a merge patch merges: a phase no node is in any more is cleared.
+  if (status.phases && typeof status.phases === 'object') out.phases = { ...Object.fromEntries([...Phase.options, 'NoReport'].map((p) => [p, null])), ...status.phases };
   return out;
 }

@@ -163,10 +163,13 @@ async function lostStatuses(api: FakeKubeApi, main: string, dir: string, log: (s
   let ending = false;
   let restarts = 0;
   // Two replicas of a Deployment: a replica that exits (killed, or its lease lost) is started again.
+  const ports = new Map<string, number>();
   const spawnCtl = async (identity: string): Promise<ChildProcess> => {
+    const port = await freePort();
+    ports.set(identity, port);
     const c = spawn(
       process.execPath,
-      [main, '--kubeconfig', kubeconfig, '--transport', 'kubeedge', '--router-url', router.url, '--receiver-port', String(receiverPort), '--metrics-port', String(await freePort()), '--metrics-bind', '127.0.0.1', '--identity', identity, '--lease-namespace', 'kubeedge', '--status-interval', '200', '--sync-interval', '3600', '--log-level', 'error'],
+      [main, '--kubeconfig', kubeconfig, '--transport', 'kubeedge', '--router-url', router.url, '--receiver-port', String(receiverPort), '--metrics-port', String(port), '--metrics-bind', '127.0.0.1', '--identity', identity, '--lease-namespace', 'kubeedge', '--status-interval', '200', '--sync-interval', '3600', '--log-level', 'error'],
       { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] },
     );
     children.push(c);
@@ -210,7 +213,11 @@ async function lostStatuses(api: FakeKubeApi, main: string, dir: string, log: (s
       () => false,
     );
     await sleep(500);
-    const entries = (api.get(TYPES.inferencemodels, 'default', 'lost-0')?.status?.nodes ?? []) as Array<{ node: string; message?: string }>;
+    // The resource lists only nodes needing attention: each node's last report is read from the
+    // leader's GET /status/<namespace>/<name> (what it holds and has written), and the resource's
+    // readyNodes must agree (every last status is Serving).
+    const detail = await fetch(`http://127.0.0.1:${ports.get(holder() ?? '')}/status/default/lost-0`).then((r) => (r.ok ? r.json() : { nodes: [] }), () => ({ nodes: [] }));
+    const entries = (detail as { nodes: Array<{ node: string; message?: string }> }).nodes;
     let lost = 0;
     for (const n of names) {
       const shown = Number(entries.find((e) => e.node === n)?.message?.slice(2) ?? 0);
@@ -225,6 +232,7 @@ async function lostStatuses(api: FakeKubeApi, main: string, dir: string, log: (s
       lostStatusesNewLeader: holder(),
       lostStatusesControllerRestarts: restarts,
       lostStatusesSettleMs: Math.round(performance.now() - t0),
+      lostStatusesReadyInResource: api.get(TYPES.inferencemodels, 'default', 'lost-0')?.status?.readyNodes ?? 0,
     };
     log(`  lostStatuses: ${lost} of ${result.lostStatusesSent} (Router dropped ${router.dropped.up} up, ${router.dropped.down} down; leader SIGKILLed, ${result.lostStatusesNewLeader} leading again after ${result.lostStatusesLeaderTakeoverMs} ms, ${restarts} replica restarts)`);
     return result;

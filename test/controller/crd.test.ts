@@ -29,7 +29,14 @@ describe('CRD', () => {
     expect(spec.properties).toHaveProperty('fraemworkType');
     expect(v.subresources).toEqual({ status: {} });
     expect(crd.spec.names.shortNames).toEqual(['im']);
-    expect(v.additionalPrinterColumns.map((c: any) => c.name)).toEqual(['Model', 'Target', 'Serving', 'Ready', 'Age']);
+    expect(v.additionalPrinterColumns.map((c: any) => c.name)).toEqual(['Target', 'Serving', 'Ready', 'Phase', 'Model', 'Age']);
+    // Bounds the CEL cost estimate needs (a pattern bounds no length), and a status bounded by its caps.
+    expect(spec['x-kubernetes-validations'].map((r: any) => r.rule)).toEqual([expect.stringContaining('self.manifest.exists(m, m.version == self.targetVersion)')]);
+    expect(spec.properties.manifest).toMatchObject({ maxItems: 256, items: { properties: { version: { maxLength: 63 }, sha256sum: { maxLength: 64 } } } });
+    expect(spec.properties.targetVersion.maxLength).toBe(63);
+    const status = v.schema.openAPIV3Schema.properties.status.properties;
+    expect(status.nodes.maxItems).toBe(20);
+    expect(status.versions.maxItems).toBe(16);
     expect(v.schema.openAPIV3Schema.properties.status.properties.conditions['x-kubernetes-list-map-keys']).toEqual(['type']);
   });
 

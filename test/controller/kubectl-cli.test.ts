@@ -1,5 +1,7 @@
 import { execFile, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { stringify } from 'yaml';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/ports.js';
@@ -85,9 +87,10 @@ describe('modeld-controller as a process', () => {
     await cam.report({ namespace: 'default', name: 'resnet', observedGeneration: 2, phase: 'Serving', servingVersion: '2', targetVersion: '2' });
     const table = await until(async () => {
       const out = await kubectl('get', 'im');
-      return /resnet\s+resnet50\s+2\s+1\/1/.test(out) && out;
+      return /resnet\s+2\s+2\s+1\/1\s+Ready\s/.test(out) && out;
     }, 'kubectl get im showing 1/1', 30_000);
-    expect(table).toMatch(/NAME\s+MODEL\s+TARGET\s+READY\s+AGE/);
+    expect(table).toMatch(/NAME\s+TARGET\s+SERVING\s+READY\s+PHASE\s+AGE/);
+    expect(await kubectl('get', 'im', '-o', 'wide')).toMatch(/NAME\s+TARGET\s+SERVING\s+READY\s+PHASE\s+MODEL\s+AGE\n.*resnet50/);
     const ready = await kubectl('get', 'im', 'resnet', '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}');
     expect(ready).toBe('True');
     // kubectl rejects what the CRD schema forbids, before the controller sees it.
@@ -95,6 +98,57 @@ describe('modeld-controller as a process', () => {
     await kubectl('delete', 'im', 'resnet');
     await cam.waitFor((n) => !n.held.has('default/resnet'), WAIT_MS, 'resnet removed');
     expect(other.everHeld.size).toBe(0);
+  });
+
+  it.skipIf(!kubectlPath)('after a broken v3, kubectl get im says the node serves 2 and describe and events show why', async () => {
+    const [cam] = sims;
+    const manifest = ['1', '2', '3'].map((v) => ({ version: v, downloadURL: `https://models.example.com/linear/${v}.tar.gz` }));
+    writeFileSync(join(dir.path, 'linear.yaml'), stringify({ apiVersion: 'ai.kubeedge.io/v1alpha1', kind: 'InferenceModel', metadata: { name: 'linear', namespace: 'default' }, spec: { modelName: 'linear-model', deployToLayer: 'edge', nodeSelector: { 'modeld.kubeedge.io/camera': 'true' }, manifest, targetVersion: '2' } }));
+    await kubectl('apply', '--validate=false', '-f', join(dir.path, 'linear.yaml'));
+    await cam.waitFor((n) => n.held.get('default/linear')?.spec.targetVersion === '2', WAIT_MS, 'linear v2 on cam-1');
+    await cam.report({ namespace: 'default', name: 'linear', observedGeneration: 1, phase: 'Serving', servingVersion: '2', targetVersion: '2' });
+    await until(async () => /linear\s+2\s+2\s+1\/1\s+Ready/.test(await kubectl('get', 'im', 'linear')), 'linear Ready on 2', 30_000);
+    await kubectl('patch', 'im', 'linear', '--type=merge', '-p', '{"spec":{"targetVersion":"3"}}');
+    await cam.waitFor((n) => n.held.get('default/linear')?.spec.targetVersion === '3', WAIT_MS, 'linear v3 on cam-1');
+    await cam.report({ namespace: 'default', name: 'linear', observedGeneration: 2, phase: 'Failed', servingVersion: '2', targetVersion: '3', reason: 'ChecksumMismatch', message: 'sha256 of 3.tar.gz does not match' });
+    // The issue's row was `linear linear-model 3 <blank> 0/1`: the node serves 2, and it says so.
+    const row = await until(async () => {
+      const out = await kubectl('get', 'im', 'linear');
+      return /linear\s+3\s+2\s+0\/1\s+Degraded\s/.test(out) && out;
+    }, 'kubectl get im linear: serving 2, Degraded', 30_000);
+    expect(row).toMatch(/NAME\s+TARGET\s+SERVING\s+READY\s+PHASE\s+AGE/);
+    const described = await until(async () => {
+      const out = await kubectl('describe', 'im', 'linear');
+      return /Events:\s*\n\s+Type\s+Reason\s+Age\s+From\s+Message/.test(out) && out;
+    }, 'kubectl describe im linear with events', 30_000);
+    expect(described).toMatch(/Warning\s+NodeFailed\s+\S+\s+modeld-controller\s+node cam-1 failed version 3: ChecksumMismatch: sha256 of 3.tar.gz does not match/);
+    expect(described).toMatch(/Phase:\s+Degraded/);
+    expect(await kubectl('events', '--for', 'inferencemodel/linear')).toMatch(/Warning\s+NodeFailed\s+InferenceModel\/linear\s+node cam-1 failed version 3/);
+    // Every node's detail, off the resource: the controller's own endpoint.
+    const detail = (await (await fetch(`http://127.0.0.1:${metricsPort}/status/default/linear`)).json()) as { nodes: Array<{ node: string; phase: string; servingVersion?: string; message?: string }> };
+    expect(detail.nodes).toEqual([expect.objectContaining({ node: 'cam-1', phase: 'Failed', servingVersion: '2', message: 'sha256 of 3.tar.gz does not match' })]);
+    expect((await fetch(`http://127.0.0.1:${metricsPort}/status/default/nope`)).status).toBe(404);
+    await kubectl('delete', 'im', 'linear');
+  });
+
+  it.skipIf(!kubectlPath)('kubectl apply is refused by the CRD\'s CEL rules: a targetVersion not in the manifest, a duplicate version, a malformed digest', async () => {
+    const apply = (name: string, spec: Record<string, unknown>) => {
+      const file = join(dir.path, `${name}.yaml`);
+      writeFileSync(file, stringify({ apiVersion: 'ai.kubeedge.io/v1alpha1', kind: 'InferenceModel', metadata: { name, namespace: 'default' }, spec: { modelName: 'm', deployToLayer: 'edge', ...spec } }));
+      return kubectl('apply', '--validate=false', '-f', file);
+    };
+    const v = (version: string, sha256sum?: string) => ({ version, downloadURL: `https://models.example.com/m/${version}.tar.gz`, ...(sha256sum ? { sha256sum } : {}) });
+    await expect(apply('bad-target', { manifest: [v('1'), v('2')], targetVersion: '7' })).rejects.toThrow(
+      /The InferenceModel "bad-target" is invalid: spec: Invalid value: "object": targetVersion must be one of the manifest's versions/,
+    );
+    await expect(apply('dup-version', { manifest: [v('1'), v('1')], targetVersion: '1' })).rejects.toThrow(/spec.manifest: Invalid value: "array": manifest versions must be unique/);
+    await expect(apply('bad-digest', { manifest: [v('1', 'abc123')], targetVersion: '1' })).rejects.toThrow(/spec.manifest\[0\].sha256sum: Invalid value: "string": sha256sum must be 64 hexadecimal digits/);
+    // An update is checked too: patching in a missing version is refused, the stored one stays.
+    await apply('good', { manifest: [v('1')], targetVersion: '1' });
+    await expect(kubectl('patch', 'im', 'good', '--type=merge', '-p', '{"spec":{"targetVersion":"9"}}')).rejects.toThrow(/targetVersion must be one of the manifest's versions/);
+    expect(api.get(TYPES.inferencemodels, 'default', 'good').spec.targetVersion).toBe('1');
+    for (const name of ['bad-target', 'dup-version', 'bad-digest']) expect(api.get(TYPES.inferencemodels, 'default', name)).toBeUndefined();
+    await kubectl('delete', 'im', 'good');
   });
 
   it('shuts down gracefully on SIGTERM and releases the Lease', async () => {

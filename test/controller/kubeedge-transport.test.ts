@@ -122,7 +122,8 @@ describe('kubeedge transport through the Router', () => {
     const { router, controller, newController } = await setUp(['edge-a'], { drop, delayMs: () => Math.floor(Math.random() * 30) }, { sims: false });
     const n: LinkNode = startLinkNode({ node: 'edge-a', brokerUrl: brokers[0].url, ackTimeoutMs: 300, ackMaxDelayMs: 1000 });
     cleanups.push(() => n.stop());
-    const report = (k: number) => n.report({ namespace: 'default', name: 'm', observedGeneration: 1, phase: k === 10 ? 'Serving' : 'Downloading', servingVersion: k === 10 ? '1' : undefined, message: `s-${k}` });
+    // Failed until the last, so the node is listed in the resource with the message of its latest report.
+    const report = (k: number) => n.report({ namespace: 'default', name: 'm', observedGeneration: 1, phase: k === 10 ? 'Serving' : 'Failed', servingVersion: k === 10 ? '1' : undefined, message: `s-${k}` });
     for (let k = 1; k <= 4; k++) report(k);
     await until(() => getEntry('m', 'edge-a')?.message === 's-4' && n.store.outbox.depth() === 0, 'the first statuses (s-3 resent, not overtaking s-4)');
     // The controller goes away (its receiver with it: the Router's posts fail and are dropped)...
@@ -132,7 +133,8 @@ describe('kubeedge transport through the Router', () => {
     // ...and a new one takes over.
     await newController();
     for (let k = 8; k <= 10; k++) report(k);
-    await until(() => getEntry('m', 'edge-a')?.message === 's-10', 'the last status, dropped once, in the resource');
+    // s-10, the one Serving report: the node is ready and no longer listed.
+    await until(() => api.get(TYPES.inferencemodels, 'default', 'm')?.status?.readyNodes === 1 && !getEntry('m', 'edge-a'), 'the last status, dropped once, in the resource');
     await until(() => n.store.outbox.depth() === 0, 'every status acked');
     expect(router.dropped.up).toBeGreaterThanOrEqual(4);
     expect(api.get(TYPES.inferencemodels, 'default', 'm').status.readyNodes).toBe(1);

@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { cellOf } from './jsonpath.js';
 import { jsonPatch, mergePatch, strategicMergePatch } from './patch.js';
+import { BLOCKED, celErrors, isBlocking } from './cel.js';
 import { prune, validate } from './schema.js';
 import { structuralErrors } from './structural.js';
 
@@ -12,9 +14,15 @@ import { structuralErrors } from './structural.js';
 // compaction, create/get/update/patch (merge, strategic merge, JSON patch)/delete, the status
 // subresource (spec and status written separately; generation bumped on spec changes only),
 // 409 Conflict on a stale resourceVersion, CRDs that register new types (schema validation and
-// pruning, printer columns as server-side Tables), ownerReferences with background garbage
-// collection, and Leases. Not emulated: auth beyond an optional bearer token, server-side apply,
-// field selectors other than metadata.name, pagination, admission, finalizers.
+// pruning; the CRD's own x-kubernetes-validations CEL rules evaluated by a CEL library, cel.ts;
+// printer columns as server-side Tables for kubectl's `Accept: application/json;as=Table;v=v1;
+// g=meta.k8s.io`, cells by the JSONPath subset in jsonpath.ts, as apiextensions-apiserver's
+// tableconvertor), Events through both events.k8s.io/v1 and core/v1 (mirrorEvent), field
+// selectors on any field path (kubectl describe's involvedObject.*), ownerReferences with
+// background garbage collection, and Leases. Invalid objects get 422 with reason Invalid and
+// details.causes, from which kubectl prints `The <Kind> "<name>" is invalid: <field>: <detail>`.
+// Not emulated: auth beyond an optional bearer token, server-side apply, pagination, admission,
+// finalizers, CEL cost limits.
 
 export interface ResourceType {
   group: string; // '' for core
@@ -67,6 +75,8 @@ const BUILTIN: ResourceType[] = [
   { group: '', version: 'v1', plural: 'services', singular: 'service', kind: 'Service', namespaced: true, shortNames: ['svc'], statusSubresource: true, custom: false },
   // core/v1 Event: no spec or status; involvedObject, reason, message, type, source, count at the top level.
   { group: '', version: 'v1', plural: 'events', singular: 'event', kind: 'Event', namespaced: true, shortNames: ['ev'], statusSubresource: false, custom: false },
+  // events.k8s.io/v1 Event: the same objects seen the new way (regarding, note, reportingController).
+  { group: 'events.k8s.io', version: 'v1', plural: 'events', singular: 'event', kind: 'Event', namespaced: true, shortNames: ['ev'], statusSubresource: false, custom: false },
   { group: '', version: 'v1', plural: 'configmaps', singular: 'configmap', kind: 'ConfigMap', namespaced: true, shortNames: ['cm'], statusSubresource: false, custom: false },
   { group: '', version: 'v1', plural: 'serviceaccounts', singular: 'serviceaccount', kind: 'ServiceAccount', namespaced: true, shortNames: ['sa'], statusSubresource: false, custom: false },
   { group: 'apps', version: 'v1', plural: 'deployments', singular: 'deployment', kind: 'Deployment', namespaced: true, shortNames: ['deploy'], statusSubresource: true, custom: false },
@@ -117,6 +127,26 @@ export function parseLabelSelector(sel: string | null): (labels: Record<string, 
   return (labels) => tests.every((f) => f(labels ?? {}));
 }
 
+/**
+ * Field selectors: `a.b=v`, `a.b==v`, `a.b!=v`, comma-separated, on the object's fields by dotted
+ * path. The real server allows a per-type set (every type metadata.name and metadata.namespace;
+ * core/v1 Event also involvedObject.{kind,namespace,name,uid,apiVersion,resourceVersion,fieldPath},
+ * reason, reportingComponent, source, type: pkg/registry/core/event/strategy.go ToSelectableFields),
+ * which is what `kubectl describe` sends to find an object's events.
+ */
+export function parseFieldSelector(sel: string | null): (o: any) => boolean {
+  if (!sel) return () => true;
+  const tests = sel.split(',').filter(Boolean).map((t) => {
+    const m = t.match(/^([^!=]+)(==|=|!=)(.*)$/);
+    if (!m) throw new HttpError(400, 'BadRequest', `invalid field selector: ${t}`);
+    const path = m[1] === 'source' ? ['source', 'component'] : m[1].split('.');
+    const want = m[3];
+    const neg = m[2] === '!=';
+    return (o: any) => (String(path.reduce((x, k) => (x == null ? undefined : x[k]), o) ?? '') === want) !== neg;
+  });
+  return (o) => tests.every((f) => f(o));
+}
+
 function age(ts: string | undefined): string {
   if (!ts) return '<unknown>';
   const s = Math.max(0, Math.floor((Date.now() - Date.parse(ts)) / 1000));
@@ -126,12 +156,6 @@ function age(ts: string | undefined): string {
   return `${Math.floor(s / 86400)}d`;
 }
 
-function jsonPathGet(obj: any, path: string): unknown {
-  return path
-    .replace(/^\./, '')
-    .split('.')
-    .reduce((o, k) => (o == null ? undefined : o[k]), obj);
-}
 
 export class FakeKubeApi {
   private server: Server | undefined;
@@ -320,10 +344,62 @@ export class FakeKubeApi {
     store.set(key, obj);
     if (t.kind === 'CustomResourceDefinition') this.registerCrd(obj);
     this.record(t, 'ADDED', obj);
+    if (t.group === 'events.k8s.io') this.mirrorEvent(obj);
     // As the real collector: a dependent created after its owner went (a write in flight when
     // the owner was deleted) is collected too.
     if (obj.metadata.ownerReferences?.length) setImmediate(() => this.collectGarbage());
     return obj;
+  }
+
+  /**
+   * The real server stores one Event and serves it through both APIs (pkg/apis/events/v1
+   * conversion); the fake keeps a core/v1 copy of each Event created through events.k8s.io/v1
+   * (creates only: the recorder never updates), which is what kubectl describe and kubectl events
+   * list: regarding -> involvedObject, note -> message, reportingController -> reportingComponent,
+   * deprecatedSource/-Count/-FirstTimestamp/-LastTimestamp -> source/count/first-/lastTimestamp.
+   */
+  private mirrorEvent(e: any) {
+    const core: any = {
+      apiVersion: 'v1',
+      kind: 'Event',
+      metadata: e.metadata,
+      involvedObject: e.regarding,
+      related: e.related,
+      reason: e.reason,
+      message: e.note,
+      type: e.type,
+      action: e.action,
+      eventTime: e.eventTime,
+      series: e.series,
+      reportingComponent: e.reportingController,
+      reportingInstance: e.reportingInstance,
+      source: e.deprecatedSource ?? {},
+      count: e.deprecatedCount,
+      firstTimestamp: e.deprecatedFirstTimestamp ?? null,
+      lastTimestamp: e.deprecatedLastTimestamp ?? null,
+    };
+    for (const k of Object.keys(core)) if (core[k] === undefined) delete core[k];
+    const t = this.types.get('/v1/events')!;
+    this.store.get('/v1/events')!.set(objKey(e.metadata.namespace, e.metadata.name), core);
+    this.record(t, 'ADDED', core);
+  }
+
+  /** events.k8s.io/v1 create validation (pkg/apis/core/validation/events.go ValidateEventCreate). */
+  private admitEvent(e: any, name: string) {
+    const errors: string[] = [];
+    if (!e.eventTime) errors.push('eventTime: Required value');
+    if (e.type !== 'Normal' && e.type !== 'Warning') errors.push(`type: Invalid value: "": has invalid value: ${e.type}`);
+    for (const f of ['deprecatedFirstTimestamp', 'deprecatedLastTimestamp', 'deprecatedCount', 'deprecatedSource']) if (e[f] !== undefined && e[f] !== null && !(f === 'deprecatedSource' && !e[f].component && !e[f].host)) errors.push(`${f}: Invalid value: "": needs to be unset`);
+    if (!e.reportingController) errors.push('reportingController: Required value');
+    if (!e.reportingInstance) errors.push('reportingInstance: Required value');
+    else if (e.reportingInstance.length > 128) errors.push('reportingInstance: Invalid value: "": can have at most 128 characters');
+    if (!e.action) errors.push('action: Required value');
+    else if (e.action.length > 128) errors.push('action: Invalid value: "": can have at most 128 characters');
+    if (!e.reason) errors.push('reason: Required value');
+    else if (e.reason.length > 128) errors.push('reason: Invalid value: "": can have at most 128 characters');
+    if (e.note && Buffer.byteLength(e.note) > 1024) errors.push('note: Invalid value: "": can have at most 1024 characters');
+    if (!e.regarding?.namespace && e.metadata.namespace !== 'default' && e.metadata.namespace !== 'kube-system') errors.push('regarding.namespace: Invalid value: "": does not match event.namespace');
+    if (errors.length) throw new HttpError(422, 'Invalid', `Event.events.k8s.io "${name}" is invalid: ${errors.length > 1 ? '[' + errors.join(', ') + ']' : errors[0]}`);
   }
 
   /**
@@ -332,17 +408,27 @@ export class FakeKubeApi {
    * skips them (apiextensions-apiserver pkg/apiserver/schema/pruning/algorithm.go, isResourceRoot)
    * and so does validation of the CRD's schema. A CRD itself must have structural schemas.
    */
-  private admit(t: ResourceType, obj: any, name: string) {
+  private admit(t: ResourceType, obj: any, name: string, old?: any) {
     if (t.kind === 'CustomResourceDefinition') return this.admitCrd(obj, name);
+    if (t.kind === 'Event' && t.group === 'events.k8s.io' && !old) return this.admitEvent(obj, name);
     if (!t.schema) return;
     const { apiVersion, kind, metadata, ...rest } = obj;
-    const errors = validate(t.schema, rest);
+    const errors = validate(t.schema, rest).map((text) => ({ text, field: text.split(':')[0], reason: 'FieldValueInvalid' }));
+    // The CRD's CEL rules, unless the schema errors already block them (strategy.go hasBlockingErr).
+    if (errors.some((e) => isBlocking(e.text))) errors.push({ text: `<nil>: Invalid value: "null": ${BLOCKED}`, field: '<nil>', reason: 'FieldValueInvalid' });
+    else {
+      const { apiVersion: _v, kind: _k, metadata: _m, ...oldRest } = old ?? {};
+      errors.push(...celErrors(t.schema, rest, old ? oldRest : undefined));
+    }
     if (errors.length) {
-      throw new HttpError(422, 'Invalid', `${t.kind} "${name}" is invalid: ${errors.length > 1 ? '[' + errors.join(', ') + ']' : errors[0]}`, {
+      // errors.NewInvalid: `<Kind>.<group> "<name>" is invalid: <error>` or `[<error>, <error>]`,
+      // each cause with the field error's type as reason, its detail line as message.
+      const texts = errors.map((e) => e.text);
+      throw new HttpError(422, 'Invalid', `${t.kind}${t.group ? '.' + t.group : ''} "${name}" is invalid: ${texts.length > 1 ? '[' + texts.join(', ') + ']' : texts[0]}`, {
         name,
         group: t.group,
         kind: t.kind,
-        causes: errors.map((e) => ({ reason: 'FieldValueInvalid', message: e.slice(e.indexOf(':') + 2), field: e.split(':')[0] })),
+        causes: errors.map((e) => ({ reason: e.reason, message: e.text.slice(e.field.length + 2), field: e.field })),
       });
     }
     const pruned = { ...prune(t.schema, rest), apiVersion, kind, metadata };
@@ -397,7 +483,7 @@ export class FakeKubeApi {
     }
     obj.apiVersion = apiVersionOf(t);
     obj.kind = t.kind;
-    this.admit(t, obj, name);
+    this.admit(t, obj, name, old);
     const strip = (o: any) => {
       const { metadata: _m, status: _s, ...rest } = o;
       return JSON.stringify(rest);
@@ -592,9 +678,8 @@ export class FakeKubeApi {
 
   private selected(t: ResourceType, ns: string | undefined, q: URLSearchParams) {
     const labels = parseLabelSelector(q.get('labelSelector'));
-    const field = q.get('fieldSelector');
-    const nameIs = field?.match(/metadata\.name=([^,]+)/)?.[1];
-    return (o: any) => (!ns || o.metadata.namespace === ns) && labels(o.metadata.labels) && (!nameIs || o.metadata.name === nameIs);
+    const fields = parseFieldSelector(q.get('fieldSelector'));
+    return (o: any) => (!ns || o.metadata.namespace === ns) && labels(o.metadata.labels) && fields(o);
   }
 
   private listBody(t: ResourceType, ns: string | undefined, q: URLSearchParams, req: IncomingMessage) {
@@ -624,7 +709,7 @@ export class FakeKubeApi {
       cells: [
         o.metadata.name,
         ...cols.map((c) => {
-          const v = jsonPathGet(o, c.jsonPath);
+          const v = cellOf(o, c.jsonPath);
           return c.type === 'date' ? age(v as string) : (v ?? null);
         }),
         ...(cols.some((c) => c.name === 'Age') ? [] : [age(o.metadata.creationTimestamp)]),
@@ -677,6 +762,7 @@ async function readBody(req: IncomingMessage): Promise<any> {
 export const TYPES = {
   nodes: '/v1/nodes',
   events: '/v1/events',
+  eventsV1: 'events.k8s.io/v1/events',
   services: '/v1/services',
   deployments: 'apps/v1/deployments',
   leases: 'coordination.k8s.io/v1/leases',
