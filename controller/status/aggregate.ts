@@ -1,4 +1,5 @@
 import { resolveTarget, type InferenceModelSpec, type StatusContent } from '../../shared/index.js';
+import type { RolloutStatus } from '../rollout/types.js';
 
 // Pure: what the nodes reported (plus what the controller knows) -> the resource's status.
 
@@ -32,6 +33,8 @@ export interface ModelStatus {
   ready: string;
   nodes: NodeStatus[];
   conditions: Condition[];
+  /** A staged rollout's progress (controller/rollout/), copied from the input. */
+  rollout?: RolloutStatus;
 }
 
 export interface AggregateInput {
@@ -47,6 +50,8 @@ export interface AggregateInput {
   now: string;
   /** Target nodes the transport cannot reach now (node -> why): shown on their entries. */
   unreachable?: Map<string, string>;
+  /** A staged rollout's progress, computed by controller/rollout/ and shown as status.rollout. */
+  rollout?: RolloutStatus;
 }
 
 const IN_PROGRESS = new Set(['Pending', 'Downloading', 'Verifying', 'Installing', 'Installed', 'Starting']);
@@ -63,6 +68,12 @@ function condition(type: Condition['type'], status: Condition['status'], reason:
 const list = (nodes: string[]) => nodes.slice(0, MAX_NODES_LISTED).join(', ') + (nodes.length > MAX_NODES_LISTED ? ` and ${nodes.length - MAX_NODES_LISTED} more` : '');
 
 export function aggregateStatus(input: AggregateInput): ModelStatus {
+  const status = aggregateOnly(input);
+  if (input.rollout) status.rollout = input.rollout;
+  return status;
+}
+
+function aggregateOnly(input: AggregateInput): ModelStatus {
   const base = { observedGeneration: input.generation };
   if (input.problem) {
     return {

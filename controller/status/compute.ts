@@ -2,6 +2,7 @@ import { InferenceModelSpecSchema, type InferenceModelSpec, type StatusContent }
 import type { Verdict } from '../desired.js';
 import { serviceUrl } from '../image/resources.js';
 import type { KubeObject } from '../kube/types.js';
+import type { RolloutStatus } from '../rollout/types.js';
 import { aggregateStatus, type Condition } from './aggregate.js';
 
 // The status job's one decision: what a resource's status is now, from the resource, its verdict,
@@ -15,6 +16,8 @@ export interface StatusInputs {
   deployment?: KubeObject;
   unreachable: Map<string, string>;
   now: string;
+  /** The staged rollout's state (controller/rollout/), when the resource has one. */
+  rollout?: RolloutStatus;
 }
 
 export function computeStatus(i: StatusInputs): Record<string, unknown> | undefined {
@@ -33,5 +36,5 @@ export function computeStatus(i: StatusInputs): Record<string, unknown> | undefi
     const image = { url: serviceUrl(model.metadata.name, model.metadata.namespace ?? 'default'), replicas: spec?.replicas ?? 1, readyReplicas: i.deployment?.status?.readyReplicas ?? 0 };
     return { ...aggregateStatus({ ...base, targets: verdict.targets, reports: new Map(), image }) };
   }
-  return { ...aggregateStatus({ ...base, targets: verdict.targets, reports: i.reports, unreachable: i.unreachable }) };
+  return { ...aggregateStatus({ ...base, targets: verdict.targets, reports: i.reports, unreachable: i.unreachable, rollout: i.rollout }) };
 }

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { KeyedMutex } from '../../shared/keyed-mutex.js';
 import { sleep } from '../../shared/sleep.js';
 import { isStatus, type KubeRest } from '../kube/rest.js';
+import { ROLLOUT_FIELDS } from '../rollout/types.js';
 
 // Status writes through the status subresource, coalesced: at most one write per resource per
 // interval, whatever number of node reports arrive in between; identical statuses are not
@@ -119,6 +120,8 @@ export class StatusWriter {
 
 /** Fields the controller no longer sets must be cleared explicitly in a merge patch. */
 function nullMissing(status: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = { url: null, servingVersion: null, ...status };
+  const out: Record<string, unknown> = { url: null, servingVersion: null, rollout: null, ...status };
+  // A merge patch merges nested objects: the rollout's fields that are gone must be nulled too.
+  if (status.rollout && typeof status.rollout === 'object') out.rollout = { ...Object.fromEntries(ROLLOUT_FIELDS.map((k) => [k, null])), ...status.rollout };
   return out;
 }
