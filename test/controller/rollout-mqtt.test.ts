@@ -143,6 +143,20 @@ describe('staged rollout over mqtt', () => {
     for (const n of f.names) expect(f.version(n)).toBe('2');
   });
 
+  it('starts the next batch by itself once a timed pause ends', async () => {
+    const f = await fleet(4);
+    await controller();
+    const rollout: RolloutSpec = { batch: { count: 2 }, pauseSeconds: 1 };
+    const batches = await servingV1(f, rollout);
+    patchRollout(rollout, { targetVersion: '2' });
+    const paused = await waitState('Paused', 1, 'BatchPause');
+    for (const n of batches[1]) expect(f.version(n)).toBe('1');
+    const done = await waitState('Complete', 2);
+    // The second batch was started no earlier than the pause's end.
+    expect(Date.parse(done.batchStartTime)).toBeGreaterThanOrEqual(Date.parse(paused.pauseStartTime) + 1000);
+    for (const n of f.names) expect(f.version(n)).toBe('2');
+  });
+
   it('aborts at the failure threshold: the failed node goes back to 1, unreached nodes keep 1, and the status says why', async () => {
     const f = await fleet(8);
     await controller();

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { applyRollouts } from '../../controller/rollout/apply.js';
 import { rolloutBatches } from '../../controller/rollout/membership.js';
 import { rolloutRevision } from '../../controller/rollout/revision.js';
-import { stepRollout, versionFor } from '../../controller/rollout/step.js';
+import { nextDue, stepRollout, versionFor } from '../../controller/rollout/step.js';
 import type { RolloutStatus } from '../../controller/rollout/types.js';
 import { computeDesired } from '../../controller/desired.js';
 import type { RolloutSpec, StatusContent } from '../../shared/index.js';
@@ -131,6 +131,27 @@ describe('rollout state machine', () => {
     expect(s).toMatchObject({ state: 'Progressing', batch: 2 });
     const next = step(spec, { ...s, state: 'Complete' }, 'r2');
     expect(next).toMatchObject({ batch: 1, fromVersion: '2', revision: 'r2' });
+  });
+
+  it('aborts a batch past its progress deadline, but not one waiting only on deferred nodes; a timed pause ends on time', () => {
+    const names = ['a', 'b', 'c', 'd'];
+    const spec: RolloutSpec = { batch: { count: 2 }, progressDeadlineSeconds: 10, pauseSeconds: 30 };
+    const batches = rolloutBatches('u', names, spec);
+    const reports = new Map<string, StatusContent>();
+    const step = (prev: RolloutStatus | undefined, now: number) => stepRollout({ spec, revision: 'r', toVersion: '2', batches, reports, prev, fallbackFrom: '1', now });
+    let s = step(undefined, 0);
+    expect(nextDue(s, spec)).toBe(10_001);
+    reports.set(batches[0][0], report(batches[0][0], 'Deferred', '1'));
+    reports.set(batches[0][1], report(batches[0][1], 'Serving', '2'));
+    expect(step(s, 20_000)).toMatchObject({ state: 'Paused', reason: 'NodesDeferred' });
+    reports.set(batches[0][0], report(batches[0][0], 'Downloading', '1'));
+    expect(step(s, 20_000)).toMatchObject({ state: 'Aborted', reason: 'ProgressDeadlineExceeded', batch: 1 });
+    reports.set(batches[0][0], report(batches[0][0], 'Serving', '2'));
+    s = step(s, 5_000);
+    expect(s).toMatchObject({ state: 'Paused', reason: 'BatchPause', batch: 1 });
+    expect(nextDue(s, spec)).toBe(35_000);
+    expect(step(s, 34_999)).toMatchObject({ state: 'Paused', batch: 1 });
+    expect(step(s, 35_000)).toMatchObject({ state: 'Progressing', batch: 2 });
   });
 
   it('only manifest, targetVersion and image change the revision', () => {
