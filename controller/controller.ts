@@ -22,6 +22,8 @@ import type { Transport } from './transport/types.js';
 import { Sequencer } from './sequence.js';
 import { envelopeSigner } from './signer.js';
 import type { KeyObject } from 'node:crypto';
+import { applyRollouts } from './rollout/apply.js';
+import type { RolloutStatus } from './rollout/types.js';
 import { DEFAULT_RATE_LIMIT, WorkQueue, runWorkers, type RateLimitOptions } from './workqueue.js';
 
 // The controller, built like a Kubernetes controller: informers fill caches and put keys on one
@@ -89,6 +91,10 @@ export class Controller {
   private readonly offline = new Map<string, string>();
   private desired: Desired = { perNode: new Map(), verdicts: new Map() };
   private readonly verdictSigs = new Map<string, string>();
+  /** Staged rollouts: the state computed last per resource (uid-checked), and a timer for pauses and deadlines. */
+  private rollouts = new Map<string, RolloutStatus>();
+  private readonly rolloutUids = new Map<string, string | undefined>();
+  private rolloutTimer: NodeJS.Timeout | undefined;
   private workers: Promise<void> | undefined;
   private syncTimer: NodeJS.Timeout | undefined;
   private readonly abort = new AbortController();
@@ -166,6 +172,7 @@ export class Controller {
           unreachable: this.sends.unreachable,
           offline: this.offline,
           now: new Date().toISOString(),
+          rollout: this.rollouts.get(key),
         }),
       onWrite: (result) => metrics.statusWrites.inc({ result }),
       begin: (key) => {
@@ -208,7 +215,12 @@ export class Controller {
         else this.offline.delete(node);
         this.markNode(node);
       },
-      onAccepted: (key) => this.writer.mark(key),
+      onAccepted: (key) => {
+        this.writer.mark(key);
+        // A report can finish a batch or cross a failure threshold: plan again.
+        const s = this.rollouts.get(key);
+        if (s && (s.state === 'Progressing' || s.state === 'Paused')) this.kick();
+      },
     });
   }
 
@@ -257,6 +269,7 @@ export class Controller {
     if (this.abort.signal.aborted) return;
     this.abort.abort();
     clearInterval(this.syncTimer);
+    clearTimeout(this.rolloutTimer);
     this.queue.shutDown();
     await this.workers;
     await this.writer.idle().catch(() => {});
@@ -310,7 +323,25 @@ export class Controller {
     const nodes = this.nodes.list();
     this.deps.metrics.models.set(models.length);
     this.deps.metrics.nodes.set(nodes.length);
-    this.desired = computeDesired(models, nodes, { edgeLabel: this.opts.edgeLabel, requireDigest: this.opts.requireDigest });
+    const desired = computeDesired(models, nodes, { edgeLabel: this.opts.edgeLabel, requireDigest: this.opts.requireDigest });
+    const uidOf = new Map(models.map((m) => [objectKey(m), m.metadata.uid]));
+    const rollouts = applyRollouts(desired, {
+      models,
+      labelsOf: (n) => this.nodes.get(n)?.metadata.labels,
+      reports: (key) => this.intake.reports(key),
+      remembered: (key) => (this.rolloutUids.get(key) === uidOf.get(key) ? this.rollouts.get(key) : undefined),
+      lastSent: (node, key) => this.sends.sent.get(node)?.get(key),
+      now: Date.now(),
+    });
+    this.rollouts = rollouts.states;
+    this.rolloutUids.clear();
+    for (const key of rollouts.states.keys()) this.rolloutUids.set(key, uidOf.get(key));
+    clearTimeout(this.rolloutTimer);
+    if (rollouts.due !== undefined) {
+      this.rolloutTimer = setTimeout(() => this.kick(), Math.max(0, rollouts.due - Date.now()));
+      this.rolloutTimer.unref();
+    }
+    this.desired = desired;
     for (const node of await this.sends.sendAll(this.desired)) {
       const delay = this.queue.addRateLimited(`node:${node}`);
       this.deps.metrics.retries.inc({ job: 'node' });
@@ -322,7 +353,7 @@ export class Controller {
     // A status write whenever what the controller knows about a resource changed.
     for (const model of models) {
       const key = objectKey(model);
-      const sig = JSON.stringify([model.metadata.generation, this.desired.verdicts.get(key)]);
+      const sig = JSON.stringify([model.metadata.generation, this.desired.verdicts.get(key), this.rollouts.get(key)]);
       if (this.verdictSigs.get(key) !== sig) {
         this.verdictSigs.set(key, sig);
         this.writer.mark(key);

@@ -121,6 +121,7 @@ export function statusSchema(): JsonSchema {
           },
         },
       },
+      rollout: rolloutStatusSchema(),
       conditions: {
         type: 'array',
         'x-kubernetes-list-type': 'map',
@@ -138,6 +139,31 @@ export function statusSchema(): JsonSchema {
           },
         },
       },
+    },
+  };
+}
+
+/** status.rollout: the staged rollout's progress that cannot be derived (controller/rollout/). */
+export function rolloutStatusSchema(): JsonSchema {
+  return {
+    type: 'object',
+    description: 'the staged rollout (spec.rollout) of the current revision',
+    required: ['revision', 'state', 'batch'],
+    properties: {
+      revision: str('hash of manifest, targetVersion and image: a change starts a new rollout'),
+      state: { type: 'string', enum: ['Progressing', 'Paused', 'Aborted', 'Complete'] },
+      batch: int('1-based number of the batch in progress'),
+      batches: int('number of batches (the canary is the first)'),
+      fromVersion: str('the version nodes not yet reached keep'),
+      toVersion: str('the version being rolled out'),
+      batchStartTime: { type: 'string', format: 'date-time' },
+      pauseStartTime: { type: 'string', format: 'date-time' },
+      reason: { type: 'string', maxLength: 128 },
+      message: { type: 'string', maxLength: 1024 },
+      batchNodes: int('nodes in the current batch'),
+      batchServing: int('of them serving toVersion'),
+      batchFailed: int('of them Failed'),
+      batchDeferred: int('of them Deferred by a local hold'),
     },
   };
 }

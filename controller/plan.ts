@@ -14,6 +14,8 @@ export type Sent = Map<string, Map<string, ModelContent>>;
 
 export function sameSpec(a: ModelContent, b: ModelContent): boolean {
   if (a.metadata.uid !== b.metadata.uid) return false;
+  // A staged rollout sends one generation with different versions as its batches advance.
+  if (a.spec.targetVersion !== b.spec.targetVersion) return false;
   if (a.metadata.generation !== undefined && b.metadata.generation !== undefined) return a.metadata.generation === b.metadata.generation;
   return a.metadata.resourceVersion === b.metadata.resourceVersion;
 }

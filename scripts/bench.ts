@@ -1,4 +1,4 @@
-// npm run bench -- <delivery|serving|controller|edge|all> [--runs N] [--json] [--size 1GiB]
+// npm run bench -- <delivery|serving|controller|rollout|edge|all> [--runs N] [--json] [--size 1GiB]
 // Human-readable lines go to stdout (stderr with --json); with --json the last stdout line is one
 // JSON object with every figure.
 import { parseSize } from '../agent/config/size.js';
@@ -9,6 +9,7 @@ const BENCHES: Record<string, () => Promise<Bench>> = {
   delivery: async () => (await import('./bench/delivery.js')).benchDelivery,
   serving: async () => (await import('./bench/serving.js')).benchServing,
   controller: async () => (await import('./bench/controller.js')).benchController,
+  rollout: async () => (await import('./bench/rollout.js')).benchRollout,
   edge: async () => ((await import(`./bench/${'edge'}.js`)) as { benchEdge: Bench }).benchEdge,
 };
 
@@ -25,7 +26,7 @@ const names = args.filter((a, i) => !a.startsWith('--') && !['--runs', '--size']
 const wanted = names.length === 0 || names.includes('all') ? Object.keys(BENCHES) : names;
 
 if (args.includes('--help') || args.includes('-h')) {
-  console.log('usage: npm run bench -- <delivery|serving|controller|edge|all> [--runs N] [--json] [--size 1GiB]');
+  console.log('usage: npm run bench -- <delivery|serving|controller|rollout|edge|all> [--runs N] [--json] [--size 1GiB]');
   process.exit(0);
 }
 const unknown = wanted.filter((n) => !BENCHES[n]);

@@ -24,6 +24,40 @@ const LabelMap = z
   .record(z.string().min(1).max(317), z.string().max(63))
   .refine((m) => Object.keys(m).length <= 64, 'at most 64 labels');
 
+/** A number of nodes, as a count or as a percent of the target nodes (one of the two). */
+const NodeAmount = z.strictObject({
+  count: z.number().int().min(0).max(1_000_000).optional(),
+  percent: z.number().int().min(0).max(100).optional(),
+});
+
+/**
+ * Optional staged rollout (controller/rollout/): canary, then batches, with pauses, a per-batch
+ * deadline and a failure threshold that aborts. `paused`, `abort` and `resumeBatch` steer the
+ * rollout in progress; only a change of manifest, targetVersion or image starts a new one.
+ */
+export const RolloutSpecSchema = z.strictObject({
+  canary: z.strictObject({ count: NodeAmount.shape.count, percent: NodeAmount.shape.percent, selector: LabelMap.optional() }).optional(),
+  /** Nodes per batch after the canary (default: all of them in one batch). */
+  batch: NodeAmount.optional(),
+  /** Wait this long after a batch is done before the next starts. */
+  pauseSeconds: z.number().int().min(0).max(30 * 24 * 3600).optional(),
+  /** After each batch wait until a person sets resumeBatch to the next batch's number. */
+  pauseUntilResumed: z.boolean().optional(),
+  /** At most this many nodes updating at once: caps the batch size. */
+  maxUnavailable: z.number().int().min(1).max(1_000_000).optional(),
+  /** A batch not done this long after it started aborts the rollout (deferred nodes excepted). */
+  progressDeadlineSeconds: z.number().int().min(1).max(30 * 24 * 3600).optional(),
+  /** This many (or this percent) of a batch's nodes ending Failed aborts the rollout. */
+  failureThreshold: NodeAmount.optional(),
+  /** Steering: no further batch starts while true. */
+  paused: z.boolean().optional(),
+  /** Steering: abort the rollout in progress (unreached nodes keep their version, failed ones roll back). */
+  abort: z.boolean().optional(),
+  /** Steering: batches up to this number may start (answers pauseUntilResumed). */
+  resumeBatch: z.number().int().min(0).max(1_000_000).optional(),
+});
+export type RolloutSpec = z.infer<typeof RolloutSpecSchema>;
+
 /**
  * The structural shape, with both spellings of frameworkType. The CRD is generated from this
  * object so that kubectl keeps the seed's misspelled `fraemworkType` instead of pruning it.
@@ -38,6 +72,7 @@ export const InferenceModelSpecShape = z.object({
   manifest: z.array(ManifestEntrySchema).max(256).optional(),
   targetVersion: z.string().max(63).optional(),
   replicas: z.number().int().min(0).max(64).optional(),
+  rollout: RolloutSpecSchema.optional(),
 });
 
 /** Accepts the seed's `fraemworkType`, always writes `frameworkType`. */

@@ -1,4 +1,5 @@
 import { resolveTarget, type InferenceModelSpec, type StatusContent } from '../../shared/index.js';
+import type { RolloutStatus } from '../rollout/types.js';
 
 // Pure: what the nodes reported (plus what the controller knows) -> the resource's status.
 //
@@ -57,14 +58,8 @@ export interface ModelStatus {
   /** How many more nodes need attention than `nodes` lists. */
   nodesNotListed: number;
   conditions: Condition[];
-}
-
-export interface RolloutSummary {
-  state: 'Progressing' | 'Paused' | 'Aborted' | 'Complete';
-  batch: number;
-  batches: number;
-  reason?: string;
-  message?: string;
+  /** A staged rollout's progress (controller/rollout/), copied from the input. */
+  rollout?: RolloutStatus;
 }
 
 export interface AggregateInput {
@@ -82,8 +77,8 @@ export interface AggregateInput {
   unreachable?: Map<string, string>;
   /** Target nodes whose retained presence says offline (node -> since when or why). */
   offline?: Map<string, string>;
-  /** A staged rollout's progress (owned by the rollout; it writes status.rollout itself). */
-  rollout?: RolloutSummary;
+  /** A staged rollout's progress, computed by controller/rollout/ and shown as status.rollout. */
+  rollout?: RolloutStatus;
 }
 
 const IN_PROGRESS = new Set(['Pending', 'Downloading', 'Verifying', 'Installing', 'Installed', 'Starting', 'Deferred']);
@@ -138,6 +133,12 @@ const servedBy = (r: StatusContent | undefined) => (r && r.phase !== 'Deleting' 
 const heldOn = (r: StatusContent | undefined, target: string | undefined) => (r?.heldVersion && r.heldVersion !== target && r.servingVersion === r.heldVersion ? r.heldVersion : undefined);
 
 export function aggregateStatus(input: AggregateInput): ModelStatus {
+  const status = aggregateOnly(input);
+  if (input.rollout) status.rollout = input.rollout;
+  return status;
+}
+
+function aggregateOnly(input: AggregateInput): ModelStatus {
   if (input.problem) {
     const s = { ...empty(input, 'Invalid'), conditions: [] as Condition[] };
     const { entries } = attention(input, undefined);

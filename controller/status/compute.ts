@@ -2,7 +2,8 @@ import { InferenceModelSpecSchema, type InferenceModelSpec, type StatusContent }
 import type { Verdict } from '../desired.js';
 import { serviceUrl } from '../image/resources.js';
 import type { KubeObject } from '../kube/types.js';
-import { aggregateStatus, type Condition, type RolloutSummary } from './aggregate.js';
+import type { RolloutStatus } from '../rollout/types.js';
+import { aggregateStatus, type Condition } from './aggregate.js';
 
 // The status job's one decision: what a resource's status is now, from the resource, its verdict,
 // the node reports and (for an image resource) its Deployment. Pure.
@@ -16,9 +17,9 @@ export interface StatusInputs {
   unreachable: Map<string, string>;
   /** Nodes whose retained presence says offline. */
   offline?: Map<string, string>;
-  /** A staged rollout's progress, when the resource has one (the rollout computes it). */
-  rollout?: RolloutSummary;
   now: string;
+  /** The staged rollout's state (controller/rollout/), when the resource has one. */
+  rollout?: RolloutStatus;
 }
 
 export function computeStatus(i: StatusInputs): Record<string, unknown> | undefined {

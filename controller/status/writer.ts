@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { KeyedMutex } from '../../shared/keyed-mutex.js';
 import { sleep } from '../../shared/sleep.js';
 import { isStatus, type KubeRest } from '../kube/rest.js';
+import { ROLLOUT_FIELDS } from '../rollout/types.js';
 
 // Status writes through the status subresource, coalesced: at most one write per resource per
 // interval, whatever number of node reports arrive in between; identical statuses are not
@@ -120,8 +121,10 @@ export class StatusWriter {
 
 /** Fields the controller no longer sets must be cleared explicitly in a merge patch. */
 function nullMissing(status: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = { url: null, servingVersion: null, serving: null, ...status };
+  const out: Record<string, unknown> = { url: null, servingVersion: null, serving: null, rollout: null, ...status };
   // `phases` is a map, which a merge patch merges: a phase no node is in any more is cleared.
   if (status.phases && typeof status.phases === 'object') out.phases = { ...Object.fromEntries([...Phase.options, 'NoReport'].map((p) => [p, null])), ...status.phases };
+  // A merge patch merges nested objects: the rollout's fields that are gone must be nulled too.
+  if (status.rollout && typeof status.rollout === 'object') out.rollout = { ...Object.fromEntries(ROLLOUT_FIELDS.map((k) => [k, null])), ...status.rollout };
   return out;
 }

@@ -62,7 +62,7 @@ describe('status aggregation at scale', () => {
 
   it('a rollout sets the phase: Rolling b/n, Paused, Aborted', () => {
     const reports = new Map([['a', report('a', { servingVersion: '3' })]]);
-    const at = (rollout: NonNullable<Parameters<typeof aggregateStatus>[0]['rollout']>) => aggregateStatus({ generation: 1, spec: spec3, targets: ['a', 'b'], reports, now: 't', rollout });
+    const at = (rollout: Omit<NonNullable<Parameters<typeof aggregateStatus>[0]["rollout"]>, "revision">) => aggregateStatus({ generation: 1, spec: spec3, targets: ["a", "b"], reports, now: "t", rollout: { revision: "r1", ...rollout } });
     expect(at({ state: 'Progressing', batch: 2, batches: 5 }).phase).toBe('Rolling 2/5');
     const paused = at({ state: 'Paused', batch: 2, batches: 5, reason: 'PausedByUser', message: 'spec.rollout.paused' });
     expect(paused.phase).toBe('Paused');

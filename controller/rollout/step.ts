@@ -1,0 +1,102 @@
+import type { RolloutSpec, StatusContent } from '../../shared/index.js';
+import { amount } from './membership.js';
+import type { RolloutStatus } from './types.js';
+
+// Pure: the rollout's state now, from the last state (status.rollout, or what this controller
+// computed last), the spec, the batches and the node reports. Aborted and Complete are final for
+// a revision: nothing advances them; only a new revision starts over.
+
+export interface StepInput {
+  spec: RolloutSpec;
+  revision: string;
+  toVersion?: string;
+  batches: string[][];
+  reports: Map<string, StatusContent>;
+  prev?: RolloutStatus;
+  /** The version nodes serve when no earlier rollout says (status.servingVersion, else the most reported). */
+  fallbackFrom?: string;
+  now: number;
+}
+
+export type NodeState = 'serving' | 'failed' | 'deferred' | 'pending';
+
+export function nodeState(r: StatusContent | undefined, toVersion: string | undefined): NodeState {
+  if (!r) return 'pending';
+  if (r.phase === 'Serving' && r.servingVersion === toVersion) return 'serving';
+  if (r.phase === 'Failed' && (r.targetVersion === undefined || r.targetVersion === toVersion)) return 'failed';
+  if (r.phase === 'Deferred') return 'deferred';
+  return 'pending';
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** How many failed nodes of a batch of `size` abort the rollout (undefined: no threshold). */
+export function failureLimit(spec: RolloutSpec, size: number): number | undefined {
+  const n = amount(spec.failureThreshold, size);
+  return n === undefined ? undefined : Math.max(1, n);
+}
+
+export function stepRollout(i: StepInput): RolloutStatus {
+  const { spec, batches, now } = i;
+  let s: RolloutStatus;
+  if (!i.prev || i.prev.revision !== i.revision) {
+    const from = i.prev ? (i.prev.state === 'Complete' ? i.prev.toVersion : i.prev.fromVersion) : i.fallbackFrom;
+    s = { revision: i.revision, state: 'Progressing', batch: 1, batches: batches.length, toVersion: i.toVersion, batchStartTime: iso(now) };
+    if (from !== undefined) s.fromVersion = from;
+  } else s = { ...i.prev, batches: batches.length };
+  if (s.state === 'Aborted' || s.state === 'Complete') return s;
+  for (let guard = 0; guard <= batches.length + 1; guard++) {
+    const members = batches[s.batch - 1] ?? [];
+    const tally = { serving: 0, failed: 0, deferred: 0, pending: 0 };
+    for (const n of members) tally[nodeState(i.reports.get(n), s.toVersion)]++;
+    Object.assign(s, { batchNodes: members.length, batchServing: tally.serving, batchFailed: tally.failed, batchDeferred: tally.deferred });
+    const set = (state: RolloutStatus['state'], reason: string, message: string) => Object.assign(s, { state, reason, message });
+    if (spec.abort) return set('Aborted', 'AbortedByUser', `aborted by spec.rollout.abort in batch ${s.batch}/${s.batches}`);
+    const limit = failureLimit(spec, members.length);
+    if (limit !== undefined && tally.failed >= limit) return set('Aborted', 'FailureThresholdExceeded', `${tally.failed} of ${members.length} nodes of batch ${s.batch}/${s.batches} failed (threshold ${limit})`);
+    if (tally.pending === 0 && tally.deferred === 0) {
+      if (s.batch >= batches.length) {
+        delete s.pauseStartTime;
+        return set('Complete', 'RolloutComplete', `${batches.length} batches done`);
+      }
+      const next = s.batch + 1;
+      if (spec.paused) return set('Paused', 'PausedByUser', `batch ${s.batch}/${s.batches} done; spec.rollout.paused holds batch ${next}`);
+      s.pauseStartTime ??= iso(now);
+      if (spec.pauseUntilResumed && (spec.resumeBatch ?? 0) < next) return set('Paused', 'AwaitingResume', `batch ${s.batch}/${s.batches} done; set spec.rollout.resumeBatch to ${next} to start the next batch`);
+      const until = Date.parse(s.pauseStartTime) + (spec.pauseSeconds ?? 0) * 1000;
+      if (now < until) return set('Paused', 'BatchPause', `batch ${s.batch}/${s.batches} done; batch ${next} starts at ${iso(until)}`);
+      delete s.pauseStartTime;
+      Object.assign(s, { batch: next, batchStartTime: iso(now) });
+      continue;
+    }
+    if (tally.pending === 0) return set('Paused', 'NodesDeferred', `batch ${s.batch}/${s.batches} waits only on ${tally.deferred} deferred node(s)`);
+    if (spec.paused) return set('Paused', 'PausedByUser', `spec.rollout.paused: batch ${s.batch}/${s.batches} finishes, no further batch starts`);
+    const started = Date.parse(s.batchStartTime ?? iso(now));
+    if (spec.progressDeadlineSeconds !== undefined && now - started > spec.progressDeadlineSeconds * 1000) {
+      return set('Aborted', 'ProgressDeadlineExceeded', `batch ${s.batch}/${s.batches} not done ${spec.progressDeadlineSeconds}s after it started (${tally.pending} node(s) pending)`);
+    }
+    return set('Progressing', 'BatchProgressing', `batch ${s.batch}/${s.batches}: ${tally.serving}/${members.length} serving ${s.toVersion}`);
+  }
+  return s;
+}
+
+/** When the rollout needs another look without any event (a pause or a deadline ending), if ever. */
+export function nextDue(s: RolloutStatus, spec: RolloutSpec): number | undefined {
+  if (s.state === 'Paused' && s.reason === 'BatchPause' && s.pauseStartTime) return Date.parse(s.pauseStartTime) + (spec.pauseSeconds ?? 0) * 1000;
+  if (s.state === 'Progressing' && spec.progressDeadlineSeconds !== undefined && s.batchStartTime) return Date.parse(s.batchStartTime) + spec.progressDeadlineSeconds * 1000 + 1;
+  return undefined;
+}
+
+/**
+ * The version one node is sent: reached nodes the new one; unreached nodes keep the old one
+ * (undefined: whatever they were last sent). After an abort, a reached node keeps the new version
+ * only while it serves it (or has not reported: a restarted controller does not disturb it before
+ * it hears); any other reached node goes back to the version it served, else fromVersion.
+ */
+export function versionFor(s: RolloutStatus, batchIndex: number, report: StatusContent | undefined, manifestVersions: Set<string>): string | undefined {
+  if (batchIndex >= s.batch) return s.fromVersion;
+  if (s.state !== 'Aborted' || !report || nodeState(report, s.toVersion) === 'serving') return s.toVersion;
+  const served = report.servingVersion;
+  if (served !== undefined && served !== s.toVersion && manifestVersions.has(served)) return served;
+  return s.fromVersion ?? s.toVersion;
+}

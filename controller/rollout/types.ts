@@ -1,0 +1,36 @@
+// The rollout's progress that cannot be derived from the resource and the node reports: it lives
+// in status.rollout and is read back after a restart or a leader change.
+
+export type RolloutState = 'Progressing' | 'Paused' | 'Aborted' | 'Complete';
+
+export interface RolloutStatus {
+  /** Hash of manifest, targetVersion and image (revision.ts): a new one starts a new rollout. */
+  revision: string;
+  state: RolloutState;
+  /** 1-based number of the batch in progress (batches before it are done). */
+  batch: number;
+  batches: number;
+  /** The version unreached nodes keep (absent: none known). */
+  fromVersion?: string;
+  toVersion?: string;
+  batchStartTime?: string;
+  /** When the current batch was done and the pause after it began. */
+  pauseStartTime?: string;
+  reason?: string;
+  message?: string;
+  /** Counts of the current batch. */
+  batchNodes?: number;
+  batchServing?: number;
+  batchFailed?: number;
+  batchDeferred?: number;
+}
+
+export function readRolloutStatus(v: unknown): RolloutStatus | undefined {
+  if (!v || typeof v !== 'object') return undefined;
+  const r = v as Partial<RolloutStatus>;
+  if (typeof r.revision !== 'string' || typeof r.batch !== 'number' || typeof r.state !== 'string') return undefined;
+  return { ...r, batches: r.batches ?? 0 } as RolloutStatus;
+}
+
+/** Every field of status.rollout (the status writer clears the ones a state leaves out). */
+export const ROLLOUT_FIELDS = ['revision', 'state', 'batch', 'batches', 'fromVersion', 'toVersion', 'batchStartTime', 'pauseStartTime', 'reason', 'message', 'batchNodes', 'batchServing', 'batchFailed', 'batchDeferred'] as const satisfies ReadonlyArray<keyof RolloutStatus>;
