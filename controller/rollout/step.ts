@@ -4,7 +4,8 @@ import type { RolloutStatus } from './types.js';
 
 // Pure: the rollout's state now, from the last state (status.rollout, or what this controller
 // computed last), the spec, the batches and the node reports. Aborted and Complete are final for
-// a revision: nothing advances them; only a new revision starts over.
+// a revision: nothing advances them; only a new revision starts over, or clearing
+// spec.rollout.abort after an abort by hand (a retry).
 
 export interface StepInput {
   spec: RolloutSpec;
@@ -39,8 +40,10 @@ export function failureLimit(spec: RolloutSpec, size: number): number | undefine
 export function stepRollout(i: StepInput): RolloutStatus {
   const { spec, batches, now } = i;
   let s: RolloutStatus;
-  if (!i.prev || i.prev.revision !== i.revision) {
-    const from = i.prev ? (i.prev.state === 'Complete' ? i.prev.toVersion : i.prev.fromVersion) : i.fallbackFrom;
+  // Clearing spec.rollout.abort after an abort by hand is a retry: the same revision from batch 1.
+  const retry = i.prev?.revision === i.revision && i.prev.state === 'Aborted' && i.prev.reason === 'AbortedByUser' && !spec.abort;
+  if (!i.prev || i.prev.revision !== i.revision || retry) {
+    const from = !i.prev ? i.fallbackFrom : retry || i.prev.state !== 'Complete' ? i.prev.fromVersion : i.prev.toVersion;
     s = { revision: i.revision, state: 'Progressing', batch: 1, batches: batches.length, toVersion: i.toVersion, batchStartTime: iso(now) };
     if (from !== undefined) s.fromVersion = from;
   } else s = { ...i.prev, batches: batches.length };
@@ -51,7 +54,7 @@ export function stepRollout(i: StepInput): RolloutStatus {
     for (const n of members) tally[nodeState(i.reports.get(n), s.toVersion)]++;
     Object.assign(s, { batchNodes: members.length, batchServing: tally.serving, batchFailed: tally.failed, batchDeferred: tally.deferred });
     const set = (state: RolloutStatus['state'], reason: string, message: string) => Object.assign(s, { state, reason, message });
-    if (spec.abort) return set('Aborted', 'AbortedByUser', `aborted by spec.rollout.abort in batch ${s.batch}/${s.batches}`);
+    if (spec.abort) return set('Aborted', 'AbortedByUser', `aborted by spec.rollout.abort in batch ${s.batch}/${s.batches}; set abort to false to start this revision again from batch 1`);
     const limit = failureLimit(spec, members.length);
     if (limit !== undefined && tally.failed >= limit) return set('Aborted', 'FailureThresholdExceeded', `${tally.failed} of ${members.length} nodes of batch ${s.batch}/${s.batches} failed (threshold ${limit})`);
     if (tally.pending === 0 && tally.deferred === 0) {

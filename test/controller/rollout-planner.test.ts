@@ -72,6 +72,19 @@ describe('rollout state machine', () => {
     );
   });
 
+  it('clearing spec.rollout.abort starts a rollout aborted by hand again from batch 1; an abort by threshold stays final', () => {
+    const batches = [['a'], ['b'], ['c']];
+    const reports = new Map([['a', report('a', 'Serving', '1')]]);
+    const base = { revision: 'r', toVersion: '2', batches, reports, now: 0 };
+    const started = stepRollout({ ...base, spec: { abort: true }, fallbackFrom: '1' });
+    expect(started).toMatchObject({ state: 'Aborted', reason: 'AbortedByUser', batch: 1, fromVersion: '1' });
+    expect(started.message).toContain('abort to false');
+    const retried = stepRollout({ ...base, spec: {}, prev: started, now: 5000 });
+    expect(retried).toMatchObject({ state: 'Progressing', batch: 1, fromVersion: '1', toVersion: '2', batchStartTime: new Date(5000).toISOString() });
+    const byThreshold: RolloutStatus = { ...started, reason: 'FailureThresholdExceeded' };
+    expect(stepRollout({ ...base, spec: {}, prev: byThreshold })).toMatchObject({ state: 'Aborted', reason: 'FailureThresholdExceeded' });
+  });
+
   it('walks every batch to Complete when every reached node serves, with batch numbers only going up', () => {
     fc.assert(
       fc.property(fc.uuid(), namesArb, rolloutArb, (uid, names, rollout) => {
