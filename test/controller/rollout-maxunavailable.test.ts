@@ -111,16 +111,20 @@ describe('staged rollout with maxUnavailable over mqtt', () => {
     api.patch(TYPES.inferencemodels, 'default', 'm', { spec: { targetVersion: '2', rollout } });
     let released = 0;
     let restarted = false;
-    while (f.names.some((n) => f.waiting().includes(n) || f.log.get(n)!.at(-1) !== '2')) {
-      const waiting = await until(() => (f.waiting().length ? f.waiting() : f.names.every((n) => f.log.get(n)!.at(-1) === '2') ? [] : undefined), 'a node waiting');
+    const allOn2 = () => f.names.every((n) => f.log.get(n)!.at(-1) === '2');
+    for (;;) {
+      // Event-driven: the next node waiting to be released, or none once every node holds 2.
+      const waiting = await until(() => (f.waiting().length ? f.waiting() : allOn2() ? [] : undefined), 'a node waiting');
       if (!waiting.length) break;
       if (released === 3 && !restarted) {
-        // The canary and one node of batch 2 serve 2, the failed node holds no slot, two are in
-        // flight: a new controller carries on from status.rollout.
+        // The canary and one node of batch 2 serve 2; the failed node holds no slot, so two others
+        // are in flight. A new controller carries on from status.rollout.
+        await until(() => f.waiting().length === 2 && f.waiting().every((n) => batches[1].includes(n)), 'two nodes of batch 2 in flight');
         await until(() => rolloutStatus()?.batch === 2 && rolloutStatus()?.batchInFlight === 2 && rolloutStatus()?.message?.includes('2 in flight (maxUnavailable 2)'), 'status shows 2 in flight');
         await ctl.stop();
         ctl = await controller();
         restarted = true;
+        continue;
       }
       await f.release(waiting[0]);
       released++;
@@ -136,6 +140,5 @@ describe('staged rollout with maxUnavailable over mqtt', () => {
       expect(first2).toBeGreaterThan(-1);
       expect(log.slice(first2).every((v) => v === '2')).toBe(true);
     }
-    void ctl;
   });
 });
