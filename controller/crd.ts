@@ -164,6 +164,8 @@ export function rolloutStatusSchema(): JsonSchema {
       batchServing: int('of them serving toVersion'),
       batchFailed: int('of them Failed'),
       batchDeferred: int('of them Deferred by a local hold'),
+      batchReached: int('of them, in batch order, sent toVersion so far (spec.rollout.maxUnavailable lets them in a few at a time)'),
+      batchInFlight: int('of them sent toVersion and not yet serving it, Failed or Deferred on it (at most spec.rollout.maxUnavailable)'),
     },
   };
 }

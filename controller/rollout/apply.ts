@@ -6,6 +6,7 @@ import { rolloutBatches } from './membership.js';
 import { rolloutRevision } from './revision.js';
 import { nextDue, stepRollout, versionFor } from './step.js';
 import { readRolloutStatus, type RolloutStatus } from './types.js';
+import { batchWindow } from './window.js';
 
 // Pure: staged rollouts over what computeDesired planned. For every resource with spec.rollout
 // (agents only), the rollout's state now, and each target node's content with the version its
@@ -64,11 +65,14 @@ export function applyRollouts(desired: Desired, i: RolloutInputs): RolloutPlan {
       if (!c) byVersion.set(v, (c = { metadata: verdict.content.metadata, spec: { ...nodeSpec, targetVersion: v } }));
       return c;
     };
+    // The same window stepRollout recorded (batchReached already counts the nodes it let in).
+    const current = state.batch - 1;
+    const window = batchWindow({ members: batches[current] ?? [], reports, toVersion: state.toVersion, maxUnavailable: rollout.maxUnavailable, reachedBefore: state.batchReached, open: state.state !== 'Aborted' });
     batches.forEach((members, b) => {
       for (const node of members) {
         const set = desired.perNode.get(node);
         if (!set) continue;
-        const v = versionFor(state, b, reports.get(node), versions);
+        const v = versionFor(state, b, reports.get(node), versions, b !== current || window.reached.has(node));
         if (v !== undefined) set.set(key, contentFor(v));
         else {
           const last = i.lastSent(node, key);

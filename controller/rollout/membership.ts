@@ -37,9 +37,8 @@ export function rolloutBatches(uid: string, targets: string[], rollout: RolloutS
     else canary = ordered.slice(0, k);
     rest = ordered.slice(canary.length);
   }
-  let size = amount(rollout.batch, total) ?? total;
-  if (rollout.maxUnavailable !== undefined) size = Math.min(size, rollout.maxUnavailable);
-  size = Math.max(1, size);
+  // maxUnavailable does not size batches: it caps the nodes updating at once within one (window.ts).
+  const size = Math.max(1, amount(rollout.batch, total) ?? total);
   const batches: string[][] = canary.length ? [canary] : [];
   for (let i = 0; i < rest.length; i += size) batches.push(rest.slice(i, i + size));
   return batches;

@@ -1,6 +1,10 @@
 import type { RolloutSpec, StatusContent } from '../../shared/index.js';
 import { amount } from './membership.js';
+import { nodeState } from './node-state.js';
 import type { RolloutStatus } from './types.js';
+import { batchWindow, type BatchWindow } from './window.js';
+
+export { nodeState, type NodeState } from './node-state.js';
 
 // Pure: the rollout's state now, from the last state (status.rollout, or what this controller
 // computed last), the spec, the batches and the node reports. Aborted and Complete are final for
@@ -19,16 +23,6 @@ export interface StepInput {
   now: number;
 }
 
-export type NodeState = 'serving' | 'failed' | 'deferred' | 'pending';
-
-export function nodeState(r: StatusContent | undefined, toVersion: string | undefined): NodeState {
-  if (!r) return 'pending';
-  if (r.phase === 'Serving' && r.servingVersion === toVersion) return 'serving';
-  if (r.phase === 'Failed' && (r.targetVersion === undefined || r.targetVersion === toVersion)) return 'failed';
-  if (r.phase === 'Deferred') return 'deferred';
-  return 'pending';
-}
-
 const iso = (ms: number) => new Date(ms).toISOString();
 
 /** How many failed nodes of a batch of `size` abort the rollout (undefined: no threshold). */
@@ -44,7 +38,7 @@ export function stepRollout(i: StepInput): RolloutStatus {
   const retry = i.prev?.revision === i.revision && i.prev.state === 'Aborted' && i.prev.reason === 'AbortedByUser' && !spec.abort;
   if (!i.prev || i.prev.revision !== i.revision || retry) {
     const from = !i.prev ? i.fallbackFrom : retry || i.prev.state !== 'Complete' ? i.prev.fromVersion : i.prev.toVersion;
-    s = { revision: i.revision, state: 'Progressing', batch: 1, batches: batches.length, toVersion: i.toVersion, batchStartTime: iso(now) };
+    s = { revision: i.revision, state: 'Progressing', batch: 1, batches: batches.length, toVersion: i.toVersion, batchStartTime: iso(now), batchReached: 0 };
     if (from !== undefined) s.fromVersion = from;
   } else s = { ...i.prev, batches: batches.length };
   if (s.state === 'Aborted' || s.state === 'Complete') return s;
@@ -53,7 +47,11 @@ export function stepRollout(i: StepInput): RolloutStatus {
     const tally = { serving: 0, failed: 0, deferred: 0, pending: 0 };
     for (const n of members) tally[nodeState(i.reports.get(n), s.toVersion)]++;
     Object.assign(s, { batchNodes: members.length, batchServing: tally.serving, batchFailed: tally.failed, batchDeferred: tally.deferred });
-    const set = (state: RolloutStatus['state'], reason: string, message: string) => Object.assign(s, { state, reason, message });
+    // The window of the batch (window.ts) goes with every state: an aborted rollout reaches no node.
+    const set = (state: RolloutStatus['state'], reason: string, message: string | ((w: BatchWindow) => string)) => {
+      const w = batchWindow({ members, reports: i.reports, toVersion: s.toVersion, maxUnavailable: spec.maxUnavailable, reachedBefore: s.batchReached, open: state !== 'Aborted' });
+      return Object.assign(s, { state, reason, message: typeof message === 'string' ? message : message(w), batchReached: w.reachedPrefix, batchInFlight: w.inFlight });
+    };
     if (spec.abort) return set('Aborted', 'AbortedByUser', `aborted by spec.rollout.abort in batch ${s.batch}/${s.batches}; set abort to false to start this revision again from batch 1`);
     const limit = failureLimit(spec, members.length);
     if (limit !== undefined && tally.failed >= limit) return set('Aborted', 'FailureThresholdExceeded', `${tally.failed} of ${members.length} nodes of batch ${s.batch}/${s.batches} failed (threshold ${limit})`);
@@ -69,7 +67,7 @@ export function stepRollout(i: StepInput): RolloutStatus {
       const until = Date.parse(s.pauseStartTime) + (spec.pauseSeconds ?? 0) * 1000;
       if (now < until) return set('Paused', 'BatchPause', `batch ${s.batch}/${s.batches} done; batch ${next} starts at ${iso(until)}`);
       delete s.pauseStartTime;
-      Object.assign(s, { batch: next, batchStartTime: iso(now) });
+      Object.assign(s, { batch: next, batchStartTime: iso(now), batchReached: 0 });
       continue;
     }
     if (tally.pending === 0) return set('Paused', 'NodesDeferred', `batch ${s.batch}/${s.batches} waits only on ${tally.deferred} deferred node(s)`);
@@ -78,7 +76,8 @@ export function stepRollout(i: StepInput): RolloutStatus {
     if (spec.progressDeadlineSeconds !== undefined && now - started > spec.progressDeadlineSeconds * 1000) {
       return set('Aborted', 'ProgressDeadlineExceeded', `batch ${s.batch}/${s.batches} not done ${spec.progressDeadlineSeconds}s after it started (${tally.pending} node(s) pending)`);
     }
-    return set('Progressing', 'BatchProgressing', `batch ${s.batch}/${s.batches}: ${tally.serving}/${members.length} serving ${s.toVersion}`);
+    const window = (w: BatchWindow) => (spec.maxUnavailable === undefined ? '' : `, ${w.inFlight} in flight (maxUnavailable ${spec.maxUnavailable})`);
+    return set('Progressing', 'BatchProgressing', (w) => `batch ${s.batch}/${s.batches}: ${tally.serving}/${members.length} serving ${s.toVersion}${window(w)}`);
   }
   return s;
 }
@@ -92,12 +91,13 @@ export function nextDue(s: RolloutStatus, spec: RolloutSpec): number | undefined
 
 /**
  * The version one node is sent: reached nodes the new one; unreached nodes keep the old one
- * (undefined: whatever they were last sent). After an abort, a reached node keeps the new version
+ * (undefined: whatever they were last sent). In the batch in progress a node is reached once its
+ * window (window.ts) lets it in: `reached` says whether it has. After an abort, a reached node keeps the new version
  * only while it serves it (or has not reported: a restarted controller does not disturb it before
  * it hears); any other reached node goes back to the version it served, else fromVersion.
  */
-export function versionFor(s: RolloutStatus, batchIndex: number, report: StatusContent | undefined, manifestVersions: Set<string>): string | undefined {
-  if (batchIndex >= s.batch) return s.fromVersion;
+export function versionFor(s: RolloutStatus, batchIndex: number, report: StatusContent | undefined, manifestVersions: Set<string>, reached = true): string | undefined {
+  if (batchIndex >= s.batch || !reached) return s.fromVersion;
   if (s.state !== 'Aborted' || !report || nodeState(report, s.toVersion) === 'serving') return s.toVersion;
   const served = report.servingVersion;
   if (served !== undefined && served !== s.toVersion && manifestVersions.has(served)) return served;

@@ -23,6 +23,10 @@ export interface RolloutStatus {
   batchServing?: number;
   batchFailed?: number;
   batchDeferred?: number;
+  /** How many of the current batch's nodes, in batch order, were sent toVersion (window.ts). */
+  batchReached?: number;
+  /** Of them, how many neither serve it nor are Failed or Deferred on it (at most maxUnavailable). */
+  batchInFlight?: number;
 }
 
 export function readRolloutStatus(v: unknown): RolloutStatus | undefined {
@@ -33,4 +37,4 @@ export function readRolloutStatus(v: unknown): RolloutStatus | undefined {
 }
 
 /** Every field of status.rollout (the status writer clears the ones a state leaves out). */
-export const ROLLOUT_FIELDS = ['revision', 'state', 'batch', 'batches', 'fromVersion', 'toVersion', 'batchStartTime', 'pauseStartTime', 'reason', 'message', 'batchNodes', 'batchServing', 'batchFailed', 'batchDeferred'] as const satisfies ReadonlyArray<keyof RolloutStatus>;
+export const ROLLOUT_FIELDS = ['revision', 'state', 'batch', 'batches', 'fromVersion', 'toVersion', 'batchStartTime', 'pauseStartTime', 'reason', 'message', 'batchNodes', 'batchServing', 'batchFailed', 'batchDeferred', 'batchReached', 'batchInFlight'] as const satisfies ReadonlyArray<keyof RolloutStatus>;
