@@ -42,6 +42,19 @@ const rollout = () => im()?.status?.rollout;
 const agent = (n: string) => agents.find((a) => a.name === n)!;
 const y = (n: string) => agent(n).infer('linear', 10);
 const local = async (n: string) => JSON.parse((await agent(n).cli('status', 'linear', '-o', 'json')).stdout || '{}').models?.[0] as Record<string, any> | undefined;
+/** The agent's own log of default/linear at `version` (its JSON lines): what it was sent, and when. */
+const logOf = (n: string, version: string) =>
+  agent(n)
+    .logs.join('')
+    .split('\n')
+    .flatMap((l) => {
+      try {
+        const e = JSON.parse(l);
+        return e.model === 'default/linear' && e.version === version ? [e as { time: number; phase?: string; reason?: string }] : [];
+      } catch {
+        return [];
+      }
+    });
 const waitRollout = (state: string, batch: number, reason: string, toVersion: string) =>
   until(() => {
     const r = rollout();
@@ -109,7 +122,10 @@ describe.skipIf(!haveAgent)('staged rollout with real agents', { timeout: 300_00
       expect(entry).toMatchObject({ servingVersion: '1', reason: 'UpdateDeferred' });
       // Every node still answers as v1: the held one by its hold, the others by the pause.
       for (const n of NAMES) expect(await y(n)).toBe(Y['1']);
-      for (const n of [second, third]) expect(await local(n)).toMatchObject({ phase: 'Serving', targetVersion: '1', servingVersion: '1' });
+      for (const n of [second, third]) {
+        expect(await local(n)).toMatchObject({ phase: 'Serving', targetVersion: '1', servingVersion: '1' });
+        expect(logOf(n, '2')).toEqual([]); // never sent 2 yet
+      }
       // What the printer columns read (TARGET SERVING READY PHASE).
       expect(im().status).toMatchObject({ phase: 'Paused', serving: '1', ready: '0/3', phases: { Serving: 2, Deferred: 1 } });
       expect(im().status.conditions.find((c: any) => c.type === 'Progressing')).toMatchObject({ status: 'Unknown', reason: 'NodesDeferred' });
@@ -120,6 +136,10 @@ describe.skipIf(!haveAgent)('staged rollout with real agents', { timeout: 300_00
       const done = await waitRollout('Complete', 3, 'RolloutComplete', '2');
       expect(done).toMatchObject({ fromVersion: '1', batches: 3 });
       await allServe('2');
+      // Batch after batch, by the agents' own logs: a batch's node is sent 2 once the one before serves it.
+      const servedAt = (n: string) => logOf(n, '2').find((e) => e.phase === 'Serving')!.time;
+      expect(logOf(second, '2')[0].time).toBeGreaterThanOrEqual(servedAt(held));
+      expect(logOf(third, '2')[0].time).toBeGreaterThanOrEqual(servedAt(second));
       await until(() => im()?.status?.servingVersion === '2' && im()?.status?.phase === 'Ready', 'resource Ready on 2');
       expect(im().status).toMatchObject({ ready: '3/3', nodes: [] });
       if (kubectlPath) expect(await kubectl('get', 'im', 'linear')).toMatch(/\nlinear\s+2\s+2\s+3\/3\s+Ready\s/);
@@ -143,11 +163,15 @@ describe.skipIf(!haveAgent)('staged rollout with real agents', { timeout: 300_00
         return m?.phase === 'Serving' && m.targetVersion === '2' ? m : undefined;
       }, `${canary} sent 2 again and serving it`, 120_000);
       expect(back.servingVersion).toBe('2');
+      expect(logOf(canary, '3')).toContainEqual(expect.objectContaining({ phase: 'Failed', reason: 'DigestMismatch' }));
       await until(() => im()?.status?.versions?.[0]?.nodes === 3 && im().status.versions[0].version === '2' && !im().status.phases?.Failed, 'every node counted serving 2, none Failed');
       await allServe('2');
       expect(im().status.phase).toBe('Aborted');
-      // The nodes not reached were never sent 3.
-      for (const [n] of rest) expect(await local(n)).toMatchObject({ phase: 'Serving', targetVersion: '2', servingVersion: '2' });
+      // The nodes not reached were never sent 3 (nothing in their logs about it).
+      for (const [n] of rest) {
+        expect(await local(n)).toMatchObject({ phase: 'Serving', targetVersion: '2', servingVersion: '2' });
+        expect(logOf(n, '3')).toEqual([]);
+      }
       if (kubectlPath) expect(await kubectl('get', 'im', 'linear')).toMatch(/\nlinear\s+3\s+2\s+0\/3\s+Aborted\s/);
     } catch (err) {
       printLogTails(agents);
