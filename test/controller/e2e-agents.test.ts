@@ -1,61 +1,29 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import { makeModelArchive } from '../helpers/models.js';
 import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
-import { freePort } from '../helpers/ports.js';
-import { spawnTree, type ProcessTree } from '../helpers/process-tree.js';
 import type { FakeKubeApi } from '../fakes/kube-api/server.js';
+import { haveAgent, printLogTails, startAgent, startFileServer, type RealAgent } from './agents.js';
 import { TYPES, node, startApi, startController, tempDir, until } from './harness.js';
 import { WAIT_MS } from '../helpers/wait.js';
 
 // End to end with REAL agents (`modeld run`, child processes) on two nodes with different
 // labels, one mosquitto, the controller in-process against the fake API server.
 
-const root = new URL('../..', import.meta.url).pathname;
-const agentCli = join(root, 'agent/cli/index.ts');
-const haveAgent = existsSync(agentCli);
 if (!haveAgent) console.warn('agent/cli/index.ts is missing: the end-to-end test with real agents is skipped');
 
 let api: FakeKubeApi;
 let broker: Broker;
 let dir: ReturnType<typeof tempDir>;
-let files: Server;
+let files: Awaited<ReturnType<typeof startFileServer>> | undefined;
 let filesUrl = '';
 let stopController: (() => Promise<void>) | undefined;
-const agents: Array<{ name: string; tree: ProcessTree; gatewayPort: number; logs: string[] }> = [];
+const agents: RealAgent[] = [];
 const archives: Record<string, { sha256: string }> = {};
-
-async function startAgent(name: string, labels: Record<string, string>) {
-  const gatewayPort = await freePort();
-  const config = {
-    node: { name, labels, layer: 'edge', address: '127.0.0.1' },
-    broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 },
-    stateDir: join(dir.path, name, 'state'),
-    gateway: { bind: '127.0.0.1', port: gatewayPort },
-    admin: { socket: join(dir.path, name, 'modeld.sock'), metricsBind: '127.0.0.1', metricsPort: 0 },
-    fetch: { progressIntervalMs: 200, backoffBaseMs: 50, backoffMaxMs: 500 },
-    log: { level: 'info' },
-  };
-  const file = join(dir.path, `${name}.yaml`);
-  writeFileSync(file, stringify(config));
-  const tree = spawnTree(process.execPath, ['--import', 'tsx', agentCli, '--config', file, 'run'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MODELD_CONFIG: '' } });
-  const logs: string[] = [];
-  tree.child.stdout!.on('data', (d) => logs.push(String(d)));
-  tree.child.stderr!.on('data', (d) => logs.push(String(d)));
-  agents.push({ name, tree, gatewayPort, logs });
-}
 
 const im = () => api.get(TYPES.inferencemodels, 'default', 'lin');
 const nodeStatus = (n: string) => im()?.status?.nodes?.find((x: any) => x.node === n);
-const modelReady = async (n: string) => {
-  const a = agents.find((x) => x.name === n)!;
-  const res = await fetch(`http://127.0.0.1:${a.gatewayPort}/v2/models/linear/ready`).catch(() => undefined);
-  return res?.status;
-};
+const modelReady = (n: string) => agents.find((x) => x.name === n)!.ready('linear');
 
 beforeAll(async () => {
   if (!haveAgent) return;
@@ -63,27 +31,20 @@ beforeAll(async () => {
   broker = await startMosquitto();
   dir = tempDir('modeld-e2e-');
   for (const [v, w] of [['1', 2], ['2', 3]] as const) archives[v] = await makeModelArchive(join(dir.path, 'www', `linear-${v}.tar.gz`), { w, b: 0 });
-  files = createServer((req, res) => {
-    const path = join(dir.path, 'www', (req.url ?? '').replace(/[^a-z0-9.-]/gi, ''));
-    if (!existsSync(path)) return void res.writeHead(404).end();
-    const body = readFileSync(path);
-    res.writeHead(200, { 'content-length': body.length }).end(body);
-  });
-  await new Promise<void>((r) => files.listen(0, '127.0.0.1', () => r()));
-  filesUrl = `http://127.0.0.1:${(files.address() as AddressInfo).port}`;
+  files = await startFileServer(join(dir.path, 'www'));
+  filesUrl = files.url;
   api.create(TYPES.nodes, node('edge-a', { zone: 'a' }));
   api.create(TYPES.nodes, node('edge-b', { zone: 'b' }));
   const { controller } = await startController(api, { brokerUrl: broker.url, options: { statusIntervalMs: 100 } });
   stopController = () => controller.stop();
-  await startAgent('edge-a', { zone: 'a' });
-  await startAgent('edge-b', { zone: 'b' });
+  agents.push(...(await Promise.all([['edge-a', 'a'], ['edge-b', 'b']].map(([name, zone]) => startAgent({ name, labels: { zone }, brokerUrl: broker.url, dir: dir.path })))));
 });
 
 afterAll(async () => {
   // A graceful stop (it stops its runtimes); whatever is still running after it is killed.
-  await Promise.all(agents.map((a) => a.tree.stop('SIGTERM')));
+  await Promise.all(agents.map((a) => a.stop()));
   await stopController?.();
-  await new Promise((r) => (files ? files.close(r) : r(undefined)));
+  await files?.close();
   await broker?.close();
   await api?.stop();
   dir?.cleanup();
@@ -133,7 +94,7 @@ describe.skipIf(!haveAgent)('controller with real agents', () => {
       await until(async () => (await modelReady('edge-a')) === 404, 'model removed from edge-a after delete', 60_000);
       expect(await modelReady('edge-b')).toBe(404);
     } catch (err) {
-      for (const a of agents) console.error(`--- ${a.name} log tail ---\n${a.logs.join('').slice(-4000)}`);
+      printLogTails(agents);
       throw err;
     }
   }, 300_000);
