@@ -14,7 +14,7 @@ import { startMosquitto, type Broker } from '../../test/helpers/mosquitto.js';
 import { freePort } from '../../test/helpers/ports.js';
 import { sleep, until } from './poll.js';
 import { prng } from './prng.js';
-import { connectFleet, endFleet } from './sim-fleet.js';
+import { connectFleet, endFleet, registerFleet } from './sim-fleet.js';
 import { median } from './stats.js';
 
 // `npm run bench -- controller`: modeld-controller (a child process, mqtt transport) against the
@@ -217,10 +217,8 @@ export async function benchController(opts: { json: boolean; runs: number }): Pr
     api = await startFakeKubeApi({ maxEvents: 2000 });
     api.create(TYPES.crds, buildCrd());
     broker = await startMosquitto();
-    for (let i = 0; i < NODES; i++) {
-      // Every node is an edge node; "group" spreads the 99 background resources over the nodes.
-      api.create(TYPES.nodes, { metadata: { name: `node-${i}`, labels: { [DEFAULT_EDGE_LABEL]: '', bench: 'yes', group: `g${i % 10}` } } });
-    }
+    // Every node is an edge node; "group" spreads the 99 background resources over the nodes.
+    registerFleet(api, NODES, (i) => ({ bench: 'yes', group: `g${i % 10}` }));
     // 99 background resources, each on a tenth of the nodes, and the measured one on all 1,000.
     for (let i = 1; i < RESOURCES; i++) api.create(TYPES.inferencemodels, spec(i, { group: `g${i % 10}` }));
     api.create(TYPES.inferencemodels, spec(0, { bench: 'yes' }));

@@ -21,7 +21,7 @@ import { TYPES, startFakeKubeApi, type FakeKubeApi } from '../../test/fakes/kube
 import { startMosquitto, type Broker } from '../../test/helpers/mosquitto.js';
 import { until } from './poll.js';
 import { prng } from './prng.js';
-import { connectFleet, endFleet, type FleetSpec } from './sim-fleet.js';
+import { connectFleet, endFleet, registerFleet, type FleetSpec } from './sim-fleet.js';
 import { median } from './stats.js';
 
 // `npm run bench -- rollout`: a staged rollout (10% batches) over 1,000 simulated nodes on a
@@ -138,7 +138,7 @@ export async function benchRollout(opts: { json: boolean; runs: number }): Promi
     api = await startFakeKubeApi({ maxEvents: 5000 });
     api.create(TYPES.crds, buildCrd());
     broker = await startMosquitto();
-    for (let i = 0; i < NODES; i++) api.create(TYPES.nodes, { metadata: { name: `node-${i}`, labels: { [DEFAULT_EDGE_LABEL]: '' } } });
+    registerFleet(api, NODES);
     const versions = ['1', ...Array.from({ length: runs }, (_, r) => [`good-${r}`, `bad-${r}`]).flat()];
     api.create(TYPES.inferencemodels, resource(versions));
     log(`rollout bench: ${NODES} simulated nodes (reports 20-80 ms Downloading, 150-600 ms Serving/Failed; ${GOOD_FAIL * 100}% fail a good version, ${BAD_FAIL * 100}% a bad one), 10% batches, threshold 10%`);

@@ -1,5 +1,7 @@
 import mqtt, { type MqttClient } from 'mqtt';
+import { DEFAULT_EDGE_LABEL } from '../../controller/placement.js';
 import { DEFAULT_TOPIC_PREFIX, nodeFilter } from '../../shared/index.js';
+import { TYPES, type FakeKubeApi } from '../../test/fakes/kube-api/server.js';
 
 // The simulated-node fleet of the controller benches: `count` MQTT clients in the bench process,
 // node-<i>, each subscribed to its node topics. A node hands each spec of the one resource the
@@ -20,6 +22,11 @@ export interface FleetOptions {
   /** namespace/name of the resource the nodes watch. */
   key: string;
   onSpec(node: number, content: FleetSpec, sync: boolean, client: MqttClient): void;
+}
+
+/** The fleet's Node objects in the fake API server: node-<i>, each an edge node, with `labels(i)`. */
+export function registerFleet(api: FakeKubeApi, count: number, labels: (i: number) => Record<string, string> = () => ({})): void {
+  for (let i = 0; i < count; i++) api.create(TYPES.nodes, { metadata: { name: `node-${i}`, labels: { [DEFAULT_EDGE_LABEL]: '', ...labels(i) } } });
 }
 
 /** Connects the fleet, 100 nodes at a time (a thousand at once swamps the broker's accept queue). */
