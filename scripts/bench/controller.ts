@@ -3,22 +3,18 @@ import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { buildCrd } from '../../controller/crd.js';
 import { DEFAULT_EDGE_LABEL } from '../../controller/placement.js';
-import {
-  DEFAULT_STATUS_TOPIC,
-  DEFAULT_TOPIC_PREFIX,
-  makeEnvelope,
-  nodeFilter,
-  statusTopic,
-  type StatusContent,
-} from '../../shared/index.js';
+import { DEFAULT_STATUS_TOPIC, DEFAULT_TOPIC_PREFIX, makeEnvelope, statusTopic, type StatusContent } from '../../shared/index.js';
 import { TYPES, startFakeKubeApi, type FakeKubeApi } from '../../test/fakes/kube-api/server.js';
 import { FakeKubeEdgeRouter } from '../../test/fakes/kubeedge-router.js';
 import { startLinkNode, type LinkNode } from '../../test/helpers/link-node.js';
 import { startMosquitto, type Broker } from '../../test/helpers/mosquitto.js';
 import { freePort } from '../../test/helpers/ports.js';
+import { sleep, until } from './poll.js';
+import { prng } from './prng.js';
+import { connectFleet, endFleet, registerFleet } from './sim-fleet.js';
 import { median } from './stats.js';
 
 // `npm run bench -- controller`: modeld-controller (a child process, mqtt transport) against the
@@ -44,41 +40,10 @@ interface SimNodes {
   reports: number;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(fn: () => boolean | Promise<boolean>, what: string, timeoutMs = 120_000, everyMs = 2): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
-
 async function connectNodes(brokerUrl: string, key: string): Promise<SimNodes> {
-  const sims: SimNodes = { clients: [], generation: new Int32Array(NODES), reports: 0 };
-  for (let start = 0; start < NODES; start += 100) {
-    await Promise.all(
-      Array.from({ length: Math.min(100, NODES - start) }, async (_, j) => {
-        const i = start + j;
-        const name = `node-${i}`;
-        const c = mqtt.connect(brokerUrl, { clientId: `bench-${name}`, clean: true, reconnectPeriod: 1000 });
-        c.on('message', (_topic, payload) => {
-          // Cheap check instead of full validation: the bench measures the controller, not zod.
-          const m = JSON.parse(payload.toString());
-          const op = m.route?.operation;
-          if (op === 'update' && `${m.content.metadata.namespace}/${m.content.metadata.name}` === key) sims.generation[i] = m.content.metadata.generation;
-          if (op === 'sync') for (const it of m.content.items) if (`${it.metadata.namespace}/${it.metadata.name}` === key) sims.generation[i] = it.metadata.generation;
-        });
-        await new Promise<void>((resolve, reject) => {
-          c.once('connect', () => resolve());
-          c.once('error', reject);
-        });
-        await c.subscribeAsync(nodeFilter(DEFAULT_TOPIC_PREFIX, name), { qos: 1 });
-        sims.clients[i] = c;
-      }),
-    );
-  }
-  return sims;
+  const generation = new Int32Array(NODES);
+  const clients = await connectFleet({ brokerUrl, count: NODES, clientPrefix: 'bench-', key, onSpec: (i, content) => (generation[i] = content.metadata.generation ?? 0) });
+  return { clients, generation, reports: 0 };
 }
 
 async function metric(port: number, name: string, labels = ''): Promise<number> {
@@ -128,16 +93,6 @@ function compileController(): string {
   if (r.status !== 0) throw new Error(`compiling the controller failed:\n${r.stdout}${r.stderr}`);
   // The real path: a symlinked node_modules would make main.js think it is not the entry point.
   return realpathSync(join(out, 'controller/main.js'));
-}
-
-/** mulberry32: the seeded PRNG the drops come from (the same seed, the same drops). */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const LOST_NODES = 50;
@@ -262,10 +217,8 @@ export async function benchController(opts: { json: boolean; runs: number }): Pr
     api = await startFakeKubeApi({ maxEvents: 2000 });
     api.create(TYPES.crds, buildCrd());
     broker = await startMosquitto();
-    for (let i = 0; i < NODES; i++) {
-      // Every node is an edge node; "group" spreads the 99 background resources over the nodes.
-      api.create(TYPES.nodes, { metadata: { name: `node-${i}`, labels: { [DEFAULT_EDGE_LABEL]: '', bench: 'yes', group: `g${i % 10}` } } });
-    }
+    // Every node is an edge node; "group" spreads the 99 background resources over the nodes.
+    registerFleet(api, NODES, (i) => ({ bench: 'yes', group: `g${i % 10}` }));
     // 99 background resources, each on a tenth of the nodes, and the measured one on all 1,000.
     for (let i = 1; i < RESOURCES; i++) api.create(TYPES.inferencemodels, spec(i, { group: `g${i % 10}` }));
     api.create(TYPES.inferencemodels, spec(0, { bench: 'yes' }));
@@ -336,7 +289,7 @@ export async function benchController(opts: { json: boolean; runs: number }): Pr
     const exited = new Promise((r) => child!.once('exit', r));
     child.kill('SIGTERM');
     await exited;
-    await Promise.all(sims.clients.map((c) => c.endAsync(true)));
+    await endFleet(sims.clients);
     sims = undefined;
     const lost = await lostStatuses(api, main, dir, log);
     const result = {
@@ -368,7 +321,7 @@ export async function benchController(opts: { json: boolean; runs: number }): Pr
       await exited;
       clearTimeout(t);
     }
-    if (sims) await Promise.all(sims.clients.filter(Boolean).map((c) => c.endAsync(true)));
+    if (sims) await endFleet(sims.clients);
     await broker?.close();
     await api?.stop();
     rmSync(dir, { recursive: true, force: true });

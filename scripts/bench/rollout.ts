@@ -1,5 +1,5 @@
 import { KubeConfig } from '@kubernetes/client-node';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { silentLogger } from '../../agent/log.js';
 import { Controller } from '../../controller/controller.js';
 import { buildCrd } from '../../controller/crd.js';
@@ -13,13 +13,15 @@ import {
   DEFAULT_STATUS_TOPIC,
   DEFAULT_TOPIC_PREFIX,
   makeEnvelope,
-  nodeFilter,
   statusTopic,
   type RolloutSpec,
   type StatusContent,
 } from '../../shared/index.js';
 import { TYPES, startFakeKubeApi, type FakeKubeApi } from '../../test/fakes/kube-api/server.js';
 import { startMosquitto, type Broker } from '../../test/helpers/mosquitto.js';
+import { until } from './poll.js';
+import { prng } from './prng.js';
+import { connectFleet, endFleet, registerFleet, type FleetSpec } from './sim-fleet.js';
 import { median } from './stats.js';
 
 // `npm run bench -- rollout`: a staged rollout (10% batches) over 1,000 simulated nodes on a
@@ -40,25 +42,6 @@ const KEY = 'default/bench-rollout';
 const GOOD_FAIL = 0.02;
 const BAD_FAIL = 0.3;
 const ROLLOUT: RolloutSpec = { batch: { percent: 10 }, failureThreshold: { percent: 10 } };
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(fn: () => boolean, what: string, timeoutMs = 180_000, everyMs = 5): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!fn()) {
-    if (Date.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
-
-/** mulberry32, seeded: the same delays and the same failing nodes every time. */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Whether `node` fails `version` (a stable function of both). */
 function fails(node: number, version: string): boolean {
@@ -84,57 +67,38 @@ async function responders(brokerUrl: string): Promise<Responder> {
   const r: Responder = { clients: [], serving: [], firstSeen: new Map(), done: new Map(), held: [], lastFinal: new Float64Array(NODES) };
   const random = prng(12);
   const held = r.held;
-  for (let start = 0; start < NODES; start += 100) {
-    await Promise.all(
-      Array.from({ length: Math.min(100, NODES - start) }, async (_, j) => {
-        const i = start + j;
-        const name = `node-${i}`;
-        const c = mqtt.connect(brokerUrl, { clientId: `bench-rollout-${name}`, clean: true, reconnectPeriod: 1000 });
-        const report = (s: Omit<StatusContent, 'node' | 'namespace' | 'name' | 'time'>) => {
-          const env = makeEnvelope('status', { node: name, namespace: 'default', name: 'bench-rollout', time: new Date().toISOString(), ...s }, { source: name, resource: 'default/inferencemodel/bench-rollout' });
-          void c.publishAsync(statusTopic(DEFAULT_STATUS_TOPIC, name), JSON.stringify(env), { qos: 1 });
-        };
-        const onSpec = (content: { metadata: { generation?: number }; spec: { targetVersion?: string } }, sync: boolean) => {
-          const v = content.spec.targetVersion!;
-          const generation = content.metadata.generation ?? 0;
-          if (held[i] === v) {
-            if (sync || r.serving[i] === v) report({ observedGeneration: generation, phase: 'Serving', servingVersion: r.serving[i], targetVersion: v });
-            return;
-          }
-          held[i] = v;
-          if (!r.firstSeen.has(v)) r.firstSeen.set(v, performance.now());
-          const failing = fails(i, v);
-          let final = false;
-          setTimeout(() => !final && held[i] === v && report({ observedGeneration: generation, phase: 'Downloading', servingVersion: r.serving[i], targetVersion: v }), 20 + random() * 60);
-          setTimeout(() => {
-            if (held[i] !== v) return;
-            final = true;
-            if (failing) report({ observedGeneration: generation, phase: 'Failed', servingVersion: r.serving[i], targetVersion: v, reason: 'VerifyFailed', message: 'sha256 mismatch' });
-            else {
-              r.serving[i] = v;
-              report({ observedGeneration: generation, phase: 'Serving', servingVersion: v, targetVersion: v });
-            }
-            let m = r.done.get(v);
-            if (!m) r.done.set(v, (m = new Map()));
-            m.set(i, { at: performance.now(), failed: failing });
-            r.lastFinal[i] = performance.now();
-          }, 150 + random() * 450);
-        };
-        c.on('message', (_t, payload) => {
-          const m = JSON.parse(payload.toString());
-          const op = m.route?.operation;
-          if (op === 'update' && `${m.content.metadata.namespace}/${m.content.metadata.name}` === KEY) onSpec(m.content, false);
-          if (op === 'sync') for (const it of m.content.items) if (`${it.metadata.namespace}/${it.metadata.name}` === KEY) onSpec(it, true);
-        });
-        await new Promise<void>((resolve, reject) => {
-          c.once('connect', () => resolve());
-          c.once('error', reject);
-        });
-        await c.subscribeAsync(nodeFilter(DEFAULT_TOPIC_PREFIX, name), { qos: 1 });
-        r.clients[i] = c;
-      }),
-    );
-  }
+  const onSpec = (i: number, content: FleetSpec, sync: boolean, c: MqttClient) => {
+    const name = `node-${i}`;
+    const report = (st: Omit<StatusContent, 'node' | 'namespace' | 'name' | 'time'>) => {
+      const env = makeEnvelope('status', { node: name, namespace: 'default', name: 'bench-rollout', time: new Date().toISOString(), ...st }, { source: name, resource: 'default/inferencemodel/bench-rollout' });
+      void c.publishAsync(statusTopic(DEFAULT_STATUS_TOPIC, name), JSON.stringify(env), { qos: 1 });
+    };
+    const v = content.spec.targetVersion!;
+    const generation = content.metadata.generation ?? 0;
+    if (held[i] === v) {
+      if (sync || r.serving[i] === v) report({ observedGeneration: generation, phase: 'Serving', servingVersion: r.serving[i], targetVersion: v });
+      return;
+    }
+    held[i] = v;
+    if (!r.firstSeen.has(v)) r.firstSeen.set(v, performance.now());
+    const failing = fails(i, v);
+    let final = false;
+    setTimeout(() => !final && held[i] === v && report({ observedGeneration: generation, phase: 'Downloading', servingVersion: r.serving[i], targetVersion: v }), 20 + random() * 60);
+    setTimeout(() => {
+      if (held[i] !== v) return;
+      final = true;
+      if (failing) report({ observedGeneration: generation, phase: 'Failed', servingVersion: r.serving[i], targetVersion: v, reason: 'VerifyFailed', message: 'sha256 mismatch' });
+      else {
+        r.serving[i] = v;
+        report({ observedGeneration: generation, phase: 'Serving', servingVersion: v, targetVersion: v });
+      }
+      let m = r.done.get(v);
+      if (!m) r.done.set(v, (m = new Map()));
+      m.set(i, { at: performance.now(), failed: failing });
+      r.lastFinal[i] = performance.now();
+    }, 150 + random() * 450);
+  };
+  r.clients = await connectFleet({ brokerUrl, count: NODES, clientPrefix: 'bench-rollout-', key: KEY, onSpec });
   return r;
 }
 
@@ -174,7 +138,7 @@ export async function benchRollout(opts: { json: boolean; runs: number }): Promi
     api = await startFakeKubeApi({ maxEvents: 5000 });
     api.create(TYPES.crds, buildCrd());
     broker = await startMosquitto();
-    for (let i = 0; i < NODES; i++) api.create(TYPES.nodes, { metadata: { name: `node-${i}`, labels: { [DEFAULT_EDGE_LABEL]: '' } } });
+    registerFleet(api, NODES);
     const versions = ['1', ...Array.from({ length: runs }, (_, r) => [`good-${r}`, `bad-${r}`]).flat()];
     api.create(TYPES.inferencemodels, resource(versions));
     log(`rollout bench: ${NODES} simulated nodes (reports 20-80 ms Downloading, 150-600 ms Serving/Failed; ${GOOD_FAIL * 100}% fail a good version, ${BAD_FAIL * 100}% a bad one), 10% batches, threshold 10%`);
@@ -256,7 +220,7 @@ export async function benchRollout(opts: { json: boolean; runs: number }): Promi
     return result;
   } finally {
     await ctl?.stop();
-    if (sims) await Promise.all(sims.clients.filter(Boolean).map((c) => c.endAsync(true)));
+    if (sims) await endFleet(sims.clients);
     await broker?.close();
     await api?.stop();
   }

@@ -1,17 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ModelContent, StatusContent } from '../../shared/index.js';
-import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
+import type { AgentProcess } from '../helpers/agent-process.js';
 import { packDir } from '../helpers/archives.js';
-import { connectCloud, type Cloud } from '../helpers/cloud.js';
-import { faultObject, faultSeed, startFaultServer, type FaultServer } from '../helpers/fault-server.js';
+import { E2E_NODE, useE2e } from '../helpers/e2e-agent.js';
+import { faultObject, faultSeed, startFaultServer } from '../helpers/fault-server.js';
 import { writeLinearModel } from '../helpers/models.js';
-import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
-import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';
 
 // The broker goes away while deliveries and statuses are in flight: stopped (by pid) in the
@@ -20,42 +17,27 @@ import { waitFor } from '../helpers/wait.js';
 // persistent session: every status arrives, first arrivals in the order the agent made them,
 // every model ends Serving, and the daemon lives on.
 
-const NODE = 'edge-1';
+const NODE = E2E_NODE;
 const MODELS = 20;
 const PHASES = new Set(['Pending', 'Downloading', 'Verifying', 'Installing', 'Installed', 'Starting', 'Serving', 'Failed', 'Deleting', 'Deleted']);
 
-let work: string;
-let broker: Broker;
-let cloud: Cloud;
-let agents: AgentProcess[] = [];
-let servers: FaultServer[] = [];
-let gatewayPort: number;
+const e2e = useE2e({ prefix: 'e2e-broker-', broker: { persistence: true }, cloud: { persistent: true } });
 
-const stateDir = () => join(work, 'state');
-
-async function agent(): Promise<AgentProcess> {
-  const hellos = cloud.hellos.length;
-  const a = startAgentProcess({
-    node: { name: NODE, address: '127.0.0.1' },
-    broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 },
-    stateDir: stateDir(),
-    gateway: { bind: '127.0.0.1', port: gatewayPort },
+function agent(): Promise<AgentProcess> {
+  const config = e2e.config({
     serving: { startTimeoutMs: 60_000, drainTimeoutMs: 1000, stopGraceMs: 2000 },
-    admin: { socket: join(work, 'modeld.sock'), metricsPort: 0 },
     fetch: { progressIntervalMs: 100, backoffBaseMs: 50, backoffMaxMs: 500, stallTimeoutMs: 60_000 },
   });
-  agents.push(a);
-  await waitFor(() => cloud.hellos.length > hellos, 30_000, 'hello');
-  return a;
+  return e2e.startAgent(config);
 }
 
 /** model.onnx (y = 2x + 1) and 8 MiB of incompressible padding: a download that takes a while. */
 async function modelArchive() {
-  const src = join(work, 'src');
+  const src = join(e2e.work, 'src');
   mkdirSync(src, { recursive: true });
   writeLinearModel(join(src, 'model.onnx'), { w: 2, b: 1 });
   writeFileSync(join(src, 'pad.bin'), randomBytes(8 * 1024 * 1024));
-  const body = readFileSync(await packDir(src, join(work, 'model.tar.gz'), { gzip: true }));
+  const body = readFileSync(await packDir(src, join(e2e.work, 'model.tar.gz'), { gzip: true }));
   return faultObject(body, '"model-1"');
 }
 
@@ -65,19 +47,13 @@ const content = (name: string, generation: number, url: string, sha256: string):
 });
 
 async function infer(name: string, x: number): Promise<number | undefined> {
-  const res = await fetch(`http://127.0.0.1:${gatewayPort}/v2/models/${name}/infer`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ inputs: [{ name: 'x', shape: [1, 1], datatype: 'FP32', data: [x] }] }),
-  }).catch(() => undefined);
-  if (!res?.ok) return undefined;
-  const body = (await res.json().catch(() => ({}))) as { outputs?: Array<{ data: number[] }> };
-  return body.outputs?.[0]?.data?.[0];
+  const r = await e2e.infer(name, x);
+  return r.status === 200 ? r.y : undefined;
 }
 
 /** Reads the agent's own state (WAL: a reader beside the running agent is fine). */
 function readState<T>(fn: (db: Database.Database) => T): T {
-  const db = new Database(join(stateDir(), 'state.db'), { readonly: true, fileMustExist: true });
+  const db = new Database(join(e2e.stateDir, 'state.db'), { readonly: true, fileMustExist: true });
   try {
     return fn(db);
   } finally {
@@ -85,7 +61,7 @@ function readState<T>(fn: (db: Database.Database) => T): T {
   }
 }
 
-const outboxDepth = () => (existsSync(join(stateDir(), 'state.db')) ? readState((db) => (db.prepare('SELECT COUNT(*) AS n FROM outbox').get() as { n: number }).n) : 0);
+const outboxDepth = () => (existsSync(join(e2e.stateDir, 'state.db')) ? readState((db) => (db.prepare('SELECT COUNT(*) AS n FROM outbox').get() as { n: number }).n) : 0);
 
 /** The phase statuses the agent made (its event history, which records each one as it is made), in order. */
 const madeStatuses = () =>
@@ -96,34 +72,16 @@ const madeStatuses = () =>
 /** Statuses as the cloud first saw them (duplicates, allowed by at-least-once, dropped by msg_id). */
 function firstArrivals(): StatusContent[] {
   const seen = new Set<string>();
-  return cloud.statuses.filter((_, i) => !seen.has(cloud.headers[i].msg_id) && !!seen.add(cloud.headers[i].msg_id));
+  return e2e.cloud.statuses.filter((_, i) => !seen.has(e2e.cloud.headers[i].msg_id) && !!seen.add(e2e.cloud.headers[i].msg_id));
 }
 
 const isProgress = (s: StatusContent) => s.phase === 'Downloading' && s.progress !== undefined;
 const names = Array.from({ length: MODELS }, (_, i) => `m${String(i).padStart(2, '0')}`);
 
-beforeEach(async () => {
-  work = mkdtempSync(join(tmpdir(), 'e2e-broker-'));
-  broker = await startMosquitto({ persistence: true });
-  cloud = await connectCloud(broker.url, undefined, undefined, { persistent: true });
-  gatewayPort = await freePort();
-});
-
-afterEach(async () => {
-  for (const a of agents) await a.end();
-  agents = [];
-  await cloud.close();
-  for (const s of servers) await s.stop();
-  servers = [];
-  await broker.close();
-  rmSync(work, { recursive: true, force: true });
-});
-
 describe('broker restarts end to end', { timeout: 300_000 }, () => {
   it('delivers every status, in order, through broker restarts mid-download and mid-status-burst; every model ends Serving', async () => {
     const obj = await modelArchive();
-    const server = await startFaultServer({ objects: [obj], seed: faultSeed() });
-    servers.push(server);
+    const server = e2e.track(await startFaultServer({ objects: [obj], seed: faultSeed() }));
     // Paced at ~3 MiB/s: the download is under way for a few seconds.
     server.fallback = { kind: 'trickle', in: 'body', bytes: 64 * 1024, everyMs: 20 };
     const a = await agent();
@@ -132,11 +90,11 @@ describe('broker restarts end to end', { timeout: 300_000 }, () => {
     });
     const race = <T>(p: Promise<T>) => Promise.race([p, exited]);
 
-    for (const name of names) await cloud.update(NODE, content(name, 1, server.url, obj.sha256));
+    for (const name of names) await e2e.cloud.update(NODE, content(name, 1, server.url, obj.sha256));
     // Mid-download, with statuses flowing: every model is Downloading and bytes are coming in.
-    await race(waitFor(() => names.every((n) => cloud.statuses.some((s) => s.name === n && s.phase === 'Downloading')), 60_000, 'every model Downloading'));
-    await race(cloud.waitStatus((s) => isProgress(s) && (s.progress?.bytes ?? 0) >= 1024 * 1024, { what: '1 MiB downloaded' }));
-    await broker.stop();
+    await race(waitFor(() => names.every((n) => e2e.cloud.statuses.some((s) => s.name === n && s.phase === 'Downloading')), 60_000, 'every model Downloading'));
+    await race(e2e.cloud.waitStatus((s) => isProgress(s) && (s.progress?.bytes ?? 0) >= 1024 * 1024, { what: '1 MiB downloaded' }));
+    await e2e.broker.stop();
     expect(server.bytesSent(), 'the broker went down mid-download').toBeLessThan(obj.body.length);
 
     // Offline, the agent finishes the work and serves every model; its statuses wait in the outbox.
@@ -145,10 +103,10 @@ describe('broker restarts end to end', { timeout: 300_000 }, () => {
     expect(queued).toBeGreaterThan(32); // more than one publish window: a burst
 
     // Back, and gone again (SIGTERM, by pid) as the first status of the burst that empties the
-    // outbox reaches the cloud. Not SIGSTOP to pin the instant: mosquitto 2.0.11 frozen, then
+    // outbox reaches the e2e.cloud. Not SIGSTOP to pin the instant: mosquitto 2.0.11 frozen, then
     // stopped, loses what it had queued for connected clients, acked or not.
     const arrivedBefore = firstArrivals().length;
-    const seenBefore = new Set(cloud.headers.map((h) => h.msg_id));
+    const seenBefore = new Set(e2e.cloud.headers.map((h) => h.msg_id));
     let stopping: Promise<void> | undefined;
     // The first status of the burst that is new to the cloud: a resent one (at least once: its
     // PUBACK was lost in the first outage) says nothing about where the burst is.
@@ -156,19 +114,19 @@ describe('broker restarts end to end', { timeout: 300_000 }, () => {
       if (stopping || !payload.includes('"operation":"status"')) return;
       const id = (JSON.parse(payload.toString()) as { header?: { msg_id?: string } }).header?.msg_id;
       if (id === undefined || seenBefore.has(id)) return;
-      stopping = broker.stop();
+      stopping = e2e.broker.stop();
     };
-    cloud.client.on('message', onMessage);
-    await broker.start();
+    e2e.cloud.client.on('message', onMessage);
+    await e2e.broker.start();
     await race(waitFor(() => stopping !== undefined, 30_000, 'the first status of the burst'));
     await stopping;
-    cloud.client.off('message', onMessage);
+    e2e.cloud.client.off('message', onMessage);
     const arrivedMid = firstArrivals().length - arrivedBefore;
     const midBurst = `the broker went down mid-burst (${arrivedMid} of ${queued} queued statuses had arrived)`;
     expect(arrivedMid, midBurst).toBeGreaterThan(0);
     expect(arrivedMid, midBurst).toBeLessThan(queued);
 
-    await broker.start();
+    await e2e.broker.start();
     await race(waitFor(() => names.every((n) => firstArrivals().some((s) => s.name === n && s.phase === 'Serving')), 60_000, 'every Serving status at the cloud'));
     await race(waitFor(() => outboxDepth() === 0, 30_000, 'the outbox to empty'));
 
@@ -183,8 +141,8 @@ describe('broker restarts end to end', { timeout: 300_000 }, () => {
 
     // Alive and still doing its job: it serves, and a new model is delivered and served.
     expect(a.child.exitCode).toBeNull();
-    await cloud.update(NODE, content('after', 1, server.url, obj.sha256));
-    await race(cloud.waitStatus((s) => s.name === 'after' && s.phase === 'Serving', { what: 'a new model serving', timeoutMs: 60_000 }));
+    await e2e.cloud.update(NODE, content('after', 1, server.url, obj.sha256));
+    await race(e2e.cloud.waitStatus((s) => s.name === 'after' && s.phase === 'Serving', { what: 'a new model serving', timeoutMs: 60_000 }));
     expect(await infer('after', 1)).toBe(3);
     expect(await infer(names[0], 1)).toBe(3);
   });

@@ -1,68 +1,31 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ModelContent, StatusContent } from '../../shared/index.js';
-import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
-import { startChaosServer, type ChaosServer } from '../helpers/chaos-server.js';
-import { connectCloud, type Cloud } from '../helpers/cloud.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { StatusContent } from '../../shared/index.js';
+import type { AgentProcess } from '../helpers/agent-process.js';
+import { E2E_NODE, linearContent as content, useE2e, type AgentConfig } from '../helpers/e2e-agent.js';
 import { runCli, writeConfig } from '../helpers/modeld-cli.js';
-import { makeModelArchive } from '../helpers/models.js';
-import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
-import { freePort } from '../helpers/ports.js';
-import { WAIT_MS, waitFor, waitForValue } from '../helpers/wait.js';
+import { waitForValue } from '../helpers/wait.js';
 
 // `modeld defer` end to end: a real agent serving real onnxruntime, real archives over HTTP, a real
 // broker. A hold keeps v1 serving while v2 is fetched and installed; the switch happens at
 // release, at the deadline, and the hold outlives a daemon restart.
 
-let work: string;
-let broker: Broker;
-let cloud: Cloud;
-let agents: AgentProcess[] = [];
-let servers: ChaosServer[] = [];
-let gatewayPort: number;
-let config: Record<string, unknown> & { stateDir: string };
+const e2e = useE2e({ prefix: 'e2e-defer-' });
+let config: AgentConfig;
 let configFile: string;
 
-const NODE = 'edge-1';
+const NODE = E2E_NODE;
 
 async function agent(): Promise<AgentProcess> {
-  const hellos = cloud.hellos.length;
-  const a = startAgentProcess(config);
-  agents.push(a);
-  await waitFor(() => cloud.hellos.length > hellos, WAIT_MS, 'hello');
-  return a;
+  return e2e.startAgent(config);
 }
 
-async function model(version: string, opts: { w: number; b: number }) {
-  const a = await makeModelArchive(join(work, `v${version}.tar.gz`), opts);
-  const server = await startChaosServer({ body: readFileSync(a.path) });
-  servers.push(server);
-  return { version, url: server.urlFor(`/v${version}.tar.gz`), sha256: a.sha256 };
-}
-
-const content = (generation: number, versions: Array<{ version: string; url: string; sha256: string }>, targetVersion: string): ModelContent => ({
-  metadata: { name: 'linear', namespace: 'default', uid: 'u1', generation },
-  spec: {
-    modelName: 'linear',
-    deployToLayer: 'edge',
-    frameworkType: 'onnx',
-    manifest: versions.map((v) => ({ version: v.version, downloadURL: v.url, sha256sum: v.sha256 })),
-    targetVersion,
-  },
-});
+const model = (version: string, opts: { w: number; b: number }) => e2e.serveModel(version, opts);
 
 /** y of the linear model that serves: 21 for v1 (2x+1), 29 for v2 (3x-1) at x = 10. */
 async function infer(): Promise<number | undefined> {
-  const res = await fetch(`http://127.0.0.1:${gatewayPort}/v2/models/linear/infer`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ inputs: [{ name: 'x', shape: [1, 1], datatype: 'FP32', data: [10] }] }),
-  }).catch(() => undefined);
-  if (!res?.ok) return undefined;
-  return ((await res.json()) as { outputs?: Array<{ data: number[] }> }).outputs?.[0]?.data?.[0];
+  const r = await e2e.infer('linear', 10);
+  return r.status === 200 ? r.y : undefined;
 }
 
 /** One request on the admin socket, as a local application makes it (curl --unix-socket). */
@@ -87,41 +50,21 @@ async function deferredV2(forArg = '1h'): Promise<StatusContent> {
   const v1 = await model('1', { w: 2, b: 1 });
   const v2 = await model('2', { w: 3, b: -1 });
   await agent();
-  await cloud.update(NODE, content(1, [v1, v2], '1'));
-  await cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '1', { timeoutMs: 90_000, what: 'v1 serving' });
+  await e2e.cloud.update(NODE, content(1, [v1, v2], '1'));
+  await e2e.cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '1', { timeoutMs: 90_000, what: 'v1 serving' });
   expect(await infer()).toBe(21);
   const d = await cli('defer', 'linear', '--for', forArg);
   expect(d, d.stderr).toMatchObject({ code: 0 });
-  await cloud.update(NODE, content(2, [v1, v2], '2'));
-  return cloud.waitStatus((s) => s.phase === 'Deferred' && s.observedGeneration === 2, { timeoutMs: 90_000, what: 'v2 deferred' });
+  await e2e.cloud.update(NODE, content(2, [v1, v2], '2'));
+  return e2e.cloud.waitStatus((s) => s.phase === 'Deferred' && s.observedGeneration === 2, { timeoutMs: 90_000, what: 'v2 deferred' });
 }
 
-beforeEach(async () => {
-  work = mkdtempSync(join(tmpdir(), 'e2e-defer-'));
-  broker = await startMosquitto();
-  cloud = await connectCloud(broker.url);
-  gatewayPort = await freePort();
-  config = {
-    node: { name: NODE, address: '127.0.0.1' },
-    broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 },
-    stateDir: join(work, 'state'),
-    gateway: { bind: '127.0.0.1', port: gatewayPort },
+beforeEach(() => {
+  config = e2e.config({
     serving: { startTimeoutMs: 120_000, drainTimeoutMs: 2000, stopGraceMs: 2000, probeIntervalMs: 200 },
-    admin: { socket: join(work, 'modeld.sock'), metricsPort: 0 },
-    fetch: { progressIntervalMs: 200, backoffBaseMs: 50, backoffMaxMs: 500 },
     deferral: { maxSeconds: 3600 },
-  };
+  });
   configFile = writeConfig(config);
-});
-
-afterEach(async () => {
-  for (const a of agents) await a.end();
-  agents = [];
-  await cloud.close();
-  for (const s of servers) await s.stop();
-  servers = [];
-  await broker.close();
-  rmSync(work, { recursive: true, force: true });
 });
 
 describe('update deferral on the node', { timeout: 300_000 }, () => {
@@ -138,22 +81,22 @@ describe('update deferral on the node', { timeout: 300_000 }, () => {
     expect(table.stdout).toContain(`default/linear deferred until ${deferred.deferredUntil}`);
     expect((await cli('describe', 'linear')).stdout).toContain(`Deferral:     deferred until ${deferred.deferredUntil}`);
 
-    const from = cloud.statuses.length;
+    const from = e2e.cloud.statuses.length;
     const r = await cli('defer', '--release', 'linear');
     expect(r, r.stderr).toMatchObject({ code: 0 });
     expect(r.stdout).toContain('hold released');
-    const switched = await cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '2', { from, timeoutMs: 90_000, what: 'v2 serving after release' });
+    const switched = await e2e.cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '2', { from, timeoutMs: 90_000, what: 'v2 serving after release' });
     expect(switched.deferredUntil).toBeUndefined();
     expect(await infer()).toBe(29);
   });
 
   it('switches at the hold deadline (a shorter --for re-arms it)', async () => {
     await deferredV2();
-    const from = cloud.statuses.length;
+    const from = e2e.cloud.statuses.length;
     const short = await cli('defer', 'linear', '--for', '2s', '-o', 'json');
     expect(short, short.stderr).toMatchObject({ code: 0 });
     const until = Date.parse(JSON.parse(short.stdout).deferredUntil);
-    const switched = await cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '2', { from, timeoutMs: 90_000, what: 'v2 serving at the deadline' });
+    const switched = await e2e.cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '2', { from, timeoutMs: 90_000, what: 'v2 serving at the deadline' });
     // Not before the deadline: the switch came from the timer.
     expect(Date.parse(switched.time)).toBeGreaterThanOrEqual(until);
     expect(await infer()).toBe(29);
@@ -163,7 +106,7 @@ describe('update deferral on the node', { timeout: 300_000 }, () => {
 
   it('keeps the hold across a daemon restart: v1 serves again, v2 waits', async () => {
     const deferred = await deferredV2();
-    await agents.at(-1)!.kill('SIGTERM');
+    await e2e.agents.at(-1)!.kill('SIGTERM');
     await agent();
     const m = await waitForValue(async () => {
       const r = await localStatus();
@@ -172,17 +115,17 @@ describe('update deferral on the node', { timeout: 300_000 }, () => {
     }, 90_000, 'v1 serving again after the restart');
     expect(m).toMatchObject({ phase: 'Deferred', deferredUntil: deferred.deferredUntil, targetVersion: '2' });
     expect(await infer()).toBe(21);
-    const from = cloud.statuses.length;
+    const from = e2e.cloud.statuses.length;
     expect((await cli('defer', '--release', 'linear')).code).toBe(0);
-    await cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '2', { from, timeoutMs: 90_000, what: 'v2 serving after release' });
+    await e2e.cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '2', { from, timeoutMs: 90_000, what: 'v2 serving after release' });
     expect(await infer()).toBe(29);
   });
 
   it('refuses bad input with a coded exit: unknown model, malformed or past times, over the cap, release without a hold', async () => {
     const v1 = await model('1', { w: 2, b: 1 });
     await agent();
-    await cloud.update(NODE, content(1, [v1], '1'));
-    await cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '1', { timeoutMs: 90_000, what: 'v1 serving' });
+    await e2e.cloud.update(NODE, content(1, [v1], '1'));
+    await e2e.cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '1', { timeoutMs: 90_000, what: 'v1 serving' });
     const cases: Array<[string[], number, RegExp]> = [
       [['defer', 'nope', '--for', '1m'], 4, /^modeld: NotFound: no model default\/nope/],
       [['defer', 'linear', '--for', 'soon'], 2, /^modeld: BadRequest: --for "soon" is not a duration/],

@@ -1,27 +1,21 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ModelContent } from '../../shared/index.js';
-import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
+import type { AgentProcess } from '../helpers/agent-process.js';
 import { makeTree, packDir } from '../helpers/archives.js';
-import { connectCloud, type Cloud } from '../helpers/cloud.js';
-import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
+import { E2E_NODE, useE2e } from '../helpers/e2e-agent.js';
 import { waitFor } from '../helpers/wait.js';
 
 // Node-wide limits with the agent as a real child process: many models delivered at once share
 // the node's download slots and its one bandwidth budget (not one each).
 
-let work: string;
-let broker: Broker;
-let cloud: Cloud;
-let agents: AgentProcess[] = [];
-let servers: ArchiveServer[] = [];
+const e2e = useE2e({ prefix: 'e2e-limits-', gateway: false });
 
-const NODE = 'edge-1';
+const NODE = E2E_NODE;
 
 /**
  * A real HTTP server for several archives (one per path) that counts the responses in flight:
@@ -81,15 +75,15 @@ async function startArchiveServer(bodies: Map<string, Buffer>, opts: { trickleMs
       server.closeAllConnections();
       server.close(() => resolve());
     });
-  servers.push(state);
+  e2e.track(state);
   return state;
 }
 
 /** A .tar.gz of one incompressible file of `bytes`, so the archive is about that big. */
 async function archive(name: string, bytes: number): Promise<{ body: Buffer; sha256: string }> {
-  const src = join(work, `src-${name}`);
+  const src = join(e2e.work, `src-${name}`);
   await makeTree(src, { 'weights.bin': randomBytes(bytes), 'name.txt': name });
-  const body = readFileSync(await packDir(src, join(work, `${name}.tar.gz`), { gzip: true }));
+  const body = readFileSync(await packDir(src, join(e2e.work, `${name}.tar.gz`), { gzip: true }));
   return { body, sha256: createHash('sha256').update(body).digest('hex') };
 }
 
@@ -98,45 +92,17 @@ const content = (name: string, url: string, sha256: string): ModelContent => ({
   spec: { modelName: name, deployToLayer: 'edge', manifest: [{ version: '1', downloadURL: url, sha256sum: sha256 }], targetVersion: '1' },
 });
 
-async function agent(extra: Record<string, unknown>): Promise<AgentProcess> {
-  const hellos = cloud.hellos.length;
-  const a = startAgentProcess(
-    {
-      node: { name: NODE },
-      broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 },
-      stateDir: join(work, 'state'),
-      log: { level: 'debug' },
-      ...extra,
-    },
-    ['--no-serve'],
-  );
-  agents.push(a);
-  await waitFor(() => cloud.hellos.length > hellos, 30_000, 'the agent to say hello');
-  return a;
+function agent(extra: Record<string, unknown>): Promise<AgentProcess> {
+  const config = e2e.config({ node: { name: NODE }, admin: undefined, fetch: undefined, log: { level: 'debug' }, ...extra });
+  return e2e.startAgent(config, ['--no-serve']);
 }
 
 /** Each named model's first status in `phase`, waited for. */
 const allReach = (names: string[], phase: string, timeoutMs = 90_000) =>
-  waitFor(() => names.every((n) => cloud.statuses.some((s) => s.name === n && s.phase === phase)), timeoutMs, `${names.join(', ')} ${phase}`).catch((err: Error) => {
-    const last = names.map((n) => `${n}: ${cloud.statuses.filter((s) => s.name === n).at(-1)?.phase ?? '-'}`).join('; ');
+  waitFor(() => names.every((n) => e2e.cloud.statuses.some((s) => s.name === n && s.phase === phase)), timeoutMs, `${names.join(', ')} ${phase}`).catch((err: Error) => {
+    const last = names.map((n) => `${n}: ${e2e.cloud.statuses.filter((s) => s.name === n).at(-1)?.phase ?? '-'}`).join('; ');
     throw new Error(`${err.message} (last: ${last})`);
   });
-
-beforeEach(async () => {
-  work = mkdtempSync(join(tmpdir(), 'e2e-limits-'));
-  broker = await startMosquitto();
-  cloud = await connectCloud(broker.url);
-});
-
-afterEach(async () => {
-  for (const a of agents) await a.end();
-  agents = [];
-  await cloud.close();
-  for (const s of servers) await s.stop();
-  servers = [];
-  await broker.close();
-  rmSync(work, { recursive: true, force: true });
-});
 
 describe('node-wide limits end to end', { timeout: 240_000 }, () => {
   it('five models delivered at once never have more than limits.fetches downloads in flight, and all end Installed', async () => {
@@ -146,7 +112,7 @@ describe('node-wide limits end to end', { timeout: 240_000 }, () => {
     const server = await startArchiveServer(new Map(names.map((n, i) => [`/${n}.tar.gz`, archives[i].body])), { trickleMs: 40 });
     await agent({ limits: { fetches: 2 }, fetch: { progressIntervalMs: 100 } });
 
-    await cloud.sync(
+    await e2e.cloud.sync(
       NODE,
       names.map((n, i) => content(n, server.url(`/${n}.tar.gz`), archives[i].sha256)),
     );
@@ -155,7 +121,7 @@ describe('node-wide limits end to end', { timeout: 240_000 }, () => {
     expect(server.maxInFlight).toBeLessThanOrEqual(2);
     expect(server.maxInFlight).toBe(2); // the slots are used, not one download after the other
     // A model kept out by the limit says so while it waits.
-    const waiting = cloud.statuses.filter((s) => s.phase === 'Downloading' && s.reason === 'WaitingForSlot' && /waiting for a download slot \(2 of 2 in use/.test(s.message ?? ''));
+    const waiting = e2e.cloud.statuses.filter((s) => s.phase === 'Downloading' && s.reason === 'WaitingForSlot' && /waiting for a download slot \(2 of 2 in use/.test(s.message ?? ''));
     expect(waiting.length).toBeGreaterThan(0);
   });
 
@@ -172,14 +138,14 @@ describe('node-wide limits end to end', { timeout: 240_000 }, () => {
     await agent({ limits: { fetches: 2 }, fetch: { bandwidth: '2MiB', progressIntervalMs: 100 } });
 
     const t0 = Date.now();
-    await cloud.sync(NODE, [content('a', server.url('/a.tar.gz'), a.sha256), content('b', server.url('/b.tar.gz'), b.sha256)]);
+    await e2e.cloud.sync(NODE, [content('a', server.url('/a.tar.gz'), a.sha256), content('b', server.url('/b.tar.gz'), b.sha256)]);
     await allReach(['a', 'b'], 'Installed');
     const elapsed = Date.now() - t0;
 
     // They did download at the same time: each made progress while the other was under way.
     // (Seen from the agent: the server's own count says little here, as the kernel's socket
     // buffers take a whole 4 MiB body at once.)
-    const progress = (name: string) => cloud.statuses.flatMap((s, i) => (s.name === name && s.phase === 'Downloading' && s.progress && s.progress.bytes > 0 && s.progress.bytes < (s.progress.totalBytes ?? Infinity) ? [i] : []));
+    const progress = (name: string) => e2e.cloud.statuses.flatMap((s, i) => (s.name === name && s.phase === 'Downloading' && s.progress && s.progress.bytes > 0 && s.progress.bytes < (s.progress.totalBytes ?? Infinity) ? [i] : []));
     const [pa, pb] = [progress('a'), progress('b')];
     expect(pa.length).toBeGreaterThan(0);
     expect(pb.length).toBeGreaterThan(0);

@@ -1,18 +1,14 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ModelContent, StatusContent } from '../../shared/index.js';
+import { describe, expect, it } from 'vitest';
+import type { StatusContent } from '../../shared/index.js';
 import type { StatusReport } from '../../agent/admin/status-view.js';
-import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
-import { startChaosServer, type ChaosServer } from '../helpers/chaos-server.js';
-import { connectCloud, type Cloud } from '../helpers/cloud.js';
+import type { AgentProcess } from '../helpers/agent-process.js';
+import { E2E_NODE, linearContent as content, useE2e } from '../helpers/e2e-agent.js';
 import { writeLegacyState } from '../helpers/legacy-state.js';
 import { inferenceModel, runCli, writeConfig, writeYaml } from '../helpers/modeld-cli.js';
 import { makeModelArchive, makeModelDir } from '../helpers/models.js';
-import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
-import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';
 
 // Guarantee 2, second half: what a node serves is exactly the bytes whose digest its current
@@ -21,69 +17,30 @@ import { waitFor } from '../helpers/wait.js';
 // the old tree stays the rollback. The agent is a real child process on a real mosquitto,
 // downloading from real HTTP servers and serving through real onnxruntime.
 
-let work: string;
-let broker: Broker;
-let cloud: Cloud;
-let agents: AgentProcess[] = [];
-let servers: ChaosServer[] = [];
-let gatewayPort: number;
+const e2e = useE2e({ prefix: 'e2e-republish-' });
 let configFile: string;
 
-const NODE = 'edge-1';
-const stateDir = () => join(work, 'state');
-const modelDir = () => join(stateDir(), 'models', 'default', 'linear');
+const NODE = E2E_NODE;
+const modelDir = () => join(e2e.stateDir, 'models', 'default', 'linear');
 
-async function agent(): Promise<AgentProcess> {
-  const hellos = cloud.hellos.length;
-  const config = {
-    node: { name: NODE, address: '127.0.0.1' },
-    broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 },
-    stateDir: stateDir(),
-    gateway: { bind: '127.0.0.1', port: gatewayPort },
-    serving: { startTimeoutMs: 30_000, drainTimeoutMs: 2000, stopGraceMs: 2000 },
-    admin: { socket: join(work, 'modeld.sock'), metricsPort: 0 },
-    fetch: { progressIntervalMs: 200, backoffBaseMs: 50, backoffMaxMs: 500 },
-  };
-  configFile = writeConfig(config, join(work, 'config.yaml'));
-  const a = startAgentProcess(config);
-  agents.push(a);
-  await waitFor(() => cloud.hellos.length > hellos, 30_000, 'hello');
-  return a;
+function agent(): Promise<AgentProcess> {
+  const config = e2e.config({ serving: { startTimeoutMs: 30_000, drainTimeoutMs: 2000, stopGraceMs: 2000 } });
+  configFile = writeConfig(config, join(e2e.work, 'config.yaml'));
+  return e2e.startAgent(config);
 }
 
 /** One published build of a version: y = x * w + b, served from its own HTTP server. */
 async function build(version: string, w: number, b: number) {
-  const file = join(work, `v${version}-w${w}.tar.gz`);
+  const file = join(e2e.work, `v${version}-w${w}.tar.gz`);
   const a = await makeModelArchive(file, { w, b });
-  const server = await startChaosServer({ body: readFileSync(a.path) });
-  servers.push(server);
+  const server = await e2e.serveBody(readFileSync(a.path));
   // The bytes the installed tree must hold: model.onnx exactly as this build wrote it.
-  const model = readFileSync(join(makeModelDir(join(work, `expect-${version}-w${w}`), { w, b }), 'model.onnx'));
+  const model = readFileSync(join(makeModelDir(join(e2e.work, `expect-${version}-w${w}`), { w, b }), 'model.onnx'));
   return { version, w, b, url: server.urlFor(`/linear-${version}.tar.gz`), sha256: a.sha256, server, model, y: (x: number) => x * w + b };
 }
 type Build = Awaited<ReturnType<typeof build>>;
 
-const content = (generation: number, builds: Build[], targetVersion: string): ModelContent => ({
-  metadata: { name: 'linear', namespace: 'default', uid: 'u1', generation },
-  spec: {
-    modelName: 'linear',
-    deployToLayer: 'edge',
-    frameworkType: 'onnx',
-    manifest: builds.map((v) => ({ version: v.version, downloadURL: v.url, sha256sum: v.sha256 })),
-    targetVersion,
-  },
-});
-
-async function infer(x: number): Promise<{ status: number; y?: number }> {
-  const res = await fetch(`http://127.0.0.1:${gatewayPort}/v2/models/linear/infer`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ inputs: [{ name: 'x', shape: [1, 1], datatype: 'FP32', data: [x] }] }),
-  }).catch(() => undefined);
-  if (!res) return { status: 0 };
-  const body = (await res.json().catch(() => ({}))) as { outputs?: Array<{ data: number[] }> };
-  return { status: res.status, y: body.outputs?.[0]?.data?.[0] };
-}
+const infer = (x: number) => e2e.infer('linear', x);
 
 /** Requests sent back to back until stopped: every answer must be a 200 from one of the builds. */
 function steadyTraffic(expected: Build[]) {
@@ -117,23 +74,6 @@ function expectCurrentHolds(b: Build) {
 const entry = (s: StatusContent, sha256: string) => s.versions?.find((v) => v.sha256sum === sha256);
 const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
-beforeEach(async () => {
-  work = mkdtempSync(join(tmpdir(), 'e2e-republish-'));
-  broker = await startMosquitto();
-  cloud = await connectCloud(broker.url);
-  gatewayPort = await freePort();
-});
-
-afterEach(async () => {
-  for (const a of agents) await a.end();
-  agents = [];
-  await cloud.close();
-  for (const s of servers) await s.stop();
-  servers = [];
-  await broker.close();
-  rmSync(work, { recursive: true, force: true });
-});
-
 describe('a version republished with other bytes', { timeout: 240_000 }, () => {
   it('is downloaded, installed beside the serving tree, switched to without a failed request, reported, and can be rolled back', async () => {
     const first = await build('1', 2, 1);
@@ -141,16 +81,16 @@ describe('a version republished with other bytes', { timeout: 240_000 }, () => {
     expect(retrained.sha256).not.toBe(first.sha256);
     await agent();
 
-    await cloud.update(NODE, content(1, [first], '1'));
-    await cloud.waitStatus((s) => s.observedGeneration === 1 && s.phase === 'Serving' && s.readyReplicas === 1, { timeoutMs: 60_000, what: 'build 1 serving' });
+    await e2e.cloud.update(NODE, content(1, [first], '1'));
+    await e2e.cloud.waitStatus((s) => s.observedGeneration === 1 && s.phase === 'Serving' && s.readyReplicas === 1, { timeoutMs: 60_000, what: 'build 1 serving' });
     expect(await infer(10)).toMatchObject({ status: 200, y: first.y(10) });
     expectCurrentHolds(first);
 
     // Same version name, new downloadURL and sha256sum.
     const traffic = steadyTraffic([first, retrained]);
-    const from = cloud.statuses.length;
-    await cloud.update(NODE, content(2, [retrained], '1'));
-    const served = await cloud.waitStatus((s) => s.observedGeneration === 2 && s.phase === 'Serving' && s.readyReplicas === 1 && entry(s, retrained.sha256)?.state === 'serving', { from, timeoutMs: 60_000, what: 'the republished build serving' });
+    const from = e2e.cloud.statuses.length;
+    await e2e.cloud.update(NODE, content(2, [retrained], '1'));
+    const served = await e2e.cloud.waitStatus((s) => s.observedGeneration === 2 && s.phase === 'Serving' && s.readyReplicas === 1 && entry(s, retrained.sha256)?.state === 'serving', { from, timeoutMs: 60_000, what: 'the republished build serving' });
     const { sent, bad } = await traffic.end();
 
     expect(retrained.server.requests.length, 'the republished archive was downloaded').toBeGreaterThan(0);
@@ -167,10 +107,10 @@ describe('a version republished with other bytes', { timeout: 240_000 }, () => {
     expect(readlinkSync(join(modelDir(), 'current'))).toBe(`versions/1@${retrained.sha256}`);
 
     // `modeld rollback` goes back to the first build's bytes under the same version name.
-    const rolledFrom = cloud.statuses.length;
+    const rolledFrom = e2e.cloud.statuses.length;
     const r = await runCli(configFile, ['rollback', 'linear']);
     expect(r.code, r.stderr).toBe(0);
-    await cloud.waitStatus((s) => s.phase === 'Serving' && s.reason === 'RolledBack' && entry(s, first.sha256)?.state === 'serving', { from: rolledFrom, timeoutMs: 60_000, what: 'rolled back to the first build' });
+    await e2e.cloud.waitStatus((s) => s.phase === 'Serving' && s.reason === 'RolledBack' && entry(s, first.sha256)?.state === 'serving', { from: rolledFrom, timeoutMs: 60_000, what: 'rolled back to the first build' });
     expect(await infer(10)).toMatchObject({ status: 200, y: first.y(10) });
     expectCurrentHolds(first);
   });
@@ -180,15 +120,15 @@ describe('a version republished with other bytes', { timeout: 240_000 }, () => {
     const cloudBuild = await build('1', 5, 0);
     await agent();
 
-    const file = writeYaml(join(work, 'local.yaml'), inferenceModel('linear', [{ version: '1', sha256: local.sha256, url: local.url }]));
+    const file = writeYaml(join(e2e.work, 'local.yaml'), inferenceModel('linear', [{ version: '1', sha256: local.sha256, url: local.url }]));
     const applied = await runCli(configFile, ['apply', '-f', file]);
     expect(applied.code, applied.stderr).toBe(0);
-    await cloud.waitStatus((s) => s.name === 'linear' && s.phase === 'Serving' && s.readyReplicas === 1, { timeoutMs: 60_000, what: 'the local spec serving' });
+    await e2e.cloud.waitStatus((s) => s.name === 'linear' && s.phase === 'Serving' && s.readyReplicas === 1, { timeoutMs: 60_000, what: 'the local spec serving' });
     expectCurrentHolds(local);
 
-    const from = cloud.statuses.length;
-    await cloud.update(NODE, content(1, [cloudBuild], '1'));
-    await cloud.waitStatus((s) => s.phase === 'Serving' && s.readyReplicas === 1 && entry(s, cloudBuild.sha256)?.state === 'serving', { from, timeoutMs: 60_000, what: "the cloud's build serving" });
+    const from = e2e.cloud.statuses.length;
+    await e2e.cloud.update(NODE, content(1, [cloudBuild], '1'));
+    await e2e.cloud.waitStatus((s) => s.phase === 'Serving' && s.readyReplicas === 1 && entry(s, cloudBuild.sha256)?.state === 'serving', { from, timeoutMs: 60_000, what: "the cloud's build serving" });
     expect(cloudBuild.server.requests.length).toBeGreaterThan(0);
     expect(await infer(10)).toMatchObject({ status: 200, y: cloudBuild.y(10) });
     expectCurrentHolds(cloudBuild);
@@ -201,7 +141,7 @@ describe('a state directory of the old versions/<v> layout', { timeout: 240_000 
     const v1 = await build('1', 2, 1);
     const v2 = await build('2', 3, -1);
     const { spec } = content(1, [v1, v2], '2');
-    await writeLegacyState(stateDir(), [
+    await writeLegacyState(e2e.stateDir, [
       {
         namespace: 'default',
         name: 'linear',

@@ -1,98 +1,32 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ModelContent } from '../../shared/index.js';
+import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../agent/log.js';
 import { statePaths } from '../../agent/paths.js';
 import { HostClient } from '../../agent/runtime/host-client.js';
 import { isRunning } from '../../agent/runtime/pidfiles.js';
-import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
-import { startChaosServer, type ChaosServer } from '../helpers/chaos-server.js';
-import { connectCloud, type Cloud } from '../helpers/cloud.js';
-import { makeModelArchive } from '../helpers/models.js';
-import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
-import { freePort } from '../helpers/ports.js';
+import type { AgentProcess } from '../helpers/agent-process.js';
+import { E2E_NODE, linearContent as content, useE2e } from '../helpers/e2e-agent.js';
 import { WAIT_MS, waitFor } from '../helpers/wait.js';
 
 // The serving agent as a real child process: real onnxruntime behind the gateway, a broken
 // version rolled back, and kill -9 followed by a restart with no broker at all.
 
-let work: string;
-let broker: Broker;
-let cloud: Cloud;
-let agents: AgentProcess[] = [];
-let servers: ChaosServer[] = [];
-let gatewayPort: number;
+const e2e = useE2e({ prefix: 'e2e-serving-' });
 
-const NODE = 'edge-1';
-const stateDir = () => join(work, 'state');
-const runDir = () => join(stateDir(), 'run');
+const NODE = E2E_NODE;
+const runDir = () => join(e2e.stateDir, 'run');
 
-async function agent(opts: { waitHello?: boolean; isolation?: 'host' | 'process' } = {}): Promise<AgentProcess> {
-  const hellos = cloud.hellos.length;
-  const a = startAgentProcess({
-    node: { name: NODE, address: '127.0.0.1' },
-    broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 },
-    stateDir: stateDir(),
-    gateway: { bind: '127.0.0.1', port: gatewayPort },
-    serving: { startTimeoutMs: 120_000, drainTimeoutMs: 2000, stopGraceMs: 2000, isolation: opts.isolation ?? 'host', probeIntervalMs: 200 },
-    admin: { socket: join(work, 'modeld.sock'), metricsPort: 0 },
-    fetch: { progressIntervalMs: 200, backoffBaseMs: 50, backoffMaxMs: 500 },
-  });
-  agents.push(a);
-  if (opts.waitHello !== false) await waitFor(() => cloud.hellos.length > hellos, WAIT_MS, 'hello');
-  return a;
+function agent(opts: { waitHello?: boolean; isolation?: 'host' | 'process' } = {}): Promise<AgentProcess> {
+  const config = e2e.config({ serving: { startTimeoutMs: 120_000, drainTimeoutMs: 2000, stopGraceMs: 2000, isolation: opts.isolation ?? 'host', probeIntervalMs: 200 } });
+  return e2e.startAgent(config, [], { waitHello: opts.waitHello });
 }
 
-async function model(version: string, opts: { w: number; b: number } | { broken: true }, extra: Record<string, string> = {}) {
-  const a = await makeModelArchive(join(work, `v${version}.tar.gz`), opts, extra);
-  const server = await startChaosServer({ body: readFileSync(a.path) });
-  servers.push(server);
-  return { version, url: server.urlFor(`/v${version}.tar.gz`), sha256: a.sha256 };
-}
-
-const content = (generation: number, versions: Array<{ version: string; url: string; sha256: string }>, targetVersion: string): ModelContent => ({
-  metadata: { name: 'linear', namespace: 'default', uid: 'u1', generation },
-  spec: {
-    modelName: 'linear',
-    deployToLayer: 'edge',
-    frameworkType: 'onnx',
-    manifest: versions.map((v) => ({ version: v.version, downloadURL: v.url, sha256sum: v.sha256 })),
-    targetVersion,
-  },
-});
-
-async function infer(x: number): Promise<{ status: number; y?: number; version?: string }> {
-  const res = await fetch(`http://127.0.0.1:${gatewayPort}/v2/models/linear/infer`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ inputs: [{ name: 'x', shape: [1, 1], datatype: 'FP32', data: [x] }] }),
-  }).catch(() => undefined);
-  if (!res) return { status: 0 };
-  const body = (await res.json().catch(() => ({}))) as { outputs?: Array<{ data: number[] }>; model_version?: string };
-  return { status: res.status, y: body.outputs?.[0]?.data?.[0], version: body.model_version };
-}
+const model = (version: string, opts: { w: number; b: number } | { broken: true }, extra: Record<string, string> = {}) => e2e.serveModel(version, opts, extra);
+const infer = (x: number) => e2e.infer('linear', x);
 
 const runtimePids = () =>
   existsSync(runDir()) ? readdirSync(runDir()).filter((f) => f.endsWith('.pid')).map((f) => (JSON.parse(readFileSync(join(runDir(), f), 'utf8')) as { pid: number }).pid) : [];
-
-beforeEach(async () => {
-  work = mkdtempSync(join(tmpdir(), 'e2e-serving-'));
-  broker = await startMosquitto();
-  cloud = await connectCloud(broker.url);
-  gatewayPort = await freePort();
-});
-
-afterEach(async () => {
-  for (const a of agents) await a.end();
-  agents = [];
-  await cloud.close();
-  for (const s of servers) await s.stop();
-  servers = [];
-  await broker.close();
-  rmSync(work, { recursive: true, force: true });
-});
 
 describe('serving end to end', { timeout: 240_000 }, () => {
   it('serves v1, switches to v2, keeps v2 when v3 is broken, and reports the url', async () => {
@@ -100,20 +34,20 @@ describe('serving end to end', { timeout: 240_000 }, () => {
     const v2 = await model('2', { w: 3, b: -1 });
     const v3 = await model('3', { broken: true });
     await agent();
-    await cloud.update(NODE, content(1, [v1, v2, v3], '1'));
-    const s1 = await cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '1', { timeoutMs: 60_000, what: 'v1 serving' });
-    expect(s1.url).toBe(`http://127.0.0.1:${gatewayPort}/v2/models/linear`);
+    await e2e.cloud.update(NODE, content(1, [v1, v2, v3], '1'));
+    const s1 = await e2e.cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '1', { timeoutMs: 60_000, what: 'v1 serving' });
+    expect(s1.url).toBe(`http://127.0.0.1:${e2e.gatewayPort}/v2/models/linear`);
     expect(s1.readyReplicas).toBe(1);
     // A session in the runtime host: the status says which onnxruntime serves it.
     expect(s1.backend).toBe('native');
     expect(await infer(10)).toMatchObject({ status: 200, y: 21, version: '1' });
 
-    await cloud.update(NODE, content(2, [v1, v2, v3], '2'));
-    await cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '2', { timeoutMs: 60_000, what: 'v2 serving' });
+    await e2e.cloud.update(NODE, content(2, [v1, v2, v3], '2'));
+    await e2e.cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '2', { timeoutMs: 60_000, what: 'v2 serving' });
     expect(await infer(10)).toMatchObject({ status: 200, y: 29, version: '2' });
 
-    await cloud.update(NODE, content(3, [v1, v2, v3], '3'));
-    const failed = await cloud.waitStatus((s) => s.phase === 'Failed' && s.observedGeneration === 3, { timeoutMs: 60_000, what: 'v3 failed' });
+    await e2e.cloud.update(NODE, content(3, [v1, v2, v3], '3'));
+    const failed = await e2e.cloud.waitStatus((s) => s.phase === 'Failed' && s.observedGeneration === 3, { timeoutMs: 60_000, what: 'v3 failed' });
     expect(failed.reason).toBe('StartFailed');
     expect(failed.servingVersion).toBe('2');
     expect(await infer(10)).toMatchObject({ status: 200, y: 29, version: '2' });
@@ -131,13 +65,13 @@ describe('serving end to end', { timeout: 240_000 }, () => {
       if (saved === undefined) delete process.env.NODE_OPTIONS;
       else process.env.NODE_OPTIONS = saved;
     }
-    await cloud.update(NODE, content(1, [v1, v2], '1'));
-    await cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '1', { timeoutMs: 60_000, what: 'v1 serving' });
-    const host = new HostClient({ config: { stateDir: stateDir() } as never, paths: statePaths(stateDir()), log: silentLogger() });
+    await e2e.cloud.update(NODE, content(1, [v1, v2], '1'));
+    await e2e.cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '1', { timeoutMs: 60_000, what: 'v1 serving' });
+    const host = new HostClient({ config: { stateDir: e2e.stateDir } as never, paths: statePaths(e2e.stateDir), log: silentLogger() });
     const before = (await host.state()).pid;
 
-    await cloud.update(NODE, content(2, [v1, v2], '2'));
-    const failed = await cloud.waitStatus((s) => s.phase === 'Failed' && s.observedGeneration === 2, { timeoutMs: 120_000, what: 'v2 failed' });
+    await e2e.cloud.update(NODE, content(2, [v1, v2], '2'));
+    const failed = await e2e.cloud.waitStatus((s) => s.phase === 'Failed' && s.observedGeneration === 2, { timeoutMs: 120_000, what: 'v2 failed' });
     expect(failed).toMatchObject({ reason: 'StartFailed', servingVersion: '1', message: expect.stringMatching(/crashed while loading it/) });
     expect(await infer(10)).toMatchObject({ status: 200, y: 21, version: '1' });
     const after = await host.state();
@@ -148,15 +82,15 @@ describe('serving end to end', { timeout: 240_000 }, () => {
   it('isolation: process — after kill -9 and a restart with the broker down, serves from local state with no orphan runtimes', async () => {
     const v1 = await model('1', { w: 2, b: 1 });
     let a = await agent({ isolation: 'process' });
-    await cloud.update(NODE, content(1, [v1], '1'));
-    const serving = await cloud.waitStatus((s) => s.phase === 'Serving', { timeoutMs: 60_000, what: 'v1 serving' });
+    await e2e.cloud.update(NODE, content(1, [v1], '1'));
+    const serving = await e2e.cloud.waitStatus((s) => s.phase === 'Serving', { timeoutMs: 60_000, what: 'v1 serving' });
     expect(serving.backend).toBeUndefined(); // a process of its own: the host does not hold it
     const before = runtimePids();
     expect(before).toHaveLength(1);
     expect(isRunning(before[0])).toBe(true);
 
     await a.kill('SIGKILL');
-    await broker.stop();
+    await e2e.broker.stop();
     a = await agent({ waitHello: false, isolation: 'process' });
     // The runtime host proxies to the old instance until the new agent reaps it and starts its own.
     await waitFor(() => !isRunning(before[0]), WAIT_MS, 'the orphan runtime to be reaped');
@@ -165,15 +99,15 @@ describe('serving end to end', { timeout: 240_000 }, () => {
     const after = runtimePids();
     expect(after).toHaveLength(1);
     expect(after[0]).not.toBe(before[0]);
-    await broker.start();
+    await e2e.broker.start();
   });
 
   it('SIGKILL of the agent’s whole process group under load drops no request; a new agent takes the running host over', async () => {
     const v1 = await model('1', { w: 2, b: 1 });
     let a = await agent();
-    await cloud.update(NODE, content(1, [v1], '1'));
-    await cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '1', { timeoutMs: 60_000, what: 'v1 serving' });
-    const host = new HostClient({ config: { stateDir: stateDir() } as never, paths: statePaths(stateDir()), log: silentLogger() });
+    await e2e.cloud.update(NODE, content(1, [v1], '1'));
+    await e2e.cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '1', { timeoutMs: 60_000, what: 'v1 serving' });
+    const host = new HostClient({ config: { stateDir: e2e.stateDir } as never, paths: statePaths(e2e.stateDir), log: silentLogger() });
     const before = await host.state();
     expect(before.routes.map((r) => [r.name, r.kind])).toEqual([['linear', 'session']]);
 
@@ -192,8 +126,8 @@ describe('serving end to end', { timeout: 240_000 }, () => {
       const n = results.length;
       await waitFor(() => results.length > n + 50, WAIT_MS, 'requests while no agent runs');
       a = await agent();
-      await cloud.update(NODE, content(1, [v1], '1'));
-      await cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '1' && s.readyReplicas === 1, { timeoutMs: 60_000, what: 'v1 serving for the new agent' });
+      await e2e.cloud.update(NODE, content(1, [v1], '1'));
+      await e2e.cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '1' && s.readyReplicas === 1, { timeoutMs: 60_000, what: 'v1 serving for the new agent' });
       const m = results.length;
       await waitFor(() => results.length > m + 50, WAIT_MS, 'requests after the new agent took over');
     } finally {

@@ -1,42 +1,27 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ModelContent, StatusContent } from '../../shared/index.js';
-import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
+import type { AgentProcess } from '../helpers/agent-process.js';
 import { makeTree, packDir } from '../helpers/archives.js';
-import { startChaosServer, type ChaosServer } from '../helpers/chaos-server.js';
-import { connectCloud, type Cloud } from '../helpers/cloud.js';
+import { E2E_NODE, useE2e } from '../helpers/e2e-agent.js';
 import { FIXTURE_RUNTIME } from '../helpers/models.js';
-import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
-import { freePort } from '../helpers/ports.js';
-import { waitFor } from '../helpers/wait.js';
 
 // A version that is slow to become ready (a busy board) gets more tries, with backoff, before it
 // is blocked as Failed NotReady under its spec; the old version serves all along. The agent is a
 // real child process running the fixture runtime (test/fixtures/oip-runtime.mjs), whose behaviour
 // each version's archive sets (its `runtime-mode` file).
 
-let work: string;
-let broker: Broker;
-let cloud: Cloud;
-let agents: AgentProcess[] = [];
-let servers: ChaosServer[] = [];
-let gatewayPort: number;
+const e2e = useE2e({ prefix: 'e2e-start-retry-' });
 
-const NODE = 'edge-1';
+const NODE = E2E_NODE;
 const START_TIMEOUT_MS = 4000;
 
-async function agent(): Promise<AgentProcess> {
-  const hellos = cloud.hellos.length;
-  const markers = join(work, 'markers');
+function agent(): Promise<AgentProcess> {
+  const markers = join(e2e.work, 'markers');
   mkdirSync(markers, { recursive: true });
-  const a = startAgentProcess({
-    node: { name: NODE, address: '127.0.0.1' },
-    broker: { url: broker.url, reconnectMs: 200, reconnectMaxMs: 1000 },
-    stateDir: join(work, 'state'),
-    gateway: { bind: '127.0.0.1', port: gatewayPort },
+  const config = e2e.config({
     serving: { startTimeoutMs: START_TIMEOUT_MS, drainTimeoutMs: 1000, stopGraceMs: 1000, restartBackoffMs: 50, startAttempts: 3, startBackoffMs: 200 },
     runtimes: {
       fixture: {
@@ -45,20 +30,16 @@ async function agent(): Promise<AgentProcess> {
       },
     },
     admin: { metricsPort: 0 },
-    fetch: { progressIntervalMs: 200, backoffBaseMs: 50, backoffMaxMs: 500 },
   });
-  agents.push(a);
-  await waitFor(() => cloud.hellos.length > hellos, 30_000, 'hello');
-  return a;
+  return e2e.startAgent(config);
 }
 
 /** A version whose runtime behaves as `mode` says (see the fixture runtime's modes). */
 async function version(v: string, mode: string) {
-  const src = join(work, `src-${v}`);
+  const src = join(e2e.work, `src-${v}`);
   await makeTree(src, { 'runtime-mode': mode });
-  const body = readFileSync(await packDir(src, join(work, `v${v}.tar.gz`), { gzip: true }));
-  const server = await startChaosServer({ body });
-  servers.push(server);
+  const body = readFileSync(await packDir(src, join(e2e.work, `v${v}.tar.gz`), { gzip: true }));
+  const server = await e2e.serveBody(body);
   return { version: v, downloadURL: server.urlFor(`/v${v}.tar.gz`), sha256sum: createHash('sha256').update(body).digest('hex') };
 }
 
@@ -67,43 +48,17 @@ const content = (generation: number, manifest: Array<{ version: string; download
   spec: { modelName: 'slow', deployToLayer: 'edge', frameworkType: 'fixture', manifest, targetVersion },
 });
 
-async function infer(): Promise<{ status: number; version?: string }> {
-  const res = await fetch(`http://127.0.0.1:${gatewayPort}/v2/models/slow/infer`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ inputs: [{ name: 'x', shape: [1], datatype: 'FP32', data: [1] }] }),
-  }).catch(() => undefined);
-  if (!res) return { status: 0 };
-  const body = (await res.json().catch(() => ({}))) as { model_version?: string };
-  return { status: res.status, version: body.model_version };
-}
+const infer = () => e2e.infer('slow', 1, { shape: [1] });
 
 const summary = (ss: StatusContent[]) => ss.map((s) => `${s.phase}${s.reason ? `/${s.reason}` : ''}${s.message ? ` "${s.message}"` : ''}`).join('\n  ');
-
-beforeEach(async () => {
-  work = mkdtempSync(join(tmpdir(), 'e2e-start-retry-'));
-  broker = await startMosquitto();
-  cloud = await connectCloud(broker.url);
-  gatewayPort = await freePort();
-});
-
-afterEach(async () => {
-  for (const a of agents) await a.end();
-  agents = [];
-  await cloud.close();
-  for (const s of servers) await s.stop();
-  servers = [];
-  await broker.close();
-  rmSync(work, { recursive: true, force: true });
-});
 
 describe('NotReady is retried with backoff', { timeout: 240_000 }, () => {
   it('a runtime ready only on its second start ends Serving after a retry, not Failed NotReady', async () => {
     const v1 = await version('1', 'ready-on-second-start');
     await agent();
-    await cloud.update(NODE, content(1, [v1], '1'));
-    const end = await cloud.waitStatus((s) => (s.phase === 'Serving' && s.servingVersion === '1') || s.phase === 'Failed', { timeoutMs: 120_000, what: 'v1 serving or failed' });
-    const gen1 = cloud.statuses.filter((s) => s.observedGeneration === 1);
+    await e2e.cloud.update(NODE, content(1, [v1], '1'));
+    const end = await e2e.cloud.waitStatus((s) => (s.phase === 'Serving' && s.servingVersion === '1') || s.phase === 'Failed', { timeoutMs: 120_000, what: 'v1 serving or failed' });
+    const gen1 = e2e.cloud.statuses.filter((s) => s.observedGeneration === 1);
     expect(end.phase, summary(gen1)).toBe('Serving');
     // The statuses said the first try was not ready and which try came next.
     expect(gen1.some((s) => s.phase === 'Starting' && s.reason === 'NotReady' && /try 1 of 3/.test(s.message ?? '')), summary(gen1)).toBe(true);
@@ -115,15 +70,15 @@ describe('NotReady is retried with backoff', { timeout: 240_000 }, () => {
     const v1 = await version('1', 'ok');
     const v2 = await version('2', 'never-ready');
     const a = await agent();
-    await cloud.update(NODE, content(1, [v1, v2], '1'));
-    await cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '1', { timeoutMs: 60_000, what: 'v1 serving' });
+    await e2e.cloud.update(NODE, content(1, [v1, v2], '1'));
+    await e2e.cloud.waitStatus((s) => s.phase === 'Serving' && s.servingVersion === '1', { timeoutMs: 60_000, what: 'v1 serving' });
 
-    const from = cloud.statuses.length;
-    await cloud.update(NODE, content(2, [v1, v2], '2'));
+    const from = e2e.cloud.statuses.length;
+    await e2e.cloud.update(NODE, content(2, [v1, v2], '2'));
     // While v2 is tried, v1 answers.
     let served = 0;
     let notV1 = 0;
-    const failed = cloud.waitStatus((s) => s.phase === 'Failed' && s.observedGeneration === 2, { timeoutMs: 120_000, from, what: 'v2 failed' });
+    const failed = e2e.cloud.waitStatus((s) => s.phase === 'Failed' && s.observedGeneration === 2, { timeoutMs: 120_000, from, what: 'v2 failed' });
     let done = false;
     void failed.finally(() => (done = true)).catch(() => {});
     while (!done) {
@@ -133,7 +88,7 @@ describe('NotReady is retried with backoff', { timeout: 240_000 }, () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     const f = await failed;
-    const gen2 = cloud.statuses.slice(from).filter((s) => s.observedGeneration === 2);
+    const gen2 = e2e.cloud.statuses.slice(from).filter((s) => s.observedGeneration === 2);
     expect(f.reason, summary(gen2)).toBe('NotReady');
     expect(f.message).toMatch(/3 tries/);
     expect(f.servingVersion).toBe('1');
