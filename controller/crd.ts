@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { MAX_ATTENTION, MAX_VERSIONS } from './status/aggregate.js';
-import { API_GROUP, API_VERSION, InferenceModelSpecShape, KIND, PLURAL, SHORT_NAME } from '../shared/index.js';
+import { AMOUNT_BOTH, API_GROUP, API_VERSION, CANARY_BOTH, InferenceModelSpecShape, KIND, PLURAL, SHORT_NAME } from '../shared/index.js';
 
 // The CRD, generated from the shared schema (the single source of truth) plus the status schema
 // below. scripts/gen-crd.ts writes it to deploy/crd.yaml; a test fails when that file is stale.
@@ -52,6 +52,10 @@ export function specSchema(): JsonSchema {
     'x-kubernetes-list-type': 'atomic',
     'x-kubernetes-validations': MANIFEST_RULES,
   };
+  const rollout = props.rollout as JsonSchema;
+  const rolloutProps = rollout.properties as Record<string, JsonSchema>;
+  for (const field of ['batch', 'failureThreshold']) rolloutProps[field] = { ...rolloutProps[field], 'x-kubernetes-validations': AMOUNT_RULES };
+  rolloutProps.canary = { ...rolloutProps.canary, 'x-kubernetes-validations': [...AMOUNT_RULES, ...CANARY_RULES] };
   spec['x-kubernetes-validations'] = SPEC_RULES;
   return spec;
 }
@@ -70,6 +74,8 @@ export const SPEC_RULES = [
   },
 ];
 export const MANIFEST_RULES = [{ rule: 'self.all(a, self.exists_one(b, b.version == a.version))', message: 'manifest versions must be unique' }];
+export const AMOUNT_RULES = [{ rule: '!(has(self.count) && has(self.percent))', message: AMOUNT_BOTH }];
+export const CANARY_RULES = [{ rule: '!has(self.selector) || (!has(self.count) && !has(self.percent))', message: CANARY_BOTH }];
 export const DIGEST_RULES = [{ rule: "self.matches('^[0-9a-fA-F]{64}$')", message: 'sha256sum must be 64 hexadecimal digits (a SHA-256 digest)' }];
 
 const str = (description?: string): JsonSchema => (description ? { type: 'string', description } : { type: 'string' });

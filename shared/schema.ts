@@ -25,10 +25,13 @@ const LabelMap = z
   .refine((m) => Object.keys(m).length <= 64, 'at most 64 labels');
 
 /** A number of nodes, as a count or as a percent of the target nodes (one of the two). */
-const NodeAmount = z.strictObject({
-  count: z.number().int().min(0).max(1_000_000).optional(),
-  percent: z.number().int().min(0).max(100).optional(),
-});
+const Count = z.number().int().min(0).max(1_000_000).optional();
+const Percent = z.number().int().min(0).max(100).optional();
+/** Messages shared with the CRD's CEL rules (controller/crd.ts), so kubectl and the controller say the same. */
+export const AMOUNT_BOTH = 'set count or percent, not both';
+export const CANARY_BOTH = 'canary is a selector or an amount (count or percent), not both';
+const oneAmount = (a: { count?: number; percent?: number }) => a.count === undefined || a.percent === undefined;
+const NodeAmount = z.strictObject({ count: Count, percent: Percent }).refine(oneAmount, AMOUNT_BOTH);
 
 /**
  * Optional staged rollout (controller/rollout/): canary, then batches, with pauses, a per-batch
@@ -36,7 +39,11 @@ const NodeAmount = z.strictObject({
  * rollout in progress; only a change of manifest, targetVersion or image starts a new one.
  */
 export const RolloutSpecSchema = z.strictObject({
-  canary: z.strictObject({ count: NodeAmount.shape.count, percent: NodeAmount.shape.percent, selector: LabelMap.optional() }).optional(),
+  canary: z
+    .strictObject({ count: Count, percent: Percent, selector: LabelMap.optional() })
+    .refine(oneAmount, AMOUNT_BOTH)
+    .refine((c) => !c.selector || (c.count === undefined && c.percent === undefined), CANARY_BOTH)
+    .optional(),
   /** Nodes per batch after the canary (default: all of them in one batch). */
   batch: NodeAmount.optional(),
   /** Wait this long after a batch is done before the next starts. */

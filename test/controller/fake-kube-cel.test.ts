@@ -45,6 +45,21 @@ describe('fake API server: CEL, Tables, Events', () => {
     expect(body.message).not.toContain("manifest's versions");
   });
 
+  it('refuses a rollout amount that is both a count and a percent, and a canary that is both a selector and an amount', async () => {
+    const refused = async (name: string, rollout: unknown) => {
+      const res = await post(IM, model(name, { rollout }));
+      expect(res.status).toBe(422);
+      return ((await res.json()) as any).message as string;
+    };
+    expect(await refused('both-batch', { batch: { count: 10, percent: 10 } })).toContain('spec.rollout.batch: Invalid value: "object": set count or percent, not both');
+    expect(await refused('both-threshold', { failureThreshold: { count: 1, percent: 5 } })).toContain('spec.rollout.failureThreshold: Invalid value: "object": set count or percent, not both');
+    expect(await refused('both-canary', { canary: { count: 1, percent: 5 } })).toContain('spec.rollout.canary: Invalid value: "object": set count or percent, not both');
+    expect(await refused('sel-canary', { canary: { selector: { ring: 'canary' }, count: 1 } })).toContain('canary is a selector or an amount (count or percent), not both');
+    for (const [name, rollout] of [['ok-count', { canary: { count: 1 }, batch: { percent: 10 }, failureThreshold: { count: 2 } }], ['ok-sel', { canary: { selector: { ring: 'canary' } } }]] as const) {
+      expect((await post(IM, model(name, { rollout }))).status).toBe(201);
+    }
+  });
+
   it('serves a Table from additionalPrinterColumns for kubectl', async () => {
     api.create(TYPES.inferencemodels, model('t'));
     api.patch(TYPES.inferencemodels, 'default', 't', { status: { serving: '2 (3 nodes), 1 (1)', ready: '3/4', phase: 'Progressing', conditions: [] } }, { status: true });

@@ -34,6 +34,15 @@ describe('InferenceModel spec', () => {
     expect(InferenceModelSpecSchema.parse({ ...spec, frameworkType: 'a', fraemworkType: 'b' }).frameworkType).toBe('a');
   });
 
+  it('rejects a rollout amount with both count and percent, and a canary with both a selector and an amount, naming the field', () => {
+    for (const rollout of [{ batch: { count: 1, percent: 10 } }, { failureThreshold: { count: 1, percent: 10 } }, { canary: { count: 1, percent: 10 } }, { canary: { selector: { ring: 'c' }, percent: 10 } }]) {
+      const r = InferenceModelSpecSchema.safeParse({ ...spec, rollout });
+      expect(r.success).toBe(false);
+      expect(r.error!.issues[0]!.path.slice(0, 2)).toEqual(['rollout', Object.keys(rollout)[0]]);
+    }
+    expect(InferenceModelSpecSchema.safeParse({ ...spec, rollout: { canary: { selector: { ring: 'c' } }, batch: { percent: 10 }, failureThreshold: { count: 0 } } }).success).toBe(true);
+  });
+
   it('rejects a non-hex digest, a bad layer and a version with a slash', () => {
     expect(InferenceModelSpecSchema.safeParse({ ...spec, manifest: [{ version: '1', downloadURL: 'x', sha256sum: 'zz' }] }).success).toBe(false);
     expect(InferenceModelSpecSchema.safeParse({ ...spec, deployToLayer: 'fog' }).success).toBe(false);
