@@ -51,9 +51,9 @@ export const RolloutSpecSchema = z.strictObject({
   /** After each batch wait until a person sets resumeBatch to the next batch's number. */
   pauseUntilResumed: z.boolean().optional(),
   /**
-   * At most this many nodes of the batch in progress updating at once (sent the new version, not
-   * yet serving it, Failed or Deferred on it); the batch size stays canary/batch. Default: the
-   * whole batch at once.
+   * At most this many nodes of the batch in progress updating at once (sent the new version and
+   * not yet serving it; a node Failed or Deferred on it frees its slot); the batch size stays
+   * canary/batch. Default: the whole batch at once.
    */
   maxUnavailable: z.number().int().min(1).max(1_000_000).optional(),
   /** A batch not done this long after it started aborts the rollout (deferred nodes excepted). */
