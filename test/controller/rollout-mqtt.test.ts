@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../agent/log.js';
 import type { Controller } from '../../controller/controller.js';
 import { LeaderElector } from '../../controller/kube/lease.js';
@@ -7,8 +7,8 @@ import { rolloutBatches } from '../../controller/rollout/membership.js';
 import type { RolloutSpec } from '../../shared/index.js';
 import type { FakeKubeApi } from '../fakes/kube-api/server.js';
 import { SimNode } from '../fakes/sim-node.js';
-import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
-import { TYPES, kubeConfigFor, model, node, startApi, startController, until } from './harness.js';
+import type { Broker } from '../helpers/mosquitto.js';
+import { TYPES, kubeConfigFor, model, node, perTestApiAndBroker, startController, until } from './harness.js';
 
 // Staged rollouts end to end: the real controller against the fake API server and a real
 // mosquitto, with simulated nodes that answer every spec with a status (Serving the version they
@@ -17,19 +17,8 @@ import { TYPES, kubeConfigFor, model, node, startApi, startController, until } f
 
 let api: FakeKubeApi;
 let broker: Broker;
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
+const cleanups = perTestApiAndBroker((a, b) => ([api, broker] = [a, b]));
 const KEY = 'default/m';
-
-beforeEach(async () => {
-  api = await startApi();
-  broker = await startMosquitto();
-  cleanups.push(() => api.stop(), () => broker.close());
-});
-
-afterEach(async () => {
-  for (const c of cleanups.reverse()) await c();
-  cleanups.length = 0;
-});
 
 interface Fleet {
   names: string[];
