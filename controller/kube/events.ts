@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
+import { API_GROUP, API_VERSION, KIND } from '../../shared/index.js';
 import type { KubeRest } from './rest.js';
+import type { KubeObject } from './types.js';
 
 // Kubernetes Events, written as events.k8s.io/v1 (client-go's tools/events recorder): `regarding`
 // the object, `note`, `action`, `reportingController` and `reportingInstance`, `eventTime` in
@@ -25,6 +27,12 @@ export interface InvolvedObject {
   name: string;
   namespace?: string;
   uid?: string;
+}
+
+/** What an Event about an InferenceModel is `regarding` (uid included: a recreated one is another object). */
+export function modelReference(model: KubeObject): InvolvedObject {
+  const { name, namespace, uid } = model.metadata;
+  return { apiVersion: model.apiVersion ?? `${API_GROUP}/${API_VERSION}`, kind: KIND, name, namespace, uid };
 }
 
 export interface EventOptions {
