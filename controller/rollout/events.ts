@@ -14,6 +14,7 @@ export interface RolloutEvent {
   key: string;
 }
 
+const batchesOf = (n: number) => `${n} batch${n === 1 ? '' : 'es'}`;
 const versionChange = (s: RolloutStatus) => (s.fromVersion === undefined || s.fromVersion === s.toVersion ? `version ${s.toVersion ?? '?'}` : `${s.fromVersion} -> ${s.toVersion ?? '?'}`);
 
 export function rolloutEvents(prev: RolloutStatus | undefined, next: RolloutStatus): RolloutEvent[] {
@@ -22,7 +23,7 @@ export function rolloutEvents(prev: RolloutStatus | undefined, next: RolloutStat
   const of = `${next.batch}/${next.batches}`;
   let before = prev;
   if (!before || before.revision !== rev) {
-    out.push({ type: 'Normal', reason: 'RolloutStarted', note: `rollout ${rev} started: ${versionChange(next)} in ${next.batches} batches`, key: rev });
+    out.push({ type: 'Normal', reason: 'RolloutStarted', note: `rollout ${rev} started: ${versionChange(next)} in ${batchesOf(next.batches)}`, key: rev });
     // Measured from a fresh start: the first batch in progress.
     before = { revision: rev, state: 'Progressing', batch: 1, batches: next.batches };
   }
@@ -39,7 +40,7 @@ export function rolloutEvents(prev: RolloutStatus | undefined, next: RolloutStat
     out.push({ type: 'Warning', reason: 'RolloutAborted', note: `${next.reason}: ${next.message}${kept}`, key: rev });
   }
   if (next.state === 'Complete' && before.state !== 'Complete') {
-    out.push({ type: 'Normal', reason: 'RolloutComplete', note: `rollout ${rev} complete: ${next.toVersion ?? '?'} on every node, ${next.batches} batches done`, key: rev });
+    out.push({ type: 'Normal', reason: 'RolloutComplete', note: `rollout ${rev} complete: ${next.toVersion ?? '?'} on every node, ${batchesOf(next.batches)} done`, key: rev });
   }
   return out;
 }
