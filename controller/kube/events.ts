@@ -14,7 +14,8 @@ import type { KubeObject } from './types.js';
 //
 // Like client-go's EventCorrelator, the same (object, reason, key) is not written again within ten
 // minutes, and one (object, reason) writes at most MAX_SIMILAR distinct events per ten minutes
-// (a thousand nodes failing at once is one line of Events per node for ten of them, then a count).
+// (a thousand nodes failing at once is one line of Events per node for ten of them, then a count);
+// a caller whose keys are few by construction (a rollout's steps) opts out of that cap.
 
 const SAME_EVENT_MS = 10 * 60_000;
 const MAX_SIMILAR = 10;
@@ -40,6 +41,11 @@ export interface EventOptions {
   action?: string;
   /** Tells apart events of one reason on one object (e.g. the node name); default the message. */
   key?: string;
+  /**
+   * false: the caller already bounds its distinct keys (a rollout writes a line per step, and a
+   * long rollout has more than ten batches), so no per-reason cap. Default true.
+   */
+  capSimilar?: boolean;
 }
 
 export class EventRecorder {
@@ -73,7 +79,7 @@ export class EventRecorder {
       if (s?.dropped) this.deps.log.warn({ object: group, dropped: s.dropped }, 'similar Events not written (more than 10 in ten minutes)');
       this.similar.set(group, (s = { since: now, keys: 0, dropped: 0 }));
     }
-    if (s.keys >= MAX_SIMILAR) {
+    if (s.keys >= MAX_SIMILAR && opts.capSimilar !== false) {
       s.dropped++;
       return;
     }

@@ -120,6 +120,19 @@ describe('staged rollout over mqtt', () => {
     expect(events()).toHaveLength(4);
   });
 
+  it('writes a BatchStarted for every batch of a long rollout (steps are not capped like failed nodes)', async () => {
+    const f = await fleet(12);
+    await controller();
+    const rollout: RolloutSpec = { batch: { count: 1 } };
+    const batches = await servingV1(f, rollout);
+    expect(batches).toHaveLength(12);
+    patchRollout(rollout, { targetVersion: '2' });
+    await waitState('Complete', 12);
+    await waitEvent(/^Normal RolloutComplete: .* 12 batches done$/);
+    await until(() => count('BatchStarted') >= 11, 'eleven BatchStarted Events');
+    expect(events().filter((e) => e.includes('BatchStarted')).sort()).toEqual(Array.from({ length: 11 }, (_, i) => `Normal BatchStarted: batch ${i + 2}/12 started: its nodes get 2`).sort());
+  });
+
   it('pauses until a person resumes, holds on spec.rollout.paused, and steering patches do not start a new rollout', async () => {
     const f = await fleet(6);
     await controller();
