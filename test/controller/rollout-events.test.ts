@@ -76,6 +76,20 @@ describe('rollout events', () => {
     expect(rolloutEvents(at({ batchServing: 0 }), at({ batchServing: 1, message: 'batch 1/3: 1/2 serving 2' }))).toEqual([]);
   });
 
+  it('a restarted controller that has not heard the nodes yet writes nothing: a batch done stays done', () => {
+    const batches = [['a', 'b'], ['c'], ['d']];
+    const serving = new Map<string, StatusContent>(['a', 'b'].map((n) => [n, { node: n, namespace: 'default', name: 'm', observedGeneration: 1, phase: 'Serving', servingVersion: '2', targetVersion: '2', time: new Date(0).toISOString() }]));
+    const step = (spec: RolloutSpec, reports: Map<string, StatusContent>, prev?: RolloutStatus) => stepRollout({ spec, revision: 'r1', toVersion: '2', batches, reports, prev, fallbackFrom: '1', now: 5000 });
+    for (const spec of [{ pauseUntilResumed: true }, { paused: true }, { pauseSeconds: 60 }] satisfies RolloutSpec[]) {
+      const paused = step(spec, serving, step(spec, new Map()));
+      expect(paused.state).toBe('Paused');
+      // Read back from status, with no report in memory yet: still the same pause, no line written.
+      const afterRestart = step(spec, new Map(), structuredClone(paused));
+      expect(afterRestart).toMatchObject({ state: 'Paused', reason: paused.reason, batch: 1 });
+      expect(rolloutEvents(paused, afterRestart)).toEqual([]);
+    }
+  });
+
   it('over any run of patches and reports, no two consecutive Events are the same, and a replayed state writes none', () => {
     const batches = [['a'], ['b', 'c'], ['d']];
     const nodes = batches.flat();

@@ -229,12 +229,17 @@ describe('staged rollout over mqtt', () => {
     const before = await waitState('Paused', 1, 'AwaitingResume');
     await first.stop();
     const syncsBefore = new Map(f.names.map((n) => [n, f.nodes.get(n)!.received.filter((m) => m.route.operation === 'sync').length]));
-    await controller();
+    const second = await controller();
     // The new controller syncs every node in full, from the status it read back.
     for (const n of f.names) await f.nodes.get(n)!.waitFor((s) => s.received.filter((m) => m.route.operation === 'sync').length > syncsBefore.get(n)!, undefined, 'a sync after the restart');
     for (const n of batches[0]) expect(f.version(n)).toBe('2');
     for (const n of [...batches[1], ...batches[2]]) expect(f.version(n)).toBe('1');
     expect(rolloutStatus()).toMatchObject({ revision: before.revision, batch: 1, state: 'Paused', batchStartTime: before.batchStartTime });
+    // It stays paused before it has heard the canaries again and after (a flap would write a
+    // resume and a second pause; the counts below say none was).
+    await until(() => second.nodeDetail(KEY)?.nodes.filter((n) => batches[0].includes(n.node) && n.phase === 'Serving').length === batches[0].length, 'the canaries heard again');
+    await second.idle();
+    expect(rolloutStatus()).toMatchObject({ batch: 1, state: 'Paused', reason: 'AwaitingResume' });
     patchRollout({ resumeBatch: 3 });
     await waitState('Complete', 3);
     for (const n of f.names) expect(f.version(n)).toBe('2');
