@@ -1,9 +1,6 @@
 import type { Logger } from 'pino';
 import {
-  API_GROUP,
-  API_VERSION,
   DEFAULT_MAX_MESSAGE_BYTES,
-  KIND,
   PresenceSchema,
   parseMessage,
   parseStatusTopic,
