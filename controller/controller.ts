@@ -6,7 +6,7 @@ import { computeDesired, type Desired } from './desired.js';
 import { ImageDeployments } from './image/reconcile.js';
 import { MANAGED_BY, workloadName } from './image/resources.js';
 import { NodeMessages } from './inbound.js';
-import { EventRecorder } from './kube/events.js';
+import { EventRecorder, modelReference } from './kube/events.js';
 import { createInformer, type Informer } from './kube/informer.js';
 import type { KubeRest } from './kube/rest.js';
 import { objectKey, type KubeObject } from './kube/types.js';
@@ -22,7 +22,8 @@ import type { Transport } from './transport/types.js';
 import { Sequencer } from './sequence.js';
 import { envelopeSigner } from './signer.js';
 import type { KeyObject } from 'node:crypto';
-import { applyRollouts } from './rollout/apply.js';
+import { applyRollouts, type RolloutPlan } from './rollout/apply.js';
+import { rolloutEvents } from './rollout/events.js';
 import type { RolloutStatus } from './rollout/types.js';
 import { DEFAULT_RATE_LIMIT, WorkQueue, runWorkers, type RateLimitOptions } from './workqueue.js';
 
@@ -334,6 +335,7 @@ export class Controller {
       now: Date.now(),
     });
     this.rollouts = rollouts.states;
+    this.recordRollouts(rollouts);
     this.rolloutUids.clear();
     for (const key of rollouts.states.keys()) this.rolloutUids.set(key, uidOf.get(key));
     clearTimeout(this.rolloutTimer);
@@ -358,6 +360,26 @@ export class Controller {
         this.verdictSigs.set(key, sig);
         this.writer.mark(key);
       }
+    }
+  }
+
+  /**
+   * Rollout steps as Events (`kubectl describe im`, `kubectl events`): only transitions, so a
+   * replan writes nothing and neither does a restarted controller or a new leader, whose previous
+   * state is the status.rollout it read back. Written in order, off the planning path.
+   */
+  private recordRollouts(plan: RolloutPlan): void {
+    for (const [key, next] of plan.states) {
+      const model = this.models.get(key);
+      const events = rolloutEvents(plan.previous.get(key), next);
+      if (!model || !events.length) continue;
+      const regarding = modelReference(model);
+      void (async () => {
+        for (const e of events) {
+          const opts = { action: 'Rollout', key: e.key, capSimilar: false };
+          await (e.type === 'Warning' ? this.events.warning(regarding, e.reason, e.note, opts) : this.events.normal(regarding, e.reason, e.note, opts));
+        }
+      })();
     }
   }
 

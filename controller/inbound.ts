@@ -1,9 +1,6 @@
 import type { Logger } from 'pino';
 import {
-  API_GROUP,
-  API_VERSION,
   DEFAULT_MAX_MESSAGE_BYTES,
-  KIND,
   PresenceSchema,
   parseMessage,
   parseStatusTopic,
@@ -11,7 +8,7 @@ import {
   type HelloContent,
   type StatusContent,
 } from '../shared/index.js';
-import type { EventRecorder } from './kube/events.js';
+import { modelReference, type EventRecorder } from './kube/events.js';
 import type { KubeObject } from './kube/types.js';
 import type { Metrics } from './metrics.js';
 import type { AckSender, PendingAcks } from './status/acks.js';
@@ -128,9 +125,8 @@ export class NodeMessages {
       this.stats.statusAccepted++;
       // A node that just failed is a line in `kubectl describe im` (the resource keeps counts).
       if (report.phase === 'Failed' && (before?.phase !== 'Failed' || before.targetVersion !== report.targetVersion)) {
-        const { name, namespace, uid } = model.metadata;
         const what = `node ${report.node} failed${report.targetVersion ? ` version ${report.targetVersion}` : ''}: ${report.reason ?? 'Failed'}${report.message ? `: ${report.message}` : ''}`;
-        void this.deps.events.warning({ apiVersion: model.apiVersion ?? `${API_GROUP}/${API_VERSION}`, kind: KIND, name, namespace, uid }, 'NodeFailed', what, { action: 'Report', key: `${report.node}/${report.targetVersion ?? ''}` });
+        void this.deps.events.warning(modelReference(model), 'NodeFailed', what, { action: 'Report', key: `${report.node}/${report.targetVersion ?? ''}` });
       }
       if (wantsAck) this.deps.pending.add(key, report.node, msgId);
       this.deps.onAccepted(key);

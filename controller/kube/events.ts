@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
+import { API_GROUP, API_VERSION, KIND } from '../../shared/index.js';
 import type { KubeRest } from './rest.js';
+import type { KubeObject } from './types.js';
 
 // Kubernetes Events, written as events.k8s.io/v1 (client-go's tools/events recorder): `regarding`
 // the object, `note`, `action`, `reportingController` and `reportingInstance`, `eventTime` in
@@ -12,7 +14,8 @@ import type { KubeRest } from './rest.js';
 //
 // Like client-go's EventCorrelator, the same (object, reason, key) is not written again within ten
 // minutes, and one (object, reason) writes at most MAX_SIMILAR distinct events per ten minutes
-// (a thousand nodes failing at once is one line of Events per node for ten of them, then a count).
+// (a thousand nodes failing at once is one line of Events per node for ten of them, then a count);
+// a caller whose keys are few by construction (a rollout's steps) opts out of that cap.
 
 const SAME_EVENT_MS = 10 * 60_000;
 const MAX_SIMILAR = 10;
@@ -27,11 +30,22 @@ export interface InvolvedObject {
   uid?: string;
 }
 
+/** What an Event about an InferenceModel is `regarding` (uid included: a recreated one is another object). */
+export function modelReference(model: KubeObject): InvolvedObject {
+  const { name, namespace, uid } = model.metadata;
+  return { apiVersion: model.apiVersion ?? `${API_GROUP}/${API_VERSION}`, kind: KIND, name, namespace, uid };
+}
+
 export interface EventOptions {
   /** What the controller did or saw (events.k8s.io `action`), e.g. Rollout, Report, Connect. */
   action?: string;
   /** Tells apart events of one reason on one object (e.g. the node name); default the message. */
   key?: string;
+  /**
+   * false: the caller already bounds its distinct keys (a rollout writes a line per step, and a
+   * long rollout has more than ten batches), so no per-reason cap. Default true.
+   */
+  capSimilar?: boolean;
 }
 
 export class EventRecorder {
@@ -65,7 +79,7 @@ export class EventRecorder {
       if (s?.dropped) this.deps.log.warn({ object: group, dropped: s.dropped }, 'similar Events not written (more than 10 in ten minutes)');
       this.similar.set(group, (s = { since: now, keys: 0, dropped: 0 }));
     }
-    if (s.keys >= MAX_SIMILAR) {
+    if (s.keys >= MAX_SIMILAR && opts.capSimilar !== false) {
       s.dropped++;
       return;
     }

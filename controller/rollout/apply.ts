@@ -25,6 +25,8 @@ export interface RolloutInputs {
 
 export interface RolloutPlan {
   states: Map<string, RolloutStatus>;
+  /** The state each was stepped from (remembered, else status.rollout): what its Events compare with. */
+  previous: Map<string, RolloutStatus | undefined>;
   /** Earliest time a pause or deadline ends (ms), to look again then. */
   due?: number;
 }
@@ -39,6 +41,7 @@ function fallbackFrom(model: KubeObject, reports: Map<string, StatusContent>): s
 
 export function applyRollouts(desired: Desired, i: RolloutInputs): RolloutPlan {
   const states = new Map<string, RolloutStatus>();
+  const previous = new Map<string, RolloutStatus | undefined>();
   let due: number | undefined;
   for (const model of i.models) {
     const key = objectKey(model);
@@ -55,6 +58,7 @@ export function applyRollouts(desired: Desired, i: RolloutInputs): RolloutPlan {
     const prev = remembered ?? readRolloutStatus((model.status as Record<string, unknown> | undefined)?.rollout);
     const state = stepRollout({ spec: rollout, revision: rolloutRevision(spec), toVersion: spec.targetVersion, batches, reports, prev, fallbackFrom: fallbackFrom(model, reports), now: i.now });
     states.set(key, state);
+    previous.set(key, prev);
     const d = nextDue(state, rollout);
     if (d !== undefined) due = due === undefined ? d : Math.min(due, d);
     const { rollout: _steering, ...nodeSpec } = verdict.content.spec;
@@ -83,5 +87,5 @@ export function applyRollouts(desired: Desired, i: RolloutInputs): RolloutPlan {
       }
     });
   }
-  return { states, due };
+  return { states, previous, due };
 }

@@ -55,14 +55,16 @@ export function stepRollout(i: StepInput): RolloutStatus {
     if (spec.abort) return set('Aborted', 'AbortedByUser', `aborted by spec.rollout.abort in batch ${s.batch}/${s.batches}; set abort to false to start this revision again from batch 1`);
     const limit = failureLimit(spec, members.length);
     if (limit !== undefined && tally.failed >= limit) return set('Aborted', 'FailureThresholdExceeded', `${tally.failed} of ${members.length} nodes of batch ${s.batch}/${s.batches} failed (threshold ${limit})`);
-    if (tally.pending === 0 && tally.deferred === 0) {
+    // A batch once done stays done (pauseStartTime says so): a restarted controller that has not
+    // heard its nodes again yet must not take the pause after it back to Progressing.
+    if ((tally.pending === 0 && tally.deferred === 0) || s.pauseStartTime !== undefined) {
       if (s.batch >= batches.length) {
         delete s.pauseStartTime;
         return set('Complete', 'RolloutComplete', `${batches.length} batches done`);
       }
       const next = s.batch + 1;
-      if (spec.paused) return set('Paused', 'PausedByUser', `batch ${s.batch}/${s.batches} done; spec.rollout.paused holds batch ${next}`);
       s.pauseStartTime ??= iso(now);
+      if (spec.paused) return set('Paused', 'PausedByUser', `batch ${s.batch}/${s.batches} done; spec.rollout.paused holds batch ${next}`);
       if (spec.pauseUntilResumed && (spec.resumeBatch ?? 0) < next) return set('Paused', 'AwaitingResume', `batch ${s.batch}/${s.batches} done; set spec.rollout.resumeBatch to ${next} to start the next batch`);
       const until = Date.parse(s.pauseStartTime) + (spec.pauseSeconds ?? 0) * 1000;
       if (now < until) return set('Paused', 'BatchPause', `batch ${s.batch}/${s.batches} done; batch ${next} starts at ${iso(until)}`);

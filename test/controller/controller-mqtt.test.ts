@@ -1,27 +1,16 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
+import { describe, expect, it } from 'vitest';
+import type { Broker } from '../helpers/mosquitto.js';
 import type { FakeKubeApi } from '../fakes/kube-api/server.js';
 import { SimNode } from '../fakes/sim-node.js';
 import { DEFAULT_TOPIC_PREFIX, presenceTopic } from '../../shared/index.js';
-import { SHA, TYPES, model, node, startApi, startController, until } from './harness.js';
+import { SHA, TYPES, model, node, perTestApiAndBroker, startController, until } from './harness.js';
 import { WAIT_MS } from '../helpers/wait.js';
 
 // The controller against the fake API server and a real mosquitto, with simulated nodes.
 
 let api: FakeKubeApi;
 let broker: Broker;
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-
-beforeEach(async () => {
-  api = await startApi();
-  broker = await startMosquitto();
-  cleanups.push(() => api.stop(), () => broker.close());
-});
-
-afterEach(async () => {
-  for (const c of cleanups.reverse()) await c();
-  cleanups.length = 0;
-});
+const cleanups = perTestApiAndBroker((a, b) => ([api, broker] = [a, b]));
 
 async function simNode(name: string) {
   const n = await new SimNode({ node: name, brokerUrl: broker.url }).start();

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
+import { afterEach, beforeEach } from 'vitest';
 import { silentLogger } from '../../agent/log.js';
 import { Controller, type ControllerOptions } from '../../controller/controller.js';
 import { buildCrd } from '../../controller/crd.js';
@@ -12,6 +13,7 @@ import { mqttTransport } from '../../controller/transport/mqtt.js';
 import type { Transport } from '../../controller/transport/types.js';
 import { DEFAULT_STATUS_TOPIC, DEFAULT_TOPIC_PREFIX } from '../../shared/index.js';
 import { FakeKubeApi, TYPES, startFakeKubeApi } from '../fakes/kube-api/server.js';
+import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
 import { WAIT_MS, waitForValue } from '../helpers/wait.js';
 
 // Shared set-up for controller tests: a fake API server with the CRD installed, and a
@@ -23,6 +25,26 @@ export async function startApi(): Promise<FakeKubeApi> {
   const api = await startFakeKubeApi({ bookmarkIntervalMs: 200 });
   api.create(TYPES.crds, buildCrd());
   return api;
+}
+
+/**
+ * Per test: a fresh fake API server and a real mosquitto, handed to `use`; the cleanups returned
+ * run in reverse once the test ends (the broker and API server last). Call at a file's top level.
+ */
+export function perTestApiAndBroker(use: (api: FakeKubeApi, broker: Broker) => void): Array<() => Promise<unknown> | unknown> {
+  const cleanups: Array<() => Promise<unknown> | unknown> = [];
+  beforeEach(async () => {
+    const api = await startApi();
+    cleanups.push(() => api.stop());
+    const broker = await startMosquitto();
+    cleanups.push(() => broker.close());
+    use(api, broker);
+  });
+  afterEach(async () => {
+    for (const c of cleanups.reverse()) await c();
+    cleanups.length = 0;
+  });
+  return cleanups;
 }
 
 export function kubeConfigFor(api: FakeKubeApi): KubeConfig {

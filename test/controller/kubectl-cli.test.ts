@@ -131,6 +131,30 @@ describe('modeld-controller as a process', () => {
     await kubectl('delete', 'im', 'linear');
   });
 
+  it.skipIf(!kubectlPath)('a staged rollout\'s steps and its abort are lines in kubectl describe im and kubectl events', async () => {
+    const [cam] = sims;
+    const manifest = ['1', '2'].map((v) => ({ version: v, downloadURL: `https://models.example.com/staged/${v}.tar.gz` }));
+    const spec = { modelName: 'staged-model', deployToLayer: 'edge', nodeSelector: { 'modeld.kubeedge.io/camera': 'true' }, manifest, targetVersion: '1', rollout: { failureThreshold: { count: 1 } } };
+    writeFileSync(join(dir.path, 'staged.yaml'), stringify({ apiVersion: 'ai.kubeedge.io/v1alpha1', kind: 'InferenceModel', metadata: { name: 'staged', namespace: 'default' }, spec }));
+    await kubectl('apply', '--validate=false', '-f', join(dir.path, 'staged.yaml'));
+    await cam.waitFor((n) => n.held.get('default/staged')?.spec.targetVersion === '1', WAIT_MS, 'staged v1 on cam-1');
+    await cam.report({ namespace: 'default', name: 'staged', observedGeneration: 1, phase: 'Serving', servingVersion: '1', targetVersion: '1' });
+    await until(async () => /Normal\s+RolloutComplete/.test(await kubectl('events', '--for', 'inferencemodel/staged')), 'RolloutComplete in kubectl events', 30_000);
+    await kubectl('patch', 'im', 'staged', '--type=merge', '-p', '{"spec":{"targetVersion":"2"}}');
+    await cam.waitFor((n) => n.held.get('default/staged')?.spec.targetVersion === '2', WAIT_MS, 'staged v2 on cam-1');
+    await cam.report({ namespace: 'default', name: 'staged', observedGeneration: 2, phase: 'Failed', servingVersion: '1', targetVersion: '2', reason: 'ChecksumMismatch' });
+    const described = await until(async () => {
+      const out = await kubectl('describe', 'im', 'staged');
+      return /Warning\s+RolloutAborted/.test(out) && out;
+    }, 'kubectl describe im staged with RolloutAborted', 30_000);
+    expect(described).toMatch(/Normal\s+RolloutStarted\s+\S+\s+modeld-controller\s+rollout \w+ started: version 1 in 1 batch\n/);
+    expect(described).toMatch(/Normal\s+RolloutComplete\s+\S+\s+modeld-controller\s+rollout \w+ complete: 1 on every node, 1 batch done/);
+    expect(described).toMatch(/Normal\s+RolloutStarted\s+\S+\s+modeld-controller\s+rollout \w+ started: 1 -> 2 in 1 batch\n/);
+    expect(described).toMatch(/Warning\s+RolloutAborted\s+\S+\s+modeld-controller\s+FailureThresholdExceeded: 1 of 1 nodes of batch 1\/1 failed \(threshold 1\); nodes not reached keep 1/);
+    expect(await kubectl('events', '--for', 'inferencemodel/staged', '--types', 'Warning')).toMatch(/Warning\s+RolloutAborted\s+InferenceModel\/staged\s+FailureThresholdExceeded/);
+    await kubectl('delete', 'im', 'staged');
+  });
+
   it.skipIf(!kubectlPath)('kubectl apply is refused by the CRD\'s CEL rules: a targetVersion not in the manifest, a duplicate version, a malformed digest', async () => {
     const apply = (name: string, spec: Record<string, unknown>) => {
       const file = join(dir.path, `${name}.yaml`);

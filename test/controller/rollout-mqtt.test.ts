@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../agent/log.js';
 import type { Controller } from '../../controller/controller.js';
 import { LeaderElector } from '../../controller/kube/lease.js';
@@ -7,8 +7,8 @@ import { rolloutBatches } from '../../controller/rollout/membership.js';
 import type { RolloutSpec } from '../../shared/index.js';
 import type { FakeKubeApi } from '../fakes/kube-api/server.js';
 import { SimNode } from '../fakes/sim-node.js';
-import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
-import { TYPES, kubeConfigFor, model, node, startApi, startController, until } from './harness.js';
+import type { Broker } from '../helpers/mosquitto.js';
+import { TYPES, kubeConfigFor, model, node, perTestApiAndBroker, startController, until } from './harness.js';
 
 // Staged rollouts end to end: the real controller against the fake API server and a real
 // mosquitto, with simulated nodes that answer every spec with a status (Serving the version they
@@ -17,19 +17,8 @@ import { TYPES, kubeConfigFor, model, node, startApi, startController, until } f
 
 let api: FakeKubeApi;
 let broker: Broker;
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
+const cleanups = perTestApiAndBroker((a, b) => ([api, broker] = [a, b]));
 const KEY = 'default/m';
-
-beforeEach(async () => {
-  api = await startApi();
-  broker = await startMosquitto();
-  cleanups.push(() => api.stop(), () => broker.close());
-});
-
-afterEach(async () => {
-  for (const c of cleanups.reverse()) await c();
-  cleanups.length = 0;
-});
 
 interface Fleet {
   names: string[];
@@ -90,6 +79,15 @@ async function servingV1(f: Fleet, rollout: RolloutSpec) {
   return rolloutBatches(uid, f.names, rollout);
 }
 
+/** The Events the controller wrote about the resource (events.k8s.io/v1), as "Type Reason: note". */
+const events = () =>
+  api
+    .list(TYPES.eventsV1)
+    .filter((e: any) => e.regarding?.kind === 'InferenceModel' && e.regarding.name === 'm')
+    .map((e: any) => `${e.type} ${e.reason}: ${e.note}`);
+const count = (reason: string) => events().filter((e) => e.split(':')[0].endsWith(` ${reason}`)).length;
+const waitEvent = (re: RegExp) => until(() => events().find((e) => re.test(e)), `an Event ${re}`);
+
 const waitState = (state: string, batch?: number, reason?: string) =>
   until(() => {
     const r = rolloutStatus();
@@ -116,6 +114,23 @@ describe('staged rollout over mqtt', () => {
     }
     // Nodes not yet reached were never sent anything but 1 before their batch.
     for (const n of batches[2]) expect(f.log.slice(0, firstV2(n)).filter((e) => e.node === n).every((e) => e.version === '1')).toBe(true);
+    // kubectl describe's lines: started, each later batch, complete; once each.
+    await waitEvent(/^Normal RolloutComplete: rollout \w+ complete: 2 on every node, 3 batches done$/);
+    expect(events()).toEqual(expect.arrayContaining([expect.stringMatching(/^Normal RolloutStarted: rollout \w+ started: 1 -> 2 in 3 batches$/), 'Normal BatchStarted: batch 2/3 started: its nodes get 2', 'Normal BatchStarted: batch 3/3 started: its nodes get 2']));
+    expect(events()).toHaveLength(4);
+  });
+
+  it('writes a BatchStarted for every batch of a long rollout (steps are not capped like failed nodes)', async () => {
+    const f = await fleet(12);
+    await controller();
+    const rollout: RolloutSpec = { batch: { count: 1 } };
+    const batches = await servingV1(f, rollout);
+    expect(batches).toHaveLength(12);
+    patchRollout(rollout, { targetVersion: '2' });
+    await waitState('Complete', 12);
+    await waitEvent(/^Normal RolloutComplete: .* 12 batches done$/);
+    await until(() => count('BatchStarted') >= 11, 'eleven BatchStarted Events');
+    expect(events().filter((e) => e.includes('BatchStarted')).sort()).toEqual(Array.from({ length: 11 }, (_, i) => `Normal BatchStarted: batch ${i + 2}/12 started: its nodes get 2`).sort());
   });
 
   it('pauses until a person resumes, holds on spec.rollout.paused, and steering patches do not start a new rollout', async () => {
@@ -141,6 +156,22 @@ describe('staged rollout over mqtt', () => {
     await waitState('Complete', 3);
     expect(rolloutStatus().revision).toBe(revision);
     for (const n of f.names) expect(f.version(n)).toBe('2');
+    // Each pause says why and what resumes it; each resume and batch is a line.
+    await waitEvent(/^Normal RolloutComplete:/);
+    expect(events()).toEqual(
+      expect.arrayContaining([
+        'Normal RolloutPaused: AwaitingResume: batch 1/3 done; set spec.rollout.resumeBatch to 2 to start the next batch',
+        'Normal RolloutPaused: PausedByUser: batch 1/3 done; spec.rollout.paused holds batch 2',
+        'Normal RolloutResumed: resumed after PausedByUser in batch 1/3',
+        'Normal BatchStarted: batch 2/3 started: its nodes get 2',
+        'Normal RolloutPaused: AwaitingResume: batch 2/3 done; set spec.rollout.resumeBatch to 3 to start the next batch',
+        'Normal RolloutResumed: resumed after AwaitingResume in batch 2/3',
+        'Normal BatchStarted: batch 3/3 started: its nodes get 2',
+      ]),
+    );
+    // The steering patches started no new rollout.
+    expect(count('RolloutStarted')).toBe(1);
+    expect(events()).toHaveLength(9);
   });
 
   it('starts the next batch by itself once a timed pause ends', async () => {
@@ -154,6 +185,9 @@ describe('staged rollout over mqtt', () => {
     const done = await waitState('Complete', 2);
     // The second batch was started no earlier than the pause's end.
     expect(Date.parse(done.batchStartTime)).toBeGreaterThanOrEqual(Date.parse(paused.pauseStartTime) + 1000);
+    const until1s = new Date(Date.parse(paused.pauseStartTime) + 1000).toISOString();
+    await waitEvent(/^Normal RolloutComplete:/);
+    expect(events()).toEqual(expect.arrayContaining([`Normal RolloutPaused: BatchPause: batch 1/2 done; batch 2 starts at ${until1s}`, 'Normal RolloutResumed: resumed after BatchPause in batch 1/2', 'Normal BatchStarted: batch 2/2 started: its nodes get 2']));
     for (const n of f.names) expect(f.version(n)).toBe('2');
   });
 
@@ -167,6 +201,7 @@ describe('staged rollout over mqtt', () => {
     patchRollout(rollout, { targetVersion: '2' });
     const aborted = await waitState('Aborted', 1, 'FailureThresholdExceeded');
     expect(aborted.message).toContain('of batch 1/2 failed');
+    expect(await waitEvent(/^Warning RolloutAborted:/)).toBe(`Warning RolloutAborted: FailureThresholdExceeded: ${aborted.message}; nodes not reached keep 1`);
     // The failed node is sent the version it served; its report says Serving 1 again.
     await until(() => f.version(bad) === '1', 'failed node rolled back to 1');
     // The resource counts (it lists only nodes that need a person): the failed node serves 1 again,
@@ -180,6 +215,9 @@ describe('staged rollout over mqtt', () => {
     f.failing.clear();
     patchRollout({ ...rollout, abort: true }, { targetVersion: '1' });
     await until(() => rolloutStatus()?.toVersion === '1' && rolloutStatus()?.reason === 'AbortedByUser', 'abort by spec.rollout.abort');
+    await waitEvent(/^Warning RolloutAborted: AbortedByUser: aborted by spec.rollout.abort in batch 1\/\d+; nodes not reached keep 1$/);
+    expect(count('RolloutStarted')).toBe(2);
+    expect(count('RolloutAborted')).toBe(2);
   });
 
   it('picks up mid-rollout after a controller restart: same batch, unreached nodes keep 1, then carries on', async () => {
@@ -191,15 +229,26 @@ describe('staged rollout over mqtt', () => {
     const before = await waitState('Paused', 1, 'AwaitingResume');
     await first.stop();
     const syncsBefore = new Map(f.names.map((n) => [n, f.nodes.get(n)!.received.filter((m) => m.route.operation === 'sync').length]));
-    await controller();
+    const second = await controller();
     // The new controller syncs every node in full, from the status it read back.
     for (const n of f.names) await f.nodes.get(n)!.waitFor((s) => s.received.filter((m) => m.route.operation === 'sync').length > syncsBefore.get(n)!, undefined, 'a sync after the restart');
     for (const n of batches[0]) expect(f.version(n)).toBe('2');
     for (const n of [...batches[1], ...batches[2]]) expect(f.version(n)).toBe('1');
     expect(rolloutStatus()).toMatchObject({ revision: before.revision, batch: 1, state: 'Paused', batchStartTime: before.batchStartTime });
+    // It stays paused before it has heard the canaries again and after (a flap would write a
+    // resume and a second pause; the counts below say none was).
+    await until(() => second.nodeDetail(KEY)?.nodes.filter((n) => batches[0].includes(n.node) && n.phase === 'Serving').length === batches[0].length, 'the canaries heard again');
+    await second.idle();
+    expect(rolloutStatus()).toMatchObject({ batch: 1, state: 'Paused', reason: 'AwaitingResume' });
     patchRollout({ resumeBatch: 3 });
     await waitState('Complete', 3);
     for (const n of f.names) expect(f.version(n)).toBe('2');
+    // The new controller read the rollout back from status: nothing the first one wrote is written again.
+    await waitEvent(/^Normal RolloutComplete:/);
+    expect(count('RolloutStarted')).toBe(1);
+    expect(count('RolloutPaused')).toBe(1);
+    expect(events()).toEqual(expect.arrayContaining(['Normal RolloutResumed: resumed after AwaitingResume in batch 1/3', 'Normal BatchStarted: batch 2/3 started: its nodes get 2', 'Normal BatchStarted: batch 3/3 started: its nodes get 2']));
+    expect(events()).toHaveLength(6);
   });
 
   it('carries on after a leader change mid-rollout: the new leader reads the progress from status', async () => {
@@ -243,5 +292,10 @@ describe('staged rollout over mqtt', () => {
     // Batch 3 reached its nodes only after the new leader took over: before, they held 1 throughout.
     for (const n of batches[2]) expect(f.log.findIndex((e) => e.node === n && e.version === '2')).toBeGreaterThanOrEqual(handover);
     expect(rolloutStatus().fromVersion).toBe('1');
+    // Only the leader writes Events, and the new one wrote none the old one had written.
+    await waitEvent(/^Normal RolloutComplete:/);
+    expect(count('RolloutStarted')).toBe(1);
+    expect(count('BatchStarted')).toBe(2);
+    expect(count('RolloutPaused')).toBe(2);
   });
 });

@@ -1,0 +1,46 @@
+import type { RolloutStatus } from './types.js';
+
+// Pure: the Kubernetes Events one rollout step is worth, from the state before it (what this
+// controller computed last, or status.rollout read back after a restart or a leader change) and
+// the state after it. Only transitions write: the same state twice writes nothing, so a replan or
+// a new leader writes no line twice. One plan can cross several steps (a new revision whose first
+// batch already serves); each gets its line, in order.
+
+export interface RolloutEvent {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  note: string;
+  /** Tells apart the events of one reason on one resource (EventRecorder dedupes on it). */
+  key: string;
+}
+
+const batchesOf = (n: number) => `${n} batch${n === 1 ? '' : 'es'}`;
+const versionChange = (s: RolloutStatus) => (s.fromVersion === undefined || s.fromVersion === s.toVersion ? `version ${s.toVersion ?? '?'}` : `${s.fromVersion} -> ${s.toVersion ?? '?'}`);
+
+export function rolloutEvents(prev: RolloutStatus | undefined, next: RolloutStatus): RolloutEvent[] {
+  const out: RolloutEvent[] = [];
+  const rev = next.revision;
+  const of = `${next.batch}/${next.batches}`;
+  let before = prev;
+  if (!before || before.revision !== rev) {
+    out.push({ type: 'Normal', reason: 'RolloutStarted', note: `rollout ${rev} started: ${versionChange(next)} in ${batchesOf(next.batches)}`, key: rev });
+    // Measured from a fresh start: the first batch in progress.
+    before = { revision: rev, state: 'Progressing', batch: 1, batches: next.batches };
+  }
+  const moved = next.batch > before.batch;
+  if (before.state === 'Paused' && (moved || next.state === 'Progressing')) {
+    out.push({ type: 'Normal', reason: 'RolloutResumed', note: `resumed after ${before.reason ?? 'a pause'} in batch ${before.batch}/${before.batches}`, key: `${rev}/${before.batch}/${before.reason ?? ''}` });
+  }
+  if (moved) out.push({ type: 'Normal', reason: 'BatchStarted', note: `batch ${of} started: its nodes get ${next.toVersion ?? '?'}`, key: `${rev}/${next.batch}` });
+  if (next.state === 'Paused' && (before.state !== 'Paused' || moved || before.reason !== next.reason)) {
+    out.push({ type: 'Normal', reason: 'RolloutPaused', note: `${next.reason}: ${next.message}`, key: `${rev}/${next.batch}/${next.reason ?? ''}` });
+  }
+  if (next.state === 'Aborted' && before.state !== 'Aborted') {
+    const kept = next.fromVersion === undefined ? '' : `; nodes not reached keep ${next.fromVersion}`;
+    out.push({ type: 'Warning', reason: 'RolloutAborted', note: `${next.reason}: ${next.message}${kept}`, key: rev });
+  }
+  if (next.state === 'Complete' && before.state !== 'Complete') {
+    out.push({ type: 'Normal', reason: 'RolloutComplete', note: `rollout ${rev} complete: ${next.toVersion ?? '?'} on every node, ${batchesOf(next.batches)} done`, key: rev });
+  }
+  return out;
+}
