@@ -215,7 +215,7 @@ describe('staged rollout over mqtt', () => {
     f.failing.clear();
     patchRollout({ ...rollout, abort: true }, { targetVersion: '1' });
     await until(() => rolloutStatus()?.toVersion === '1' && rolloutStatus()?.reason === 'AbortedByUser', 'abort by spec.rollout.abort');
-    await waitEvent(/^Warning RolloutAborted: AbortedByUser: aborted by spec.rollout.abort in batch 1\/\d+; nodes not reached keep 1$/);
+    await waitEvent(/^Warning RolloutAborted: AbortedByUser: aborted by spec.rollout.abort in batch 1\/\d+; set abort to false to start this revision again from batch 1; nodes not reached keep 1$/);
     expect(count('RolloutStarted')).toBe(2);
     expect(count('RolloutAborted')).toBe(2);
   });
