@@ -50,6 +50,22 @@ describe('rollout events', () => {
     expect(brief(rolloutEvents(at({ state: 'Paused', reason: 'NodesDeferred' }), base))).toEqual(['Normal RolloutResumed']);
   });
 
+  it('clearing spec.rollout.abort (a retry of the same revision) is a line, and a second abort or batch start after it is not swallowed by the first one\'s key', () => {
+    const first = at({ batchStartTime: '2026-12-02T10:00:00.000Z' });
+    const aborted = at({ batchStartTime: '2026-12-02T10:00:00.000Z', state: 'Aborted', reason: 'AbortedByUser', message: 'aborted by spec.rollout.abort in batch 1/3' });
+    const abort1 = rolloutEvents(first, aborted);
+    const retried = at({ batchStartTime: '2026-12-02T10:05:00.000Z' });
+    const retry = rolloutEvents(aborted, retried);
+    expect(brief(retry)).toEqual(['Normal RolloutStarted']);
+    expect(retry[0].note).toBe('rollout r1 started again (spec.rollout.abort cleared): 1 -> 2 in 3 batches');
+    const abort2 = rolloutEvents(retried, { ...aborted, batchStartTime: retried.batchStartTime });
+    expect(brief(abort2)).toEqual(['Warning RolloutAborted']);
+    expect(abort2[0].key).not.toBe(abort1[0].key);
+    const batch2a = rolloutEvents(first, at({ batch: 2, batchStartTime: '2026-12-02T10:01:00.000Z' }));
+    const batch2b = rolloutEvents(retried, at({ batch: 2, batchStartTime: '2026-12-02T10:06:00.000Z' }));
+    expect(batch2b[0].key).not.toBe(batch2a[0].key);
+  });
+
   it('an abort is a Warning with its reason and message; completion is Normal', () => {
     for (const reason of ['FailureThresholdExceeded', 'AbortedByUser', 'ProgressDeadlineExceeded']) {
       const es = rolloutEvents(base, at({ state: 'Aborted', reason, message: '1 of 2 nodes of batch 1/3 failed (threshold 1)' }));
