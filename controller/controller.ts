@@ -376,7 +376,7 @@ export class Controller {
       const regarding = modelReference(model);
       void (async () => {
         for (const e of events) {
-          const opts = { action: 'Rollout', key: e.key, capSimilar: false };
+          const opts = { action: 'Rollout', key: e.key, capSimilar: false, once: e.once };
           await (e.type === 'Warning' ? this.events.warning(regarding, e.reason, e.note, opts) : this.events.normal(regarding, e.reason, e.note, opts));
         }
       })();

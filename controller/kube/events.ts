@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { API_GROUP, API_VERSION, KIND } from '../../shared/index.js';
-import type { KubeRest } from './rest.js';
+import { isStatus, type KubeRest } from './rest.js';
 import type { KubeObject } from './types.js';
 
 // Kubernetes Events, written as events.k8s.io/v1 (client-go's tools/events recorder): `regarding`
@@ -46,6 +46,12 @@ export interface EventOptions {
    * long rollout has more than ten batches), so no per-reason cap. Default true.
    */
   capSimilar?: boolean;
+  /**
+   * The Event's name comes from (object uid, reason, key) instead of a random suffix, so the same
+   * step written again by another controller (a new leader whose status.rollout lagged behind the
+   * old one's last Event) is refused by the API server as AlreadyExists and stored once.
+   */
+  once?: boolean;
 }
 
 export class EventRecorder {
@@ -90,7 +96,7 @@ export class EventRecorder {
     const event = {
       apiVersion: 'events.k8s.io/v1',
       kind: 'Event',
-      metadata: { name: `${object.name}.${randomBytes(8).toString('hex')}`, namespace },
+      metadata: { name: `${object.name}.${opts.once ? createHash('sha256').update(`${object.uid ?? ''}/${reason}/${opts.key ?? message}`).digest('hex').slice(0, 16) : randomBytes(8).toString('hex')}`, namespace },
       eventTime: new Date(now).toISOString().replace(/Z$/, '000Z'),
       reportingController: this.deps.component,
       reportingInstance: this.instance,
@@ -103,6 +109,7 @@ export class EventRecorder {
     try {
       await this.deps.rest.request('POST', `/apis/events.k8s.io/v1/namespaces/${namespace}/events`, { body: event });
     } catch (err) {
+      if (opts.once && isStatus(err, 409)) return void this.deps.log.debug({ reason, object: group }, 'Event already written (by an earlier leader)');
       this.deps.log.warn({ err: (err as Error).message, reason, object: group }, 'could not record an Event');
     }
   }

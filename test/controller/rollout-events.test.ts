@@ -66,6 +66,14 @@ describe('rollout events', () => {
     expect(batch2b[0].key).not.toBe(batch2a[0].key);
   });
 
+  it('the same revision rolled out again later (1 -> 2 -> 1 -> 2) is a new start and a new end, not the first run\'s keys', () => {
+    const run = (t: string) => [rolloutEvents(at({ revision: 'r0', state: 'Complete' }), at({ batchStartTime: t })), rolloutEvents(at({ batch: 3, batchStartTime: t }), at({ batch: 3, batchStartTime: t, state: 'Complete', reason: 'RolloutComplete' }))];
+    const [first, again] = [run('2026-12-02T10:00:00.000Z'), run('2026-12-02T11:00:00.000Z')];
+    expect(brief(first[0])).toEqual(['Normal RolloutStarted']);
+    expect(again[0][0].key).not.toBe(first[0][0].key);
+    expect(again[1][0].key).not.toBe(first[1][0].key);
+  });
+
   it('an abort is a Warning with its reason and message; completion is Normal', () => {
     for (const reason of ['FailureThresholdExceeded', 'AbortedByUser', 'ProgressDeadlineExceeded']) {
       const es = rolloutEvents(base, at({ state: 'Aborted', reason, message: '1 of 2 nodes of batch 1/3 failed (threshold 1)' }));
