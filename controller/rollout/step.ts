@@ -90,16 +90,19 @@ export function nextDue(s: RolloutStatus, spec: RolloutSpec): number | undefined
 }
 
 /**
- * The version one node is sent: reached nodes the new one; unreached nodes keep the old one
- * (undefined: whatever they were last sent). In the batch in progress a node is reached once its
+ * The version one node is sent: reached nodes the new one; unreached nodes keep the version
+ * their report says they serve, else fromVersion (undefined: whatever they were last sent). In the batch in progress a node is reached once its
  * window (window.ts) lets it in: `reached` says whether it has. After an abort, a reached node keeps the new version
  * only while it serves it (or has not reported: a restarted controller does not disturb it before
  * it hears); any other reached node goes back to the version it served, else fromVersion.
  */
 export function versionFor(s: RolloutStatus, batchIndex: number, report: StatusContent | undefined, manifestVersions: Set<string>, reached = true): string | undefined {
-  if (batchIndex >= s.batch || !reached) return s.fromVersion;
+  const served = report?.servingVersion;
+  const keeps = served !== undefined && manifestVersions.has(served) ? served : undefined;
+  // An unreached node keeps what it serves: after a new targetVersion mid-rollout, the nodes the
+  // last rollout reached serve its version, not fromVersion, and must not all switch back at once.
+  if (batchIndex >= s.batch || !reached) return keeps ?? s.fromVersion;
   if (s.state !== 'Aborted' || !report || nodeState(report, s.toVersion) === 'serving') return s.toVersion;
-  const served = report.servingVersion;
-  if (served !== undefined && served !== s.toVersion && manifestVersions.has(served)) return served;
+  if (keeps !== undefined && keeps !== s.toVersion) return keeps;
   return s.fromVersion ?? s.toVersion;
 }
