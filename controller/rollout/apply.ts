@@ -74,7 +74,7 @@ export function applyRollouts(desired: Desired, i: RolloutInputs): RolloutPlan {
         const set = desired.perNode.get(node);
         const at = position++;
         if (!set) continue;
-        const v = versionFor(state, b, reports.get(node), versions, b !== current || window.reached.has(node), at);
+        const v = versionFor(state, b, reports.get(node), versions, b !== current || window.reached.has(node), { node, position: at });
         if (v !== undefined) set.set(key, contentFor(v));
         else {
           const last = i.lastSent(node, key);

@@ -1,7 +1,7 @@
 import type { RolloutSpec, StatusContent } from '../../shared/index.js';
 import { amount } from './membership.js';
 import { nodeState } from './node-state.js';
-import { EARLIER_MAX, type EarlierRollout, type RolloutStatus } from './types.js';
+import { EARLIER_EXCEPT_MAX, EARLIER_MAX, type EarlierRollout, type RolloutStatus } from './types.js';
 import { batchWindow, type BatchWindow } from './window.js';
 
 export { nodeState, type NodeState } from './node-state.js';
@@ -40,7 +40,7 @@ export function stepRollout(i: StepInput): RolloutStatus {
     const from = !i.prev ? i.fallbackFrom : retry || i.prev.state !== 'Complete' ? i.prev.fromVersion : i.prev.toVersion;
     s = { revision: i.revision, state: 'Progressing', batch: 1, batches: batches.length, toVersion: i.toVersion, batchStartTime: iso(now), batchReached: 0, reachedNodes: 0 };
     if (from !== undefined) s.fromVersion = from;
-    const earlier = i.prev && !retry ? overtaken(i.prev, batches) : undefined;
+    const earlier = i.prev && !retry ? overtaken(i.prev, batches, i.reports) : undefined;
     if (earlier?.length) s.earlier = earlier;
   } else s = { ...i.prev, batches: batches.length };
   if (s.state === 'Aborted' || s.state === 'Complete') return s;
@@ -87,16 +87,22 @@ export function stepRollout(i: StepInput): RolloutStatus {
 
 /**
  * What a new revision keeps of the one it overtakes: an unfinished (Progressing or Paused) rollout
- * had sent its toVersion to the first reachedNodes nodes in batch order, and those nodes are not
- * reached by the new one yet. A Complete one left every node on its version (that is fromVersion
- * now); an Aborted one left its reached nodes on different versions (rolled back or not), which
- * only their reports tell.
+ * had sent its toVersion to the first reachedNodes nodes in batch order; those its reports do not
+ * show serving it (failed, still updating) are listed apart, since the new revision sends them
+ * what they serve. A Complete one left every node on its version (that is fromVersion now); an
+ * Aborted one left its reached nodes on different versions (rolled back or not), which only their
+ * reports tell. Too many exceptions: nothing is kept (an older entry would be wrong for them).
  */
-function overtaken(prev: RolloutStatus, batches: string[][]): EarlierRollout[] | undefined {
+function overtaken(prev: RolloutStatus, batches: string[][], reports: Map<string, StatusContent>): EarlierRollout[] | undefined {
   if (prev.state === 'Complete' || prev.state === 'Aborted' || prev.toVersion === undefined) return undefined;
   const before = batches.slice(0, prev.batch - 1).reduce((n, b) => n + b.length, 0);
   const nodes = prev.reachedNodes ?? before + (prev.batchReached ?? batches[prev.batch - 1]?.length ?? 0);
-  return [{ version: prev.toVersion, nodes }, ...(prev.earlier ?? [])].slice(0, EARLIER_MAX);
+  const except = batches
+    .flat()
+    .slice(0, nodes)
+    .filter((n) => reports.has(n) && nodeState(reports.get(n), prev.toVersion) !== 'serving');
+  if (except.length > EARLIER_EXCEPT_MAX) return undefined;
+  return [{ version: prev.toVersion, nodes, ...(except.length ? { except } : {}) }, ...(prev.earlier ?? [])].slice(0, EARLIER_MAX);
 }
 
 /** When the rollout needs another look without any event (a pause or a deadline ending), if ever. */
@@ -109,20 +115,20 @@ export function nextDue(s: RolloutStatus, spec: RolloutSpec): number | undefined
 /**
  * The version one node is sent: reached nodes the new one; unreached nodes keep the version
  * their report says they serve, else what an overtaken rollout sent them (status.rollout.earlier,
- * by `position`, the node's place in the order of all batches), else fromVersion (undefined:
+ * by `place`: the node and its position in the order of all batches), else fromVersion (undefined:
  * whatever they were last sent). In the batch in progress a node is reached once its
  * window (window.ts) lets it in: `reached` says whether it has. After an abort, a reached node keeps the new version
  * only while it serves it (or has not reported: a restarted controller does not disturb it before
  * it hears); any other reached node goes back to the version it served, else fromVersion.
  */
-export function versionFor(s: RolloutStatus, batchIndex: number, report: StatusContent | undefined, manifestVersions: Set<string>, reached = true, position?: number): string | undefined {
+export function versionFor(s: RolloutStatus, batchIndex: number, report: StatusContent | undefined, manifestVersions: Set<string>, reached = true, place?: { node: string; position: number }): string | undefined {
   const served = report?.servingVersion;
   const keeps = served !== undefined && manifestVersions.has(served) ? served : undefined;
   // An unreached node keeps what it serves: after a new targetVersion mid-rollout, the nodes the
   // last rollout reached serve its version, not fromVersion, and must not all switch back at once.
   // Without a report (a restarted controller), status.rollout.earlier says what they were sent.
   if (batchIndex >= s.batch || !reached) {
-    const sent = position === undefined ? undefined : s.earlier?.find((e) => position < e.nodes)?.version;
+    const sent = place && s.earlier?.find((e) => place.position < e.nodes && !e.except?.includes(place.node))?.version;
     return keeps ?? (sent !== undefined && manifestVersions.has(sent) ? sent : undefined) ?? s.fromVersion;
   }
   if (s.state !== 'Aborted' || !report || nodeState(report, s.toVersion) === 'serving') return s.toVersion;

@@ -31,8 +31,9 @@ export interface RolloutStatus {
   reachedNodes?: number;
   /**
    * Earlier rollouts of the resource that a new revision overtook unfinished, newest first: the
-   * first `nodes` nodes in batch order were sent `version`. What an unreached node is sent when no
-   * report says what it serves (a restarted controller, a new leader), instead of fromVersion.
+   * first `nodes` nodes in batch order serve `version`, but for `except`. What an unreached node is
+   * sent when no report says what it serves (a restarted controller, a new leader), instead of
+   * fromVersion.
    */
   earlier?: EarlierRollout[];
 }
@@ -40,10 +41,14 @@ export interface RolloutStatus {
 export interface EarlierRollout {
   version: string;
   nodes: number;
+  /** Of those nodes, the ones that did not serve it when the new revision started (failed, still updating). */
+  except?: string[];
 }
 
 /** At most this many earlier rollouts are kept in status.rollout.earlier. */
 export const EARLIER_MAX = 4;
+/** An earlier rollout with more exceptions than this is not kept (status stays bounded). */
+export const EARLIER_EXCEPT_MAX = 50;
 
 export function readRolloutStatus(v: unknown): RolloutStatus | undefined {
   if (!v || typeof v !== 'object') return undefined;
