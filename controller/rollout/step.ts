@@ -40,9 +40,12 @@ export function stepRollout(i: StepInput): RolloutStatus {
     const from = !i.prev ? i.fallbackFrom : retry || i.prev.state !== 'Complete' ? i.prev.fromVersion : i.prev.toVersion;
     s = { revision: i.revision, state: 'Progressing', batch: 1, batches: batches.length, toVersion: i.toVersion, batchStartTime: iso(now), batchReached: 0, reachedNodes: 0 };
     if (from !== undefined) s.fromVersion = from;
-    const earlier = i.prev && !retry ? overtaken(i.prev, batches, i.reports) : undefined;
+    const earlier = i.prev && !retry ? overtaken(i.prev, batches) : undefined;
     if (earlier?.length) s.earlier = earlier;
   } else s = { ...i.prev, batches: batches.length };
+  const earlier = refreshEarlier(s.earlier, batches, i.reports);
+  if (earlier) s.earlier = earlier;
+  else delete s.earlier;
   if (s.state === 'Aborted' || s.state === 'Complete') return s;
   for (let guard = 0; guard <= batches.length + 1; guard++) {
     const members = batches[s.batch - 1] ?? [];
@@ -93,16 +96,36 @@ export function stepRollout(i: StepInput): RolloutStatus {
  * Aborted one left its reached nodes on different versions (rolled back or not), which only their
  * reports tell. Too many exceptions: nothing is kept (an older entry would be wrong for them).
  */
-function overtaken(prev: RolloutStatus, batches: string[][], reports: Map<string, StatusContent>): EarlierRollout[] | undefined {
+function overtaken(prev: RolloutStatus, batches: string[][]): EarlierRollout[] | undefined {
   if (prev.state === 'Complete' || prev.state === 'Aborted' || prev.toVersion === undefined) return undefined;
   const before = batches.slice(0, prev.batch - 1).reduce((n, b) => n + b.length, 0);
   const nodes = prev.reachedNodes ?? before + (prev.batchReached ?? batches[prev.batch - 1]?.length ?? 0);
-  const except = batches
-    .flat()
-    .slice(0, nodes)
-    .filter((n) => reports.has(n) && nodeState(reports.get(n), prev.toVersion) !== 'serving');
-  if (except.length > EARLIER_EXCEPT_MAX) return undefined;
-  return [{ version: prev.toVersion, nodes, ...(except.length ? { except } : {}) }, ...(prev.earlier ?? [])].slice(0, EARLIER_MAX);
+  // The exceptions come from the reports (refreshEarlier), at once and on every step after.
+  return [{ version: prev.toVersion, nodes }, ...(prev.earlier ?? [])].slice(0, EARLIER_MAX);
+}
+
+/**
+ * The exceptions of status.rollout.earlier follow the reports: a node of an entry's reach whose
+ * report says it serves another version (it failed there, or was still updating, and the new
+ * revision sent it what it served) is an exception, one that serves it is not; a node not heard
+ * from stays as it was (it was sent the entry's version).
+ */
+function refreshEarlier(earlier: EarlierRollout[] | undefined, batches: string[][], reports: Map<string, StatusContent>): EarlierRollout[] | undefined {
+  if (!earlier?.length) return undefined;
+  const order = batches.flat();
+  const out: EarlierRollout[] = [];
+  for (const e of earlier) {
+    const except = new Set(e.except ?? []);
+    for (const n of order.slice(0, e.nodes)) {
+      const r = reports.get(n);
+      if (!r) continue;
+      if (r.servingVersion === e.version) except.delete(n);
+      else except.add(n);
+    }
+    if (except.size > EARLIER_EXCEPT_MAX) break;
+    out.push({ version: e.version, nodes: e.nodes, ...(except.size ? { except: [...except] } : {}) });
+  }
+  return out.length ? out : undefined;
 }
 
 /** When the rollout needs another look without any event (a pause or a deadline ending), if ever. */

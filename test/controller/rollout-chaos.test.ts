@@ -43,7 +43,7 @@ function prng(seed: number) {
   return { next, int, pick, chance: (p: number) => next() < p };
 }
 
-type Fault = 'progress' | 'dup' | 'stale' | 'reorder' | 'offline' | 'back' | 'restart' | 'leader' | 'broker' | 'bump';
+type Fault = 'progress' | 'dup' | 'stale' | 'reorder' | 'offline' | 'back' | 'restart' | 'crash' | 'leader' | 'broker' | 'bump';
 
 interface Scenario {
   seed: number;
@@ -71,7 +71,7 @@ export function drawScenario(seed: number): Scenario {
     const vs = VERSIONS.slice(1).filter(() => r.chance(0.12));
     if (vs.length) failing[i] = vs;
   }
-  const weights: Array<[Fault, number]> = [['progress', 10], ['dup', 1.5], ['stale', 1.5], ['reorder', 1.5], ['offline', 0.8], ['back', 0.8], ['restart', 0.5], ['leader', 0.5], ['broker', 0.3], ['bump', 0.25]];
+  const weights: Array<[Fault, number]> = [['progress', 10], ['dup', 1.5], ['stale', 1.5], ['reorder', 1.5], ['offline', 0.8], ['back', 0.8], ['restart', 0.5], ['crash', 0.4], ['leader', 0.5], ['broker', 0.3], ['bump', 0.25]];
   const total = weights.reduce((s, w) => s + w[1], 0);
   const events: Fault[] = [];
   let bumps = 0;
@@ -428,6 +428,19 @@ async function runScenario(sc: Scenario, opts: { fixedEvents?: boolean } = {}): 
         await lead(replica());
         break;
       }
+      case 'crash': {
+        // A node's report, planned and sent on, then the controller is gone before the status
+        // write that follows (if it had not started yet): the next one reads an older status.rollout.
+        const n = owing();
+        if (n.length) await respond(r.pick(n));
+        const ctl = current!.ctl!.controller;
+        await until(async () => (await inboundTotal()) >= expectedInbound, 'the controller handled every report');
+        await ctl.idle();
+        ctl.writer.stop();
+        await current!.stop();
+        await lead(replica());
+        break;
+      }
       case 'leader': {
         const standby = replica();
         await current!.stop();
@@ -567,6 +580,8 @@ describe('staged rollout: cases the seeded faults found', () => {
     const b2 = stepRollout({ spec, revision: 'B', toVersion: '3', batches, reports: failedD, prev: a, now: 1 });
     expect(b2.earlier).toEqual([{ version: '2', nodes: 4, except: ['d'] }]);
     expect(versionFor(b2, 1, undefined, versions, true, { node: 'd', position: 3 })).toBe('1');
+    // d fails 2 only after the new revision started (seed 1017): the next step lists it too.
+    expect(stepRollout({ spec, revision: 'B', toVersion: '3', batches, reports: failedD, prev: b, now: 2 }).earlier).toEqual([{ version: '2', nodes: 4, except: ['d'] }]);
     const c = stepRollout({ spec, revision: 'C', toVersion: '3', batches, reports: new Map(), prev: { ...a, state: 'Aborted' }, now: 1 });
     expect(c.earlier).toBeUndefined();
   });
