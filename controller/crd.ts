@@ -172,6 +172,21 @@ export function rolloutStatusSchema(): JsonSchema {
       batchDeferred: int('of them Deferred by a local hold'),
       batchReached: int('of them, in batch order, sent toVersion so far (spec.rollout.maxUnavailable lets them in a few at a time)'),
       batchInFlight: int('of them sent toVersion and not yet serving it, Failed or Deferred on it (at most spec.rollout.maxUnavailable)'),
+      reachedNodes: int('nodes, in the order of all batches, sent toVersion so far (the batches before the current one, then batchReached)'),
+      earlier: {
+        type: 'array',
+        description: 'earlier rollouts a new revision overtook unfinished, newest first: the first `nodes` nodes in batch order serve `version`, but for `except` (what a restarted controller sends a node not yet reached before it reports)',
+        maxItems: 4,
+        items: {
+          type: 'object',
+          required: ['version', 'nodes'],
+          properties: {
+            version: str('the version the earlier rollout sent'),
+            nodes: int('how many nodes, in batch order, it had sent it'),
+            except: { type: 'array', maxItems: 50, items: str(), description: 'of them, the nodes that did not serve it when the new revision started' },
+          },
+        },
+      },
     },
   };
 }

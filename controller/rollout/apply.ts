@@ -72,11 +72,13 @@ export function applyRollouts(desired: Desired, i: RolloutInputs): RolloutPlan {
     // The same window stepRollout recorded (batchReached already counts the nodes it let in).
     const current = state.batch - 1;
     const window = batchWindow({ members: batches[current] ?? [], reports, toVersion: state.toVersion, maxUnavailable: rollout.maxUnavailable, reachedBefore: state.batchReached, open: state.state !== 'Aborted' });
+    let position = 0;
     batches.forEach((members, b) => {
       for (const node of members) {
         const set = desired.perNode.get(node);
+        const at = position++;
         if (!set) continue;
-        const v = versionFor(state, b, reports.get(node), versions, b !== current || window.reached.has(node));
+        const v = versionFor(state, b, reports.get(node), versions, b !== current || window.reached.has(node), { node, position: at });
         if (v !== undefined) set.set(key, contentFor(v));
         else {
           const last = i.lastSent(node, key);

@@ -1,7 +1,7 @@
 import type { RolloutSpec, StatusContent } from '../../shared/index.js';
 import { amount } from './membership.js';
 import { nodeState } from './node-state.js';
-import type { RolloutStatus } from './types.js';
+import { EARLIER_EXCEPT_MAX, EARLIER_MAX, type EarlierRollout, type RolloutStatus } from './types.js';
 import { batchWindow, type BatchWindow } from './window.js';
 
 export { nodeState, type NodeState } from './node-state.js';
@@ -38,9 +38,14 @@ export function stepRollout(i: StepInput): RolloutStatus {
   const retry = i.prev?.revision === i.revision && i.prev.state === 'Aborted' && i.prev.reason === 'AbortedByUser' && !spec.abort;
   if (!i.prev || i.prev.revision !== i.revision || retry) {
     const from = !i.prev ? i.fallbackFrom : retry || i.prev.state !== 'Complete' ? i.prev.fromVersion : i.prev.toVersion;
-    s = { revision: i.revision, state: 'Progressing', batch: 1, batches: batches.length, toVersion: i.toVersion, batchStartTime: iso(now), batchReached: 0 };
+    s = { revision: i.revision, state: 'Progressing', batch: 1, batches: batches.length, toVersion: i.toVersion, batchStartTime: iso(now), batchReached: 0, reachedNodes: 0 };
     if (from !== undefined) s.fromVersion = from;
+    const earlier = i.prev && !retry ? overtaken(i.prev, batches) : undefined;
+    if (earlier?.length) s.earlier = earlier;
   } else s = { ...i.prev, batches: batches.length };
+  const earlier = refreshEarlier(s.earlier, batches, i.reports);
+  if (earlier) s.earlier = earlier;
+  else delete s.earlier;
   if (s.state === 'Aborted' || s.state === 'Complete') return s;
   for (let guard = 0; guard <= batches.length + 1; guard++) {
     const members = batches[s.batch - 1] ?? [];
@@ -50,7 +55,8 @@ export function stepRollout(i: StepInput): RolloutStatus {
     // The window of the batch (window.ts) goes with every state: an aborted rollout reaches no node.
     const set = (state: RolloutStatus['state'], reason: string, message: string | ((w: BatchWindow) => string)) => {
       const w = batchWindow({ members, reports: i.reports, toVersion: s.toVersion, maxUnavailable: spec.maxUnavailable, reachedBefore: s.batchReached, open: state !== 'Aborted' });
-      return Object.assign(s, { state, reason, message: typeof message === 'string' ? message : message(w), batchReached: w.reachedPrefix, batchInFlight: w.inFlight });
+      const before = batches.slice(0, s.batch - 1).reduce((n, b) => n + b.length, 0);
+      return Object.assign(s, { state, reason, message: typeof message === 'string' ? message : message(w), batchReached: w.reachedPrefix, batchInFlight: w.inFlight, reachedNodes: before + w.reachedPrefix });
     };
     if (spec.abort) return set('Aborted', 'AbortedByUser', `aborted by spec.rollout.abort in batch ${s.batch}/${s.batches}; set abort to false to start this revision again from batch 1`);
     const limit = failureLimit(spec, members.length);
@@ -84,6 +90,46 @@ export function stepRollout(i: StepInput): RolloutStatus {
   return s;
 }
 
+/**
+ * What a new revision keeps of the one it overtakes: an unfinished (Progressing or Paused) rollout
+ * had sent its toVersion to the first reachedNodes nodes in batch order; those its reports do not
+ * show serving it (failed, still updating) are listed apart, since the new revision sends them
+ * what they serve. A Complete one left every node on its version (that is fromVersion now); an
+ * Aborted one left its reached nodes on different versions (rolled back or not), which only their
+ * reports tell. Too many exceptions: nothing is kept (an older entry would be wrong for them).
+ */
+function overtaken(prev: RolloutStatus, batches: string[][]): EarlierRollout[] | undefined {
+  if (prev.state === 'Complete' || prev.state === 'Aborted' || prev.toVersion === undefined) return undefined;
+  const before = batches.slice(0, prev.batch - 1).reduce((n, b) => n + b.length, 0);
+  const nodes = prev.reachedNodes ?? before + (prev.batchReached ?? batches[prev.batch - 1]?.length ?? 0);
+  // The exceptions come from the reports (refreshEarlier), at once and on every step after.
+  return [{ version: prev.toVersion, nodes }, ...(prev.earlier ?? [])].slice(0, EARLIER_MAX);
+}
+
+/**
+ * The exceptions of status.rollout.earlier follow the reports: a node of an entry's reach whose
+ * report says it serves another version (it failed there, or was still updating, and the new
+ * revision sent it what it served) is an exception, one that serves it is not; a node not heard
+ * from stays as it was (it was sent the entry's version).
+ */
+function refreshEarlier(earlier: EarlierRollout[] | undefined, batches: string[][], reports: Map<string, StatusContent>): EarlierRollout[] | undefined {
+  if (!earlier?.length) return undefined;
+  const order = batches.flat();
+  const out: EarlierRollout[] = [];
+  for (const e of earlier) {
+    const except = new Set(e.except ?? []);
+    for (const n of order.slice(0, e.nodes)) {
+      const r = reports.get(n);
+      if (!r) continue;
+      if (r.servingVersion === e.version) except.delete(n);
+      else except.add(n);
+    }
+    if (except.size > EARLIER_EXCEPT_MAX) break;
+    out.push({ version: e.version, nodes: e.nodes, ...(except.size ? { except: [...except] } : {}) });
+  }
+  return out.length ? out : undefined;
+}
+
 /** When the rollout needs another look without any event (a pause or a deadline ending), if ever. */
 export function nextDue(s: RolloutStatus, spec: RolloutSpec): number | undefined {
   if (s.state === 'Paused' && s.reason === 'BatchPause' && s.pauseStartTime) return Date.parse(s.pauseStartTime) + (spec.pauseSeconds ?? 0) * 1000;
@@ -92,16 +138,25 @@ export function nextDue(s: RolloutStatus, spec: RolloutSpec): number | undefined
 }
 
 /**
- * The version one node is sent: reached nodes the new one; unreached nodes keep the old one
- * (undefined: whatever they were last sent). In the batch in progress a node is reached once its
+ * The version one node is sent: reached nodes the new one; unreached nodes keep the version
+ * their report says they serve, else what an overtaken rollout sent them (status.rollout.earlier,
+ * by `place`: the node and its position in the order of all batches), else fromVersion (undefined:
+ * whatever they were last sent). In the batch in progress a node is reached once its
  * window (window.ts) lets it in: `reached` says whether it has. After an abort, a reached node keeps the new version
  * only while it serves it (or has not reported: a restarted controller does not disturb it before
  * it hears); any other reached node goes back to the version it served, else fromVersion.
  */
-export function versionFor(s: RolloutStatus, batchIndex: number, report: StatusContent | undefined, manifestVersions: Set<string>, reached = true): string | undefined {
-  if (batchIndex >= s.batch || !reached) return s.fromVersion;
+export function versionFor(s: RolloutStatus, batchIndex: number, report: StatusContent | undefined, manifestVersions: Set<string>, reached = true, place?: { node: string; position: number }): string | undefined {
+  const served = report?.servingVersion;
+  const keeps = served !== undefined && manifestVersions.has(served) ? served : undefined;
+  // An unreached node keeps what it serves: after a new targetVersion mid-rollout, the nodes the
+  // last rollout reached serve its version, not fromVersion, and must not all switch back at once.
+  // Without a report (a restarted controller), status.rollout.earlier says what they were sent.
+  if (batchIndex >= s.batch || !reached) {
+    const sent = place && s.earlier?.find((e) => place.position < e.nodes && !e.except?.includes(place.node))?.version;
+    return keeps ?? (sent !== undefined && manifestVersions.has(sent) ? sent : undefined) ?? s.fromVersion;
+  }
   if (s.state !== 'Aborted' || !report || nodeState(report, s.toVersion) === 'serving') return s.toVersion;
-  const served = report.servingVersion;
-  if (served !== undefined && served !== s.toVersion && manifestVersions.has(served)) return served;
+  if (keeps !== undefined && keeps !== s.toVersion) return keeps;
   return s.fromVersion ?? s.toVersion;
 }

@@ -27,7 +27,28 @@ export interface RolloutStatus {
   batchReached?: number;
   /** Of them, how many neither serve it nor are Failed or Deferred on it (at most maxUnavailable). */
   batchInFlight?: number;
+  /** How many nodes, in the order of all batches, were sent toVersion (the batches before, then batchReached). */
+  reachedNodes?: number;
+  /**
+   * Earlier rollouts of the resource that a new revision overtook unfinished, newest first: the
+   * first `nodes` nodes in batch order serve `version`, but for `except`. What an unreached node is
+   * sent when no report says what it serves (a restarted controller, a new leader), instead of
+   * fromVersion.
+   */
+  earlier?: EarlierRollout[];
 }
+
+export interface EarlierRollout {
+  version: string;
+  nodes: number;
+  /** Of those nodes, the ones that did not serve it when the new revision started (failed, still updating). */
+  except?: string[];
+}
+
+/** At most this many earlier rollouts are kept in status.rollout.earlier. */
+export const EARLIER_MAX = 4;
+/** An earlier rollout with more exceptions than this is not kept (status stays bounded). */
+export const EARLIER_EXCEPT_MAX = 50;
 
 export function readRolloutStatus(v: unknown): RolloutStatus | undefined {
   if (!v || typeof v !== 'object') return undefined;
@@ -37,4 +58,4 @@ export function readRolloutStatus(v: unknown): RolloutStatus | undefined {
 }
 
 /** Every field of status.rollout (the status writer clears the ones a state leaves out). */
-export const ROLLOUT_FIELDS = ['revision', 'state', 'batch', 'batches', 'fromVersion', 'toVersion', 'batchStartTime', 'pauseStartTime', 'reason', 'message', 'batchNodes', 'batchServing', 'batchFailed', 'batchDeferred', 'batchReached', 'batchInFlight'] as const satisfies ReadonlyArray<keyof RolloutStatus>;
+export const ROLLOUT_FIELDS = ['revision', 'state', 'batch', 'batches', 'fromVersion', 'toVersion', 'batchStartTime', 'pauseStartTime', 'reason', 'message', 'batchNodes', 'batchServing', 'batchFailed', 'batchDeferred', 'batchReached', 'batchInFlight', 'reachedNodes', 'earlier'] as const satisfies ReadonlyArray<keyof RolloutStatus>;
