@@ -13,7 +13,7 @@ import { startLinkNode, type LinkNode } from '../../test/helpers/link-node.js';
 import { startMosquitto, type Broker } from '../../test/helpers/mosquitto.js';
 import { freePort } from '../../test/helpers/ports.js';
 import { sleep, until } from './poll.js';
-import { prng } from './prng.js';
+import { seededRandom } from '../../test/helpers/fault-server.js';
 import { connectFleet, endFleet, registerFleet } from './sim-fleet.js';
 import { median } from './stats.js';
 
@@ -106,7 +106,7 @@ async function lostStatuses(api: FakeKubeApi, main: string, dir: string, log: (s
   api.create(TYPES.inferencemodels, { ...spec(999, { lost: 'yes' }), metadata: { name: 'lost-0', namespace: 'default' } });
   const broker = await startMosquitto();
   const receiverPort = await freePort();
-  const random = prng(13);
+  const random = seededRandom(13);
   const router = await new FakeKubeEdgeRouter({
     nodes: Object.fromEntries(names.map((n) => [n, broker.url])),
     restRules: [{ ruleNamespace: 'default', path: `/${DEFAULT_TOPIC_PREFIX}`, topic: DEFAULT_TOPIC_PREFIX }],

@@ -20,7 +20,7 @@ import {
 import { TYPES, startFakeKubeApi, type FakeKubeApi } from '../../test/fakes/kube-api/server.js';
 import { startMosquitto, type Broker } from '../../test/helpers/mosquitto.js';
 import { until } from './poll.js';
-import { prng } from './prng.js';
+import { seededRandom } from '../../test/helpers/fault-server.js';
 import { connectFleet, endFleet, registerFleet, type FleetSpec } from './sim-fleet.js';
 import { median } from './stats.js';
 
@@ -47,7 +47,7 @@ const ROLLOUT: RolloutSpec = { batch: { percent: 10 }, failureThreshold: { perce
 function fails(node: number, version: string): boolean {
   if (version === '1') return false; // the version every node starts from
   const rate = version.startsWith('bad') ? BAD_FAIL : GOOD_FAIL;
-  return prng(node * 7919 + [...version].reduce((a, c) => a * 31 + c.charCodeAt(0), 7))() < rate;
+  return seededRandom(node * 7919 + [...version].reduce((a, c) => a * 31 + c.charCodeAt(0), 7))() < rate;
 }
 
 interface Responder {
@@ -65,7 +65,7 @@ interface Responder {
 
 async function responders(brokerUrl: string): Promise<Responder> {
   const r: Responder = { clients: [], serving: [], firstSeen: new Map(), done: new Map(), held: [], lastFinal: new Float64Array(NODES) };
-  const random = prng(12);
+  const random = seededRandom(12);
   const held = r.held;
   const onSpec = (i: number, content: FleetSpec, sync: boolean, c: MqttClient) => {
     const name = `node-${i}`;

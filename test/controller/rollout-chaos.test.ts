@@ -10,6 +10,7 @@ import type { Transport } from '../../controller/transport/types.js';
 import { DEFAULT_STATUS_TOPIC, DEFAULT_TOPIC_PREFIX, presenceTopic, statusTopic, type ModelContent, type RolloutSpec, type StatusContent } from '../../shared/index.js';
 import type { FakeKubeApi } from '../fakes/kube-api/server.js';
 import { SimNode } from '../fakes/sim-node.js';
+import { seededRandom } from '../helpers/fault-server.js';
 import { startMosquitto, type Broker } from '../helpers/mosquitto.js';
 import { SHA, TYPES, kubeConfigFor, model, node, startApi, startController, until } from './harness.js';
 
@@ -28,16 +29,9 @@ const BASE_SEED = Number(process.env.CHAOS_SEED ?? 1000);
 const SCENARIOS = Number(process.env.CHAOS_SCENARIOS ?? 16);
 const VERSIONS = ['1', '2', '3', '4'];
 
-/** mulberry32: the same sequence for the same seed everywhere. */
+/** Draws from the seeded mulberry32 of the fault server (the same sequence for the same seed everywhere). */
 function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = seededRandom(seed);
   const int = (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1));
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)];
   return { next, int, pick, chance: (p: number) => next() < p };
