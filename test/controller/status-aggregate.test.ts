@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { aggregateStatus, MAX_ATTENTION, MAX_ENTRY_MESSAGE, MAX_VERSIONS, nodeDetails, servingSummary } from '../../controller/status/aggregate.js';
 import { InferenceModelSpecSchema, type StatusContent } from '../../shared/index.js';
+import { EARLIER_EXCEPT_MAX, EARLIER_MAX } from '../../controller/rollout/types.js';
 import { model } from './harness.js';
 
 // Status that scales (issue 12): counts in the resource, only the nodes that need a person listed.
@@ -78,7 +79,10 @@ describe('status aggregation at scale', () => {
     const long = (n: number) => 'x'.repeat(n);
     const targets = Array.from({ length: 10_000 }, (_, i) => `edge-${String(i).padStart(5, '0')}-${long(200)}`);
     const reports = new Map(targets.map((n, i) => [n, report(n, { phase: i % 2 ? 'Failed' : 'Serving', servingVersion: `v${i % 40}-${long(50)}`, targetVersion: long(63), url: `http://${long(2000)}`, reason: long(128), message: long(4096) })]));
-    const s = aggregateStatus({ generation: 1, spec: spec3, targets, reports, now: new Date().toISOString() });
+    // status.rollout at its widest: every earlier rollout kept, each with every exception it may list.
+    const earlier = Array.from({ length: EARLIER_MAX }, (_, k) => ({ version: long(63), nodes: 10_000, except: targets.slice(k * EARLIER_EXCEPT_MAX, (k + 1) * EARLIER_EXCEPT_MAX).map((n) => n.slice(0, 253)) }));
+    const rollout = { revision: long(16), state: 'Aborted' as const, batch: 10, batches: 10, fromVersion: long(63), toVersion: long(63), reason: long(64), message: long(512), earlier };
+    const s = aggregateStatus({ generation: 1, spec: spec3, targets, reports, now: new Date().toISOString(), rollout });
     expect(s.phases).toEqual({ Serving: 5000, Failed: 5000 });
     expect(s.nodes).toHaveLength(MAX_ATTENTION);
     expect(s.nodesNotListed).toBe(5000 - MAX_ATTENTION);
@@ -87,7 +91,9 @@ describe('status aggregation at scale', () => {
     // Per entry: node name 253, versions 3x63, url 2048, reason 128, message MAX_ENTRY_MESSAGE, keys and dates ~300.
     const entryMax = 253 + 3 * 63 + 2048 + 128 + MAX_ENTRY_MESSAGE * 3 + 300;
     // Per version count 63 + 40; conditions name at most 5 nodes with their reasons.
-    const bound = MAX_ATTENTION * entryMax + MAX_VERSIONS * 110 + 3 * (5 * (253 + 128) + 400) + 2048;
+    // status.rollout: its scalars, and per earlier rollout a version and EARLIER_EXCEPT_MAX node names.
+    const rolloutMax = 2048 + EARLIER_MAX * (63 + 40 + EARLIER_EXCEPT_MAX * (253 + 3));
+    const bound = MAX_ATTENTION * entryMax + MAX_VERSIONS * 110 + 3 * (5 * (253 + 128) + 400) + 2048 + rolloutMax;
     const size = Buffer.byteLength(JSON.stringify(s));
     expect(size).toBeLessThan(bound);
     expect(bound).toBeLessThan(1.5 * 1024 * 1024 * 0.1); // a tenth of etcd's default object limit
