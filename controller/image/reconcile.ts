@@ -9,13 +9,16 @@ import { ownedObjects, workloadName } from './resources.js';
 // The images job: one work-queue key per image resource (`image:<ns>/<name>`). A failure throws,
 // and the queue retries that key alone with its own exponential backoff; a full pass does not
 // re-run a key that is backing off for the same spec (a permanent 403 is tried less and less
-// often, not on every pass). A changed spec is tried at once.
+// often, not on every pass), nor one whose attempt for the same spec is in flight (the queue would
+// run it again at once when that attempt fails, skipping the backoff). A changed spec is tried at once.
 
 export class ImageDeployments {
   /** key -> signature (uid + spec) the owned objects were last made from */
   private readonly ensured = new Map<string, string>();
   /** key -> signature of the attempt that last failed */
   private readonly failed = new Map<string, string>();
+  /** key -> signature of the attempt in flight: a pass meanwhile must not queue it again */
+  private readonly attempting = new Map<string, string>();
 
   constructor(
     private readonly deps: { rest: KubeRest; log: Logger; edgeLabel: string; onEnsured(key: string): void },
@@ -31,7 +34,7 @@ export class ImageDeployments {
       if (verdicts.get(key)?.kind !== 'image') continue;
       live.add(key);
       const sig = signature(model);
-      if (this.ensured.get(key) === sig) continue;
+      if (this.ensured.get(key) === sig || this.attempting.get(key) === sig) continue;
       if (this.failed.has(key) && this.failed.get(key) !== sig) changed.push(key);
       else if (backingOff(key)) continue;
       keys.push(key);
@@ -46,6 +49,7 @@ export class ImageDeployments {
     if (model && verdict?.kind === 'image') {
       const sig = signature(model);
       if (this.ensured.get(key) === sig) return;
+      this.attempting.set(key, sig);
       try {
         const { deployment, service } = ownedObjects(model, InferenceModelSpecSchema.parse(model.spec), this.deps.edgeLabel);
         await ensureObject(this.deps.rest, deployment);
@@ -53,6 +57,8 @@ export class ImageDeployments {
       } catch (err) {
         this.failed.set(key, sig);
         throw err;
+      } finally {
+        this.attempting.delete(key);
       }
       this.failed.delete(key);
       this.ensured.set(key, sig);

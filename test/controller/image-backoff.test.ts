@@ -43,4 +43,26 @@ describe('image retries', () => {
     expect(gaps[3]).toBeGreaterThanOrEqual(1550);
     expect(gaps[3]).toBeGreaterThan(gaps[1]);
   });
+
+  it('a pass while the first attempt is in flight does not queue a second attempt of the same spec (it would skip the backoff)', async () => {
+    api.create(TYPES.nodes, node('n1'));
+    let release!: () => void;
+    api.failNext({ method: 'POST', path: /\/deployments$/, status: 403, hold: new Promise<void>((r) => (release = r)) });
+    api.failNext({ method: 'POST', path: /\/deployments$/, status: 403, times: 10 });
+    const { controller, metrics } = await startController(api, { brokerUrl: broker.url, options: { retryBaseMs: 600_000, retryMaxMs: 600_000 } });
+    stops.push(() => controller.stop());
+    const posts = () => api.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/deployments'));
+    const imageRetries = async () => (await metrics.retries.get()).values.find((v) => v.labels.job === 'image')?.value ?? 0;
+    api.create(TYPES.inferencemodels, model('img', { image: 'example.com/model:1', manifest: undefined, targetVersion: undefined }));
+    await until(() => posts().length === 1, 'the first attempt in flight');
+    // Passes while it is held: each would queue the key again.
+    api.create(TYPES.inferencemodels, model('busy-1'));
+    await until(() => api.get(TYPES.inferencemodels, 'default', 'busy-1')?.status?.phase, 'a pass over busy-1');
+    release();
+    await until(async () => (await imageRetries()) >= 1, 'the failed attempt handed back to the queue');
+    // Later passes have run (busy-2's status is written after the failure was handled).
+    api.create(TYPES.inferencemodels, model('busy-2'));
+    await until(() => api.get(TYPES.inferencemodels, 'default', 'busy-2')?.status?.phase, 'a pass over busy-2');
+    expect(posts()).toHaveLength(1);
+  });
 });

@@ -60,6 +60,8 @@ export interface FaultRule {
   path: RegExp;
   status: number;
   times: number;
+  /** The fault is answered only once this settles (a request held in flight, as a slow API server would). */
+  hold?: Promise<unknown>;
 }
 
 export interface FakeKubeOptions {
@@ -573,6 +575,7 @@ export class FakeKubeApi {
       const fault = this.faults.find((f) => (!f.method || f.method === method) && f.path.test(url.pathname));
       if (fault) {
         if (--fault.times <= 0) this.faults.splice(this.faults.indexOf(fault), 1);
+        await fault.hold;
         throw new HttpError(fault.status, fault.status === 409 ? 'Conflict' : fault.status === 410 ? 'Expired' : 'InternalError', `injected fault ${fault.status}`);
       }
       const body = await readBody(req);
