@@ -142,7 +142,19 @@ export async function startE2e(opts: E2eOptions): Promise<E2eRun> {
       const hellos = c.hellos.length;
       const a = startAgentProcess(cfg, args, { nodeArgs: o.nodeArgs, env: o.env });
       agents.push(a);
-      if (o.waitHello !== false) await waitFor(() => c.hellos.length > hellos, WAIT_MS, 'the agent to say hello');
+      if (o.waitHello === false) return a;
+      // An agent that died or never connected fails here with what it said, not a bare timeout.
+      let exit: number | null | undefined;
+      void a.exited.then((code) => (exit = code));
+      try {
+        await waitFor(() => {
+          if (exit !== undefined) throw new Error(`the agent exited (${exit}) before its hello`);
+          return c.hellos.length > hellos;
+        }, WAIT_MS, 'the agent to say hello');
+      } catch (err) {
+        const said = a.logs.slice(-15).map((l) => `${l.level ?? ''} ${l.msg ?? ''} ${l.err ? JSON.stringify(l.err).slice(0, 300) : ''}`).join('\n');
+        throw new Error(`${(err as Error).message}\nlast log lines:\n${said}\nstderr:\n${a.stderr().slice(-2000)}`);
+      }
       return a;
     },
     track,
